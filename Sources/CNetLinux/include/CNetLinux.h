@@ -1,0 +1,40 @@
+#ifndef CNETLINUX_H
+#define CNETLINUX_H
+// Linux socket interfaces that Swift's Glibc module leaves out: splice(2) and
+// pipe sizing need _GNU_SOURCE, and the MPTCP / netfilter constants live in
+// uapi headers that clash with <netinet/*> when both are imported.
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <linux/mptcp.h>
+
+#define CNET_IPPROTO_MPTCP        262
+#define CNET_SOL_MPTCP            284
+#define CNET_MPTCP_INFO           1
+#define CNET_MPTCP_TCPINFO        2
+#define CNET_MPTCP_SUBFLOW_ADDRS  3
+#define CNET_MPTCP_FULL_INFO      4
+#define CNET_TCP_IS_MPTCP         43  /* Linux 6.7+: 1 when the socket runs MPTCP, 0 after fallback */
+#define CNET_TCP_FASTOPEN_CONNECT 30
+#define CNET_SO_ORIGINAL_DST      80  /* same value for IPv4 and IP6T_SO_ORIGINAL_DST */
+#define CNET_IP_TRANSPARENT       19
+#define CNET_IPV6_TRANSPARENT     75
+#define CNET_SPLICE_F_MOVE        1
+#define CNET_SPLICE_F_NONBLOCK    2
+#define CNET_MPTCP_INFO_FLAG_FALLBACK 1
+
+/// splice(2) between two descriptors without offsets (sockets and pipes).
+ssize_t cnet_splice(int fd_in, int fd_out, size_t len, unsigned int flags);
+/// fcntl(F_SETPIPE_SZ); returns the size the kernel granted or -1.
+int cnet_set_pipe_size(int fd, int size);
+/// fcntl(F_GETPIPE_SZ).
+int cnet_get_pipe_size(int fd);
+/// pipe2 with O_NONBLOCK | O_CLOEXEC.
+int cnet_pipe_nonblocking(int fds[2]);
+/// eventfd(0, EFD_CLOEXEC): the wake-up channel from the control thread to a worker ring.
+int cnet_eventfd(void);
+/// pthread_tryjoin_np: 0 when the thread has exited and was joined.
+int cnet_thread_tryjoin(unsigned long thread);
+#endif

@@ -1,0 +1,171 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemPackage
+
+/// An IPv4 or IPv6 socket address, stored as the kernel's own structure so it can be
+/// handed to `connect(2)` or an io_uring SQE without conversion.
+public enum SocketAddress: Sendable, Equatable, Hashable, CustomStringConvertible {
+    case v4(sockaddr_in)
+    case v6(sockaddr_in6)
+
+    public enum ParseError: Error, Equatable, CustomStringConvertible {
+        case missingPort(String)
+        case badPort(String)
+        case badHost(String)
+
+        public var description: String {
+            switch self {
+            case .missingPort(let s): return "'\(s)' has no port: write HOST:PORT, or [IPv6]:PORT"
+            case .badPort(let s): return "'\(s)' has a bad port: use a number from 0 to 65535"
+            case .badHost(let s): return "'\(s)' is not an IPv4 or IPv6 literal (host names are not resolved)"
+            }
+        }
+    }
+
+    /// Parses `1.2.3.4:80`, `[::1]:443` or `*:80` / `:80` (IPv6 wildcard, dual-stack).
+    public init(parsing text: String) throws(ParseError) {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw .badHost(text) }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { throw .missingPort(text) }
+            portText = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { throw .missingPort(text) }
+            host = text[..<colon]
+            if host.contains(":") { throw .badHost(text + " (put IPv6 addresses in brackets: [::1]:443)") }
+            portText = text[text.index(after: colon)...]
+        }
+        guard let port = UInt16(portText) else {
+            throw portText.isEmpty ? .missingPort(text) : .badPort(text)
+        }
+        guard let address = SocketAddress(host: String(host), port: port) else { throw .badHost(text) }
+        self = address
+    }
+
+    /// Builds an address from a numeric host literal; `""` and `*` mean the IPv6 wildcard.
+    public init?(host: String, port: UInt16) {
+        let literal = (host.isEmpty || host == "*") ? "::" : host
+        var in4 = in_addr()
+        if inet_pton(AF_INET, literal, &in4) == 1 {
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_port = port.bigEndian
+            sa.sin_addr = in4
+            self = .v4(sa)
+            return
+        }
+        var in6 = in6_addr()
+        if inet_pton(AF_INET6, literal, &in6) == 1 {
+            var sa = sockaddr_in6()
+            sa.sin6_family = sa_family_t(AF_INET6)
+            sa.sin6_port = port.bigEndian
+            sa.sin6_addr = in6
+            self = .v6(sa)
+            return
+        }
+        return nil
+    }
+
+    /// Reads an address the kernel filled in; nil for families other than IPv4/IPv6.
+    public init?(storage: UnsafeRawPointer) {
+        switch Int32(storage.load(as: sockaddr.self).sa_family) {
+        case AF_INET: self = .v4(storage.loadUnaligned(as: sockaddr_in.self))
+        case AF_INET6:
+            let sa6 = storage.loadUnaligned(as: sockaddr_in6.self)
+            // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d; report it as IPv4.
+            let w = sa6.sin6_addr.__in6_u.__u6_addr32
+            if w.0 == 0 && w.1 == 0 && w.2 == UInt32(0x0000_ffff).bigEndian {
+                var sa = sockaddr_in()
+                sa.sin_family = sa_family_t(AF_INET)
+                sa.sin_port = sa6.sin6_port
+                sa.sin_addr.s_addr = w.3
+                self = .v4(sa)
+            } else {
+                self = .v6(sa6)
+            }
+        default: return nil
+        }
+    }
+
+    public var family: Int32 {
+        switch self {
+        case .v4: return AF_INET
+        case .v6: return AF_INET6
+        }
+    }
+
+    public var port: UInt16 {
+        switch self {
+        case .v4(let sa): return UInt16(bigEndian: sa.sin_port)
+        case .v6(let sa): return UInt16(bigEndian: sa.sin6_port)
+        }
+    }
+
+    /// The host part as text, without brackets.
+    public var host: String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        switch self {
+        case .v4(var sa): inet_ntop(AF_INET, &sa.sin_addr, &buffer, socklen_t(buffer.count))
+        case .v6(var sa): inet_ntop(AF_INET6, &sa.sin6_addr, &buffer, socklen_t(buffer.count))
+        }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public var description: String {
+        switch self {
+        case .v4: return "\(host):\(port)"
+        case .v6: return "[\(host)]:\(port)"
+        }
+    }
+
+    /// True for 0.0.0.0 and ::.
+    public var isWildcard: Bool {
+        switch self {
+        case .v4(let sa): return sa.sin_addr.s_addr == 0
+        case .v6(let sa):
+            let w = sa.sin6_addr.__in6_u.__u6_addr32
+            return w.0 == 0 && w.1 == 0 && w.2 == 0 && w.3 == 0
+        }
+    }
+
+    public var length: socklen_t {
+        switch self {
+        case .v4: return socklen_t(MemoryLayout<sockaddr_in>.size)
+        case .v6: return socklen_t(MemoryLayout<sockaddr_in6>.size)
+        }
+    }
+
+    /// Calls `body` with a `sockaddr` pointer valid only for the duration of the call.
+    public func withSockaddr<R, E: Error>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(E) -> R) throws(E) -> R {
+        var storage = sockaddr_storage()
+        let length = write(to: &storage)
+        return try withUnsafePointer(to: &storage) { (p) throws(E) -> R in
+            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(E) -> R in try body(sa, length) }
+        }
+    }
+
+    /// Copies the address into caller-owned storage (stable memory for asynchronous operations).
+    @discardableResult
+    public func write(to storage: UnsafeMutablePointer<sockaddr_storage>) -> socklen_t {
+        UnsafeMutableRawPointer(storage).initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<sockaddr_storage>.size)
+        switch self {
+        case .v4(let sa): UnsafeMutableRawPointer(storage).storeBytes(of: sa, as: sockaddr_in.self)
+        case .v6(let sa): UnsafeMutableRawPointer(storage).storeBytes(of: sa, as: sockaddr_in6.self)
+        }
+        return length
+    }
+
+    public static func == (a: SocketAddress, b: SocketAddress) -> Bool {
+        a.family == b.family && a.port == b.port && a.host == b.host
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(family)
+        hasher.combine(port)
+        hasher.combine(host)
+    }
+}

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetLinux
+import SystemPackage
+
+/// A pipe used as the in-kernel buffer of one relay direction.
+struct SplicePipe {
+    var readEnd: Int32
+    var writeEnd: Int32
+    static let none = SplicePipe(readEnd: -1, writeEnd: -1)
+    var isValid: Bool { readEnd >= 0 }
+}
+
+/// Pipes are taken only while bytes are in flight and returned when empty, so an idle
+/// connection holds none; a few empty ones are kept for reuse to save pipe2+fcntl calls.
+final class PipePool {
+    private var idle: [SplicePipe]
+    private let keepIdle: Int
+    let size: Int
+    private(set) var inUse = 0
+
+    init(size: Int, keepIdle: Int) {
+        self.size = size
+        self.keepIdle = keepIdle
+        idle = []
+        idle.reserveCapacity(keepIdle)
+    }
+
+    deinit {
+        for p in idle { close(p.readEnd); close(p.writeEnd) }
+    }
+
+    /// An empty pipe, or the errno of pipe2 (EMFILE/ENFILE when descriptors run out).
+    func take() throws(Errno) -> SplicePipe {
+        if let p = idle.popLast() { inUse += 1; return p }
+        var fds: (Int32, Int32) = (-1, -1)
+        let rc = withUnsafeMutableBytes(of: &fds) { cnet_pipe_nonblocking($0.baseAddress!.assumingMemoryBound(to: Int32.self)) }
+        if rc != 0 { throw Errno(rawValue: errno) }
+        // The kernel may grant less than asked (fs.pipe-max-size, per-user limits); any size works.
+        _ = cnet_set_pipe_size(fds.0, Int32(size))
+        inUse += 1
+        return SplicePipe(readEnd: fds.0, writeEnd: fds.1)
+    }
+
+    /// Returns a pipe. One that may still hold bytes is closed, never reused: its
+    /// leftovers would leak into another connection.
+    func give(_ pipe: SplicePipe, empty: Bool) {
+        guard pipe.isValid else { return }
+        inUse -= 1
+        if empty && idle.count < keepIdle {
+            idle.append(pipe)
+        } else {
+            close(pipe.readEnd)
+            close(pipe.writeEnd)
+        }
+    }
+
+    var idleCount: Int { idle.count }
+}

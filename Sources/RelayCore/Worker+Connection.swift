@@ -1,0 +1,160 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetLinux
+import Logging
+import MPTCPSocket
+import SystemPackage
+import URing
+
+extension Worker {
+    /// Takes an accepted client: finds its destination, opens the MPTCP upstream socket
+    /// and submits the connect, linked to the connect timeout.
+    func startConnection(client: Int32, listener li: Int) {
+        guard let slot = table.allocate() else {
+            _ = try? Socket.setResetOnClose(FileDescriptor(rawValue: client))
+            close(client)
+            return
+        }
+        sequence += 1
+        counters.add(.accepted, 1)
+        let c = table[slot]
+        c.pointee.phase = .connecting
+        c.pointee.sequence = sequence
+        c.pointee.listener = li
+        c.pointee.client = client
+        c.pointee.openedAt = now
+        c.pointee.lastActive = now
+        UnsafeMutableRawPointer(&c.pointee.peer).copyMemory(from: listeners[li].peer, byteCount: MemoryLayout<sockaddr_storage>.size)
+        let clientFD = FileDescriptor(rawValue: client)
+        _ = try? Socket.setOption(clientFD, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+
+        let destination: SocketAddress
+        switch resolveDestination(client: clientFD, listener: listeners[li].settings) {
+        case .success(let d): destination = d
+        case .failure(let refusal):
+            counters.add(.refused, 1)
+            failBeforeConnect(slot, reason: .refused(refusal.text))
+            return
+        }
+        let upstream: FileDescriptor
+        do {
+            (upstream, c.pointee.upstreamProtocol) = try Socket.openStream(family: destination.family, preferMPTCP: settings.upstreamMPTCP)
+        } catch {
+            if error == .tooManyOpenFiles || error == .tooManyOpenFilesInSystem { pauseAccepting(error.rawValue) }
+            failBeforeConnect(slot, reason: .resources(error.rawValue))
+            return
+        }
+        c.pointee.upstream = upstream.rawValue
+        _ = try? Socket.setOption(upstream, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+        c.pointee.targetLength = destination.write(to: &c.pointee.target)
+        ring.connect(upstream.rawValue, address: UnsafeRawPointer(&c.pointee.target), length: c.pointee.targetLength,
+                     userData: OperationToken(.connect, index: slot).raw,
+                     timeout: settings.connectTimeout > 0 ? connectTimeoutSpec : nil,
+                     timeoutUserData: OperationToken(.connectTimeout, index: slot).raw)
+        c.pointee.pending += settings.connectTimeout > 0 ? 2 : 1
+    }
+
+    private func failBeforeConnect(_ slot: Int32, reason: CloseReason) {
+        beginClose(slot, reason: reason, reset: true)
+    }
+
+    /// Every completion that names a connection slot comes through here.
+    func connectionOperationCompleted(_ kind: OperationToken.Kind, slot: Int32, direction d: Int, _ result: Int32) {
+        let c = table[slot]
+        c.pointee.pending -= 1
+        if kind == .pollIn || kind == .pollOut || kind == .spliceIn || kind == .spliceOut {
+            withDirection(c, d) { $0.busy = false }
+        }
+        if c.pointee.phase == .closing {
+            if c.pointee.pending == 0 { finish(slot) }
+            return
+        }
+        switch kind {
+        case .connect: connectCompleted(slot, result)
+        case .connectTimeout: break  // -ETIME when it fired; the connect then completes with -ECANCELED
+        case .pollIn:
+            withDirection(c, d) { $0.drained = false }
+            pump(slot, d)
+        case .pollOut: pump(slot, d)
+        case .spliceIn:
+            if readCompleted(slot, d, result) { pump(slot, d) }
+        case .spliceOut:
+            if writeCompleted(slot, d, result) { pump(slot, d) }
+        default: break
+        }
+    }
+
+    private func connectCompleted(_ slot: Int32, _ result: Int32) {
+        let c = table[slot]
+        if result < 0 {
+            let reason: CloseReason = result == -ECANCELED ? .connectTimeout : .connectFailed(-result)
+            counters.add(.connectFailures, 1)
+            beginClose(slot, reason: reason, reset: true)
+            return
+        }
+        c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
+        counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
+        logger.info("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) upstream=\(targetText(c)) \(c.pointee.status)")
+        c.pointee.phase = .relaying
+        c.pointee.lastActive = now
+        c.pointee.up = Direction(source: c.pointee.client, sink: c.pointee.upstream)
+        c.pointee.down = Direction(source: c.pointee.upstream, sink: c.pointee.client)
+        pump(slot, 0)
+        pump(slot, 1)
+    }
+
+    /// Starts closing: with `reset`, both sockets close with RST (SO_LINGER 0) so that a
+    /// peer's reset or a failure reaches the other side as a reset, not as a clean EOF.
+    func beginClose(_ slot: Int32, reason: CloseReason, reset: Bool) {
+        let c = table[slot]
+        guard c.pointee.phase != .closing && c.pointee.phase != .free else { return }
+        c.pointee.phase = .closing
+        c.pointee.reason = reason
+        c.pointee.resetOnClose = reset
+        if c.pointee.pending == 0 {
+            finish(slot)
+            return
+        }
+        // Polls and connects hold the sockets open until they complete: cancel them.
+        for fd in [c.pointee.client, c.pointee.upstream] where fd >= 0 {
+            ring.cancelAll(on: fd, userData: OperationToken(.cancel).raw)
+        }
+    }
+
+    /// No operation names the slot any more: close descriptors, return pipes, log, reuse.
+    private func finish(_ slot: Int32) {
+        let c = table[slot]
+        let up = c.pointee.up
+        let down = c.pointee.down
+        var subflows = ""
+        if c.pointee.status == .active, let info = try? MPTCP.info(of: FileDescriptor(rawValue: c.pointee.upstream)) {
+            subflows = " subflows=\(info.subflows)"
+        }
+        let seconds = Double(now - c.pointee.openedAt) / 1e9
+        let line: Logger.Message = "closed conn=\(index).\(c.pointee.sequence) \(c.pointee.reason.text) up=\(up.bytes) down=\(down.bytes) ms=\(Int(seconds * 1000))\(subflows)"
+        switch c.pointee.reason {
+        case .completed, .idleTimeout: logger.info(line)
+        default: logger.notice(line)
+        }
+        for fd in [c.pointee.client, c.pointee.upstream] where fd >= 0 {
+            if c.pointee.resetOnClose { _ = try? Socket.setResetOnClose(FileDescriptor(rawValue: fd)) }
+            close(fd)
+        }
+        pipes.give(up.pipe, empty: up.inPipe == 0)
+        pipes.give(down.pipe, empty: down.inPipe == 0)
+        counters.add(.closed, 1)
+        counters.add(.bytesUp, up.bytes)
+        counters.add(.bytesDown, down.bytes)
+        table.release(slot)
+        connectionSlotFreed()
+    }
+
+    private func peerText(_ c: UnsafeMutablePointer<Connection>) -> String {
+        withUnsafePointer(to: &c.pointee.peer) { SocketAddress(storage: UnsafeRawPointer($0))?.description ?? "?" }
+    }
+
+    private func targetText(_ c: UnsafeMutablePointer<Connection>) -> String {
+        withUnsafePointer(to: &c.pointee.target) { SocketAddress(storage: UnsafeRawPointer($0))?.description ?? "?" }
+    }
+}

@@ -1,0 +1,148 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetLinux
+import MPTCPSocket
+import URing
+import SystemPackage
+
+/// The data path: per direction, splice source -> pipe, then pipe -> sink, with the
+/// ring reporting readiness. A short transfer is normal; EAGAIN means "wait for poll".
+extension Worker {
+    @inline(__always)
+    func withDirection<R>(_ c: UnsafeMutablePointer<Connection>, _ d: Int, _ body: (inout Direction) -> R) -> R {
+        d == 0 ? body(&c.pointee.up) : body(&c.pointee.down)
+    }
+
+    private static let spliceFlags = UInt32(CNET_SPLICE_F_MOVE | CNET_SPLICE_F_NONBLOCK)
+
+    /// Moves a direction forward until it must wait for the kernel.
+    func pump(_ slot: Int32, _ d: Int) {
+        let c = table[slot]
+        while c.pointee.phase == .relaying {
+            let step = withDirection(c, d) { dir -> Step in
+                if dir.busy || dir.finished { return .wait }
+                if dir.inPipe > 0 { return .write(dir.pipe.readEnd, dir.sink, dir.inPipe) }
+                if dir.sourceEOF { return .passEOF(dir.sink) }
+                if dir.drained {
+                    // Idle direction: its pipe goes back to the pool while it waits.
+                    pipes.give(dir.pipe, empty: true)
+                    dir.pipe = .none
+                    return .pollIn(dir.source)
+                }
+                if !dir.pipe.isValid {
+                    do throws(Errno) { dir.pipe = try pipes.take() } catch { return .outOfPipes(error.rawValue) }
+                }
+                return .read(dir.source, dir.pipe.writeEnd)
+            }
+            switch step {
+            case .wait:
+                return
+            case .pollIn(let fd):
+                arm(.pollIn, slot, d, fd, events: UInt32(POLLIN) | 0x2000 /* POLLRDHUP */)
+                return
+            case .passEOF(let sink):
+                passEOF(slot, d, sink)
+                return
+            case .outOfPipes(let code):
+                if code == EMFILE || code == ENFILE { pauseAccepting(code) }
+                beginClose(slot, reason: .resources(code), reset: true)
+                return
+            case .read(let source, let pipeIn):
+                if settings.spliceEngine == .ring {
+                    submit(.spliceIn, slot, d) { ring.splice(from: source, to: pipeIn, length: UInt32(pipes.size), flags: Self.spliceFlags, userData: $0) }
+                    return
+                }
+                let n = cnet_splice(source, pipeIn, pipes.size, Self.spliceFlags)
+                if !readCompleted(slot, d, n >= 0 ? Int32(n) : -errno) { return }
+            case .write(let pipeOut, let sink, let count):
+                if settings.spliceEngine == .ring {
+                    submit(.spliceOut, slot, d) { ring.splice(from: pipeOut, to: sink, length: UInt32(count), flags: Self.spliceFlags, userData: $0) }
+                    return
+                }
+                let n = cnet_splice(pipeOut, sink, count, Self.spliceFlags)
+                if !writeCompleted(slot, d, n >= 0 ? Int32(n) : -errno) { return }
+            }
+        }
+    }
+
+    private enum Step {
+        case wait
+        case pollIn(Int32)
+        case passEOF(Int32)
+        case outOfPipes(Int32)
+        case read(Int32, Int32)
+        case write(Int32, Int32, Int)
+    }
+
+    /// Result of a source -> pipe splice; false when the direction must stop here.
+    func readCompleted(_ slot: Int32, _ d: Int, _ result: Int32) -> Bool {
+        let c = table[slot]
+        if result > 0 {
+            c.pointee.lastActive = now
+            withDirection(c, d) { dir in
+                dir.inPipe += Int(result)
+                dir.bytes += UInt64(result)
+                // A read shorter than the pipe most likely emptied the socket: poll before the next.
+                dir.drained = Int(result) < pipes.size
+            }
+            return true
+        }
+        if result == 0 {
+            withDirection(c, d) { $0.sourceEOF = true }
+            return true
+        }
+        if result == -EAGAIN {
+            withDirection(c, d) { $0.drained = true }
+            return true
+        }
+        let code = -result
+        beginClose(slot, reason: d == 0 ? .resetByClient(code) : .resetByUpstream(code), reset: true)
+        return false
+    }
+
+    /// Result of a pipe -> sink splice; false when the direction must stop here.
+    func writeCompleted(_ slot: Int32, _ d: Int, _ result: Int32) -> Bool {
+        let c = table[slot]
+        if result > 0 {
+            c.pointee.lastActive = now
+            withDirection(c, d) { $0.inPipe -= Int(result) }
+            return true
+        }
+        if result == -EAGAIN || result == 0 {
+            // The sink's send buffer is full: backpressure, nothing more is read meanwhile.
+            let sink = withDirection(c, d) { $0.sink }
+            arm(.pollOut, slot, d, sink, events: UInt32(POLLOUT))
+            return false
+        }
+        let code = -result
+        beginClose(slot, reason: d == 0 ? .resetByUpstream(code) : .resetByClient(code), reset: true)
+        return false
+    }
+
+    /// The source sent FIN and the pipe is empty: pass the half-close on with shutdown(SHUT_WR).
+    private func passEOF(_ slot: Int32, _ d: Int, _ sink: Int32) {
+        let c = table[slot]
+        shutdown(sink, Int32(SHUT_WR))
+        withDirection(c, d) { dir in
+            dir.finished = true
+            pipes.give(dir.pipe, empty: true)
+            dir.pipe = .none
+        }
+        if c.pointee.up.finished && c.pointee.down.finished {
+            beginClose(slot, reason: .completed, reset: false)
+        }
+    }
+
+    private func arm(_ kind: OperationToken.Kind, _ slot: Int32, _ d: Int, _ fd: Int32, events: UInt32) {
+        submit(kind, slot, d) { ring.poll(fd, events: events, userData: $0) }
+    }
+
+    @inline(__always)
+    private func submit(_ kind: OperationToken.Kind, _ slot: Int32, _ d: Int, _ prepare: (UInt64) -> Void) {
+        let c = table[slot]
+        prepare(OperationToken(kind, index: slot, direction: d).raw)
+        c.pointee.pending += 1
+        withDirection(c, d) { $0.busy = true }
+    }
+}

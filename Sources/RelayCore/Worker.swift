@@ -1,0 +1,251 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetLinux
+import Logging
+import MPTCPSocket
+import SystemPackage
+import URing
+
+/// Commands the control thread sends a worker through its eventfd.
+enum WorkerCommand: UInt64 {
+    case stop = 1       // stop accepting, let connections finish within the grace period
+    case abort = 1000   // a second signal: reset what is left and exit now
+}
+
+/// A listening socket as one worker holds it (each worker has its own SO_REUSEPORT socket).
+struct WorkerListener {
+    let settings: ListenerSettings
+    var fd: Int32
+    var armed = false
+    let peer: UnsafeMutablePointer<sockaddr_storage>
+    let peerLength: UnsafeMutablePointer<UInt32>
+}
+
+/// One event loop on one thread with its own ring, connections and pipes.
+/// Nothing here is shared with other workers, so the data path takes no locks.
+final class Worker {
+    let index: Int
+    let settings: RelaySettings
+    let ring: Ring
+    var logger: Logger
+    var listeners: [WorkerListener]
+    let table: ConnectionTable
+    let pipes: PipePool
+    let counters: WorkerCounters
+    let wakeFD: Int32
+    private let wakeBuffer: UnsafeMutablePointer<UInt64>
+    private let tickSpec: UnsafeMutablePointer<RingTimespec>
+    let connectTimeoutSpec: UnsafeMutablePointer<RingTimespec>
+    private let backoffSpec: UnsafeMutablePointer<RingTimespec>
+    private var backoffArmed = false
+    var acceptPausedSince: Int64? = nil
+    /// Monotonic nanoseconds, read once per completion batch.
+    var now: Int64 = 0
+    var stopping = false
+    private var stopDeadline: Int64 = 0
+    var sequence: UInt64 = 0
+    let maxConnections: Int
+    let localAddresses: LocalAddresses
+
+    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], wakeFD: Int32, counters: WorkerCounters, localAddresses: LocalAddresses, logger: Logger) throws(RingError) {
+        self.localAddresses = localAddresses
+        self.index = index
+        self.settings = settings
+        self.wakeFD = wakeFD
+        self.counters = counters
+        self.logger = logger
+        ring = try Ring(entries: settings.ringEntries)
+        maxConnections = max(1, (settings.maxConnections + settings.workers - 1) / settings.workers)
+        table = ConnectionTable(capacity: maxConnections)
+        pipes = PipePool(size: settings.pipeSize, keepIdle: 64)
+        listeners = zip(settings.listeners, listenerFDs).map { config, fd in
+            WorkerListener(settings: config, fd: fd, peer: .allocate(capacity: 1), peerLength: .allocate(capacity: 1))
+        }
+        wakeBuffer = .allocate(capacity: 1)
+        tickSpec = .allocate(capacity: 1)
+        tickSpec.initialize(to: RingTimespec(seconds: 1, nanoseconds: 0))
+        connectTimeoutSpec = .allocate(capacity: 1)
+        connectTimeoutSpec.initialize(to: RingTimespec(duration: settings.connectTimeout))
+        backoffSpec = .allocate(capacity: 1)
+        backoffSpec.initialize(to: RingTimespec(seconds: 0, nanoseconds: 100_000_000))
+    }
+
+    deinit {
+        for l in listeners {
+            if l.fd >= 0 { close(l.fd) }
+            l.peer.deallocate()
+            l.peerLength.deallocate()
+        }
+        wakeBuffer.deallocate()
+        tickSpec.deallocate()
+        connectTimeoutSpec.deallocate()
+        backoffSpec.deallocate()
+    }
+
+    /// Runs until a stop command has been handled and every connection is gone.
+    func run() {
+        refreshClock()
+        ring.read(wakeFD, into: wakeBuffer, length: 8, userData: OperationToken(.wake).raw)
+        ring.timeout(tickSpec, userData: OperationToken(.tick).raw)
+        armAccepts()
+        while !(stopping && table.active == 0) {
+            do {
+                try ring.submitAndWait(1)
+            } catch {
+                logger.critical("io_uring_enter failed: \(error); worker \(index) exits")
+                return
+            }
+            refreshClock()
+            _ = ring.drainCompletions { userData, result, _ in
+                self.dispatch(OperationToken(raw: userData), result)
+            }
+        }
+        logger.debug("worker \(index) stopped")
+    }
+
+    private func refreshClock() {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+        now = Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    private func dispatch(_ token: OperationToken, _ result: Int32) {
+        guard let kind = token.kind else { return }
+        switch kind {
+        case .accept: acceptCompleted(listener: Int(token.index), result)
+        case .acceptResume:
+            backoffArmed = false
+            armAccepts()
+        case .connect, .connectTimeout, .pollIn, .pollOut, .spliceIn, .spliceOut:
+            connectionOperationCompleted(kind, slot: token.index, direction: token.direction, result)
+        case .wake: wakeCompleted(result)
+        case .tick: tick()
+        case .cancel: break
+        }
+    }
+
+    // MARK: - Control
+
+    private func wakeCompleted(_ result: Int32) {
+        let value = wakeBuffer.pointee
+        if result == 8, let command = WorkerCommand(rawValue: min(value, WorkerCommand.abort.rawValue)) {
+            switch command {
+            case .stop: beginStop(grace: settings.gracePeriod)
+            case .abort: beginStop(grace: 0)
+            }
+        }
+        ring.read(wakeFD, into: wakeBuffer, length: 8, userData: OperationToken(.wake).raw)
+    }
+
+    private func beginStop(grace: Double) {
+        if !stopping {
+            stopping = true
+            for i in listeners.indices where listeners[i].fd >= 0 {
+                if listeners[i].armed {
+                    ring.cancel(userData: OperationToken(.accept, index: Int32(i)).raw, userData: OperationToken(.cancel).raw)
+                }
+                // The pending accept keeps its own file reference until the cancel lands.
+                close(listeners[i].fd)
+                listeners[i].fd = -1
+            }
+            stopDeadline = now + Int64(grace * 1e9)
+        } else {
+            stopDeadline = min(stopDeadline, now + Int64(grace * 1e9))
+        }
+        if grace == 0 { abortAll() }
+    }
+
+    private func tick() {
+        ring.timeout(tickSpec, userData: OperationToken(.tick).raw)
+        if stopping && now >= stopDeadline {
+            abortAll()
+        }
+        if settings.idleTimeout > 0 {
+            let limit = Int64(settings.idleTimeout * 1e9)
+            for i in 0..<table.capacity {
+                let c = table.slots + i
+                if c.pointee.phase == .relaying && now - c.pointee.lastActive > limit {
+                    beginClose(Int32(i), reason: .idleTimeout, reset: false)
+                }
+            }
+        }
+    }
+
+    private func abortAll() {
+        for i in 0..<table.capacity {
+            let phase = table.slots[i].phase
+            if phase == .relaying || phase == .connecting {
+                beginClose(Int32(i), reason: .shutdown, reset: true)
+            }
+        }
+    }
+
+    // MARK: - Accepting
+
+    /// Arms one accept per listener unless paused by the connection limit or a descriptor shortage.
+    func armAccepts() {
+        guard !stopping, acceptPausedSince == nil || !backoffArmed else { return }
+        for i in listeners.indices where !listeners[i].armed && listeners[i].fd >= 0 {
+            if table.active + armedCount() >= maxConnections { break }
+            listeners[i].peerLength.pointee = UInt32(MemoryLayout<sockaddr_storage>.size)
+            ring.accept(listeners[i].fd, address: UnsafeMutableRawPointer(listeners[i].peer), length: listeners[i].peerLength,
+                        userData: OperationToken(.accept, index: Int32(i)).raw)
+            listeners[i].armed = true
+        }
+    }
+
+    private func armedCount() -> Int { listeners.reduce(0) { $0 + ($1.armed ? 1 : 0) } }
+
+    private func acceptCompleted(listener li: Int, _ result: Int32) {
+        listeners[li].armed = false
+        if result >= 0 {
+            if acceptPausedSince != nil {
+                logger.notice("accepting again after descriptor shortage")
+                acceptPausedSince = nil
+            }
+            if stopping || listeners[li].fd < 0 {
+                close(result)
+            } else {
+                startConnection(client: result, listener: li)
+            }
+            armAccepts()
+            return
+        }
+        let code = -result
+        switch code {
+        case ECANCELED where stopping:
+            return
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+            pauseAccepting(code)
+        case EAGAIN, EINTR, ECONNABORTED, EPROTO, EPERM:
+            armAccepts()
+        default:
+            // Unknown trouble: retry after the backoff instead of spinning on it.
+            logger.error("accept on \(listeners[li].settings.address) failed: \(errnoText(code))")
+            pauseAccepting(code)
+        }
+    }
+
+    /// Stops accepting for a moment; resumes on the backoff timer or when a connection closes.
+    func pauseAccepting(_ code: Int32) {
+        if acceptPausedSince == nil {
+            acceptPausedSince = now
+            counters.add(.acceptPauses, 1)
+            logger.warning("accept paused: \(errnoText(code)); resuming when descriptors free up (raise LimitNOFILE / ulimit -n)")
+        }
+        if !backoffArmed {
+            backoffArmed = true
+            ring.timeout(backoffSpec, userData: OperationToken(.acceptResume).raw)
+        }
+    }
+
+    /// A closed connection freed descriptors: try accepting again at once.
+    func connectionSlotFreed() {
+        if acceptPausedSince != nil {
+            backoffArmed = false
+            acceptPausedSince = nil
+        }
+        armAccepts()
+    }
+}

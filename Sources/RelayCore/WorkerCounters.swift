@@ -1,0 +1,49 @@
+import Synchronization
+
+/// Counters a worker writes and the control thread reads (status, metrics, tests).
+/// Each worker has its own instance, so writers never contend; relaxed atomics suffice.
+public final class WorkerCounters: Sendable {
+    public enum Name: CaseIterable, Sendable {
+        case accepted, closed, connectFailures, mptcpUpstreams, fallbackUpstreams, acceptPauses, bytesUp, bytesDown, refused
+    }
+
+    private let accepted = Atomic<UInt64>(0)
+    private let closed = Atomic<UInt64>(0)
+    private let connectFailures = Atomic<UInt64>(0)
+    private let mptcpUpstreams = Atomic<UInt64>(0)
+    private let fallbackUpstreams = Atomic<UInt64>(0)
+    private let acceptPauses = Atomic<UInt64>(0)
+    private let bytesUp = Atomic<UInt64>(0)
+    private let bytesDown = Atomic<UInt64>(0)
+    private let refused = Atomic<UInt64>(0)
+
+    public init() {}
+
+    public func add(_ name: Name, _ value: UInt64) {
+        switch name {
+        case .accepted: accepted.add(value, ordering: .relaxed)
+        case .closed: closed.add(value, ordering: .relaxed)
+        case .connectFailures: connectFailures.add(value, ordering: .relaxed)
+        case .mptcpUpstreams: mptcpUpstreams.add(value, ordering: .relaxed)
+        case .fallbackUpstreams: fallbackUpstreams.add(value, ordering: .relaxed)
+        case .acceptPauses: acceptPauses.add(value, ordering: .relaxed)
+        case .bytesUp: bytesUp.add(value, ordering: .relaxed)
+        case .bytesDown: bytesDown.add(value, ordering: .relaxed)
+        case .refused: refused.add(value, ordering: .relaxed)
+        }
+    }
+
+    public func value(_ name: Name) -> UInt64 {
+        switch name {
+        case .accepted: return accepted.load(ordering: .relaxed)
+        case .closed: return closed.load(ordering: .relaxed)
+        case .connectFailures: return connectFailures.load(ordering: .relaxed)
+        case .mptcpUpstreams: return mptcpUpstreams.load(ordering: .relaxed)
+        case .fallbackUpstreams: return fallbackUpstreams.load(ordering: .relaxed)
+        case .acceptPauses: return acceptPauses.load(ordering: .relaxed)
+        case .bytesUp: return bytesUp.load(ordering: .relaxed)
+        case .bytesDown: return bytesDown.load(ordering: .relaxed)
+        case .refused: return refused.load(ordering: .relaxed)
+        }
+    }
+}
