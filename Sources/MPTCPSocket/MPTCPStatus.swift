@@ -26,7 +26,8 @@ public enum MPTCPStatus: Sendable, Equatable, CustomStringConvertible {
 
 /// The MPTCP-level counters of one connection (`struct mptcp_info`, MPTCP_INFO).
 public struct MPTCPInfo: Sendable {
-    public var subflows: Int
+    /// Subflows the path manager added beyond the initial one (`mptcpi_subflows`).
+    public var additionalSubflows: Int
     public var addAddrSignal: Int
     public var addAddrAccepted: Int
     public var localAddrUsed: Int
@@ -59,9 +60,9 @@ public enum MPTCP {
         var len = socklen_t(MemoryLayout<mptcp_info>.size)
         try syscallRetrying { getsockopt(fd.rawValue, CNET_SOL_MPTCP, CNET_MPTCP_INFO, &raw, &len) }
         // A short answer (optlen 0) is what a fallen-back socket returns on some kernels.
-        if len == 0 { return MPTCPInfo(subflows: 0, addAddrSignal: 0, addAddrAccepted: 0, localAddrUsed: 0, flags: UInt32(CNET_MPTCP_INFO_FLAG_FALLBACK)) }
+        if len == 0 { return MPTCPInfo(additionalSubflows: 0, addAddrSignal: 0, addAddrAccepted: 0, localAddrUsed: 0, flags: UInt32(CNET_MPTCP_INFO_FLAG_FALLBACK)) }
         return MPTCPInfo(
-            subflows: Int(raw.mptcpi_subflows),
+            additionalSubflows: Int(raw.mptcpi_subflows),
             addAddrSignal: Int(raw.mptcpi_add_addr_signal),
             addAddrAccepted: Int(raw.mptcpi_add_addr_accepted),
             localAddrUsed: Int(raw.mptcpi_local_addr_used),

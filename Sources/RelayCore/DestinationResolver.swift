@@ -42,8 +42,10 @@ extension Worker {
     func resolveDestination(client: FileDescriptor, listener: ListenerSettings) -> Result<SocketAddress, Refusal> {
         let destination: SocketAddress
         switch listener.mode {
-        case .forward(let upstream):
+        case .forward(let upstream), .server(let upstream):
             return .success(upstream)
+        case .tunnelServer:
+            return .failure(Refusal(text: "tunnel destinations come from the header"))
         case .transparent:
             guard let local = try? Socket.localAddress(client) else {
                 return .failure(Refusal(text: "no local address on the intercepted socket"))

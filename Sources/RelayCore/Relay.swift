@@ -34,16 +34,16 @@ private final class WorkerLaunch: @unchecked Sendable {
     let index: Int
     let settings: RelaySettings
     let listenerFDs: [Int32]
-    let wakeFD: Int32
+    let mailbox: WorkerMailbox
     let counters: WorkerCounters
     let localAddresses: LocalAddresses
     let logger: Logger
 
-    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], wakeFD: Int32, counters: WorkerCounters, localAddresses: LocalAddresses, logger: Logger) {
+    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], mailbox: WorkerMailbox, counters: WorkerCounters, localAddresses: LocalAddresses, logger: Logger) {
         self.index = index
         self.settings = settings
         self.listenerFDs = listenerFDs
-        self.wakeFD = wakeFD
+        self.mailbox = mailbox
         self.counters = counters
         self.localAddresses = localAddresses
         self.logger = logger
@@ -51,7 +51,7 @@ private final class WorkerLaunch: @unchecked Sendable {
 
     func run() {
         do {
-            let worker = try Worker(index: index, settings: settings, listenerFDs: listenerFDs, wakeFD: wakeFD,
+            let worker = try Worker(index: index, settings: settings, listenerFDs: listenerFDs, mailbox: mailbox,
                                     counters: counters, localAddresses: localAddresses, logger: logger)
             worker.run()
         } catch {
@@ -65,12 +65,15 @@ private final class WorkerLaunch: @unchecked Sendable {
 /// spreads connections without a shared accept queue), runs one worker thread each, and
 /// turns SIGTERM/SIGINT into a graceful stop.
 public final class Relay {
-    public let settings: RelaySettings
+    public private(set) var settings: RelaySettings
     public let counters: [WorkerCounters]
     private let logger: Logger
     private var threads: [pthread_t] = []
-    private var wakeFDs: [Int32] = []
+    private var mailboxes: [WorkerMailbox] = []
     private var joined: [Bool] = []
+    /// Mirrors each worker's listener array (nil where a reload removed one), so a reload
+    /// can name the sockets to keep by index.
+    private var listenerSlots: [ListenerSettings?] = []
 
     public init(settings: RelaySettings, logger: Logger) {
         self.settings = settings
@@ -94,15 +97,14 @@ public final class Relay {
         var set = Self.controlSignals
         pthread_sigmask(SIG_BLOCK, &set, nil)
 
-        let perWorker = try bindListeners()
+        let perWorker = try bindListeners(settings.listeners)
+        listenerSlots = settings.listeners
         let localAddresses = LocalAddresses.current()
         for i in 0..<settings.workers {
-            let wake = cnet_eventfd()
-            if wake < 0 { throw .eventfd(Errno(rawValue: errno)) }
-            wakeFDs.append(wake)
-            var workerLogger = logger
-            workerLogger[metadataKey: "worker"] = "\(i)"
-            let launch = WorkerLaunch(index: i, settings: settings, listenerFDs: perWorker[i], wakeFD: wake,
+            let mailbox: WorkerMailbox
+            do { mailbox = try WorkerMailbox() } catch { throw .eventfd(error) }
+            mailboxes.append(mailbox)
+            let launch = WorkerLaunch(index: i, settings: settings, listenerFDs: perWorker[i], mailbox: mailbox,
                                       counters: counters[i], localAddresses: localAddresses, logger: logger)
             var thread = pthread_t()
             let box = Unmanaged.passRetained(launch).toOpaque()
@@ -122,15 +124,16 @@ public final class Relay {
 
     /// For each worker, one socket per listener. A probe bind without SO_REUSEPORT first,
     /// so a port already held (even by another SO_REUSEPORT group) is an error, not silently shared.
-    private func bindListeners() throws(RelayError) -> [[Int32]] {
+    private func bindListeners(_ wanted: [ListenerSettings]) throws(RelayError) -> [[Int32]] {
         var perWorker: [[Int32]] = Array(repeating: [], count: settings.workers)
-        for l in settings.listeners {
+        for l in wanted {
             let transparent = l.mode == .transparent
             do {
-                let probe = try Socket.listen(on: l.address, backlog: 1, reusePort: false, transparent: transparent)
+                let mptcp = l.mode.acceptsMPTCP
+                let probe = try Socket.listen(on: l.address, backlog: 1, reusePort: false, transparent: transparent, preferMPTCP: mptcp)
                 try? probe.close()
                 for w in 0..<settings.workers {
-                    perWorker[w].append(try Socket.listen(on: l.address, reusePort: true, transparent: transparent).rawValue)
+                    perWorker[w].append(try Socket.listen(on: l.address, reusePort: true, transparent: transparent, preferMPTCP: mptcp).rawValue)
                 }
             } catch {
                 for fds in perWorker { for fd in fds { close(fd) } }
@@ -140,20 +143,58 @@ public final class Relay {
         return perWorker
     }
 
-    /// Asks every worker to stop: `.stop` keeps connections for the grace period, `.abort` resets them.
-    func send(_ command: WorkerCommand) {
-        for fd in wakeFDs {
-            var value = command.rawValue
-            _ = write(fd, &value, 8)
-        }
+    /// Stops accepting and lets connections finish within the grace period, or resets them now.
+    public func requestStop(immediately: Bool = false) {
+        for m in mailboxes { m.post { immediately ? ($0.abort = true) : ($0.stop = true) } }
     }
 
-    /// Stops accepting and lets connections finish within the grace period.
-    public func requestStop(immediately: Bool = false) { send(immediately ? .abort : .stop) }
+    /// Applies new settings without touching established connections: listeners whose
+    /// address and socket kind are unchanged keep their sockets, new ones are bound first
+    /// (so a bad new listener leaves the running config as it was), removed ones close.
+    public func reload(_ next: RelaySettings) throws(RelayError) {
+        var next = next
+        if next.workers != settings.workers {
+            logger.notice("reload: the worker count (\(settings.workers) -> \(next.workers)) changes only on restart")
+            next.workers = settings.workers
+        }
+        func sameSocket(_ a: ListenerSettings, _ b: ListenerSettings) -> Bool {
+            a.address == b.address && (a.mode == .transparent) == (b.mode == .transparent) && a.mode.acceptsMPTCP == b.mode.acceptsMPTCP
+        }
+        var plan: [ReloadPlan.Socket?] = []
+        var fresh: [ListenerSettings] = []
+        var kept = Set<Int>()
+        for l in next.listeners {
+            if let i = listenerSlots.indices.first(where: { !kept.contains($0) && listenerSlots[$0].map { sameSocket($0, l) } == true }) {
+                kept.insert(i)
+                plan.append(.keep(i))
+            } else {
+                plan.append(nil)
+                fresh.append(l)
+            }
+        }
+        let opened = try bindListeners(fresh)
+        for (w, mailbox) in mailboxes.enumerated() {
+            var freshIndex = 0
+            let sockets: [ReloadPlan.Socket] = plan.map { entry in
+                if let entry { return entry }
+                defer { freshIndex += 1 }
+                return .open(opened[w][freshIndex])
+            }
+            let workerPlan = ReloadPlan(settings: next, listeners: sockets)
+            mailbox.post { $0.reload = workerPlan }
+        }
+        let removed = listenerSlots.compactMap { $0 }.count - kept.count
+        listenerSlots = listenerSlots.indices.map { i in
+            guard kept.contains(i), let p = plan.firstIndex(where: { if case .keep(i) = $0 { return true } else { return false } }) else { return nil }
+            return next.listeners[p]
+        } + fresh
+        settings = next
+        logger.notice("reloaded: \(next.listeners.count) listener(s): \(kept.count) kept, \(fresh.count) new, \(removed) closed")
+    }
 
     /// Control loop for the main thread: handles signals until every worker has exited.
     /// `onReload` runs on SIGHUP. Returns the process exit status.
-    public func runUntilStopped(onReload: (() -> Void)? = nil) -> Int32 {
+    public func runUntilStopped(onReload: (() -> Void)? = nil, onStopping: (() -> Void)? = nil) -> Int32 {
         var set = Self.controlSignals
         var stops = 0
         while true {
@@ -162,11 +203,12 @@ public final class Relay {
             if sig == SIGTERM || sig == SIGINT {
                 stops += 1
                 if stops == 1 {
+                    onStopping?()
                     logger.notice("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"): no new connections, open ones get \(settings.gracePeriod) s (signal again to reset them now)")
-                    send(.stop)
+                    requestStop()
                 } else {
                     logger.notice("second stop signal: resetting open connections")
-                    send(.abort)
+                    requestStop(immediately: true)
                 }
             } else if sig == SIGHUP {
                 if let onReload { onReload() } else { logger.notice("SIGHUP: nothing to reload (no config file)") }
@@ -176,7 +218,6 @@ public final class Relay {
             }
             if !joined.isEmpty && joined.allSatisfy({ $0 }) { break }
         }
-        for fd in wakeFDs { close(fd) }
         logger.notice("stopped: \(total(.accepted)) connections accepted, \(total(.bytesUp) + total(.bytesDown)) bytes relayed")
         return 0
     }

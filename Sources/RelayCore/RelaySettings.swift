@@ -5,28 +5,81 @@ import MPTCPSocket
 
 /// Where a listener's connections go.
 public enum ListenerMode: Sendable, Equatable, CustomStringConvertible {
-    /// Every connection goes to one fixed upstream.
+    /// Plain TCP in, MPTCP out to one fixed upstream.
     case forward(upstream: SocketAddress)
     /// nftables/iptables TPROXY: the upstream is the accepted socket's local address.
     case transparent
     /// NAT REDIRECT: the upstream comes from SO_ORIGINAL_DST.
     case redirect
+    /// The far end: MPTCP in (TCP clients too), plain TCP out to a fixed backend.
+    case server(backend: SocketAddress)
+    /// The aggregation server: MPTCP in, each connection names its destination in a
+    /// tunnel header, plain TCP out.
+    case tunnelServer
 
     public var description: String {
         switch self {
         case .forward(let upstream): return "forward to \(upstream)"
         case .transparent: return "transparent (TPROXY)"
         case .redirect: return "redirect (SO_ORIGINAL_DST)"
+        case .server(let backend): return "server to \(backend)"
+        case .tunnelServer: return "tunnel server"
         }
+    }
+
+    /// Server modes accept MPTCP and speak plain TCP to what is behind them.
+    public var acceptsMPTCP: Bool {
+        switch self {
+        case .server, .tunnelServer: return true
+        default: return false
+        }
+    }
+
+    /// Whether the listener needs the original destination of intercepted traffic.
+    public var intercepts: Bool { self == .transparent || self == .redirect }
+}
+
+/// An address-prefix rule: `10.0.0.0/8`, `fd00::/8`.
+public struct AddressPrefix: Sendable, Equatable, CustomStringConvertible {
+    public var address: SocketAddress
+    public var length: Int
+    public init(address: SocketAddress, length: Int) {
+        self.address = address
+        self.length = length
+    }
+    public var description: String { "\(address.host)/\(length)" }
+}
+
+/// Tunnel parameters of a listener (see docs/tunnel-protocol.md).
+public struct TunnelSettings: Sendable, Equatable {
+    /// Pre-shared key, read from a file by the caller (never from the command line).
+    public var key: [UInt8]
+    /// Client side: the aggregation server every intercepted connection goes through.
+    public var via: SocketAddress?
+    /// Server side: destinations allowed despite the default denials, and extra denials.
+    public var allow: [AddressPrefix] = []
+    public var deny: [AddressPrefix] = []
+    /// Client side: send the header in the SYN with TCP Fast Open where the kernel can.
+    public var fastOpen = true
+    public init(key: [UInt8], via: SocketAddress? = nil) {
+        self.key = key
+        self.via = via
     }
 }
 
 public struct ListenerSettings: Sendable, Equatable {
     public var address: SocketAddress
     public var mode: ListenerMode
-    public init(address: SocketAddress, mode: ListenerMode) {
+    /// Transparent/redirect listeners with a tunnel carry connections to `tunnel.via`;
+    /// a tunnel server checks headers with `tunnel.key`.
+    public var tunnel: TunnelSettings?
+    /// Server mode: send a PROXY protocol v2 header to the backend.
+    public var proxyProtocol = false
+    public init(address: SocketAddress, mode: ListenerMode, tunnel: TunnelSettings? = nil, proxyProtocol: Bool = false) {
         self.address = address
         self.mode = mode
+        self.tunnel = tunnel
+        self.proxyProtocol = proxyProtocol
     }
 }
 
@@ -53,7 +106,8 @@ public struct RelaySettings: Sendable {
     /// Connections across all workers; accepting pauses at the limit.
     public var maxConnections: Int = 8192
     public var spliceEngine: SpliceEngine = .inline
-    /// Ask for MPTCP on the upstream side (falls back to TCP when the kernel refuses).
+    /// Ask for MPTCP on the upstream side of client-side modes (falls back to TCP when
+    /// the kernel refuses). Server modes always speak plain TCP to their backends.
     public var upstreamMPTCP: Bool = true
     public var ringEntries: UInt32 = 1024
 

@@ -39,7 +39,8 @@ extension Worker {
         }
         let upstream: FileDescriptor
         do {
-            (upstream, c.pointee.upstreamProtocol) = try Socket.openStream(family: destination.family, preferMPTCP: settings.upstreamMPTCP)
+            (upstream, c.pointee.upstreamProtocol) = try Socket.openStream(family: destination.family,
+                preferMPTCP: settings.upstreamMPTCP && !listeners[li].settings.mode.acceptsMPTCP)
         } catch {
             if error == .tooManyOpenFiles || error == .tooManyOpenFilesInSystem { pauseAccepting(error.rawValue) }
             failBeforeConnect(slot, reason: .resources(error.rawValue))
@@ -129,7 +130,7 @@ extension Worker {
         let down = c.pointee.down
         var subflows = ""
         if c.pointee.status == .active, let info = try? MPTCP.info(of: FileDescriptor(rawValue: c.pointee.upstream)) {
-            subflows = " subflows=\(info.subflows)"
+            subflows = " subflows=\(1 + info.additionalSubflows)"
         }
         let seconds = Double(now - c.pointee.openedAt) / 1e9
         let line: Logger.Message = "closed conn=\(index).\(c.pointee.sequence) \(c.pointee.reason.text) up=\(up.bytes) down=\(down.bytes) ms=\(Int(seconds * 1000))\(subflows)"

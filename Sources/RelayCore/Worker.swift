@@ -7,33 +7,33 @@ import MPTCPSocket
 import SystemPackage
 import URing
 
-/// Commands the control thread sends a worker through its eventfd.
-enum WorkerCommand: UInt64 {
-    case stop = 1       // stop accepting, let connections finish within the grace period
-    case abort = 1000   // a second signal: reset what is left and exit now
-}
-
 /// A listening socket as one worker holds it (each worker has its own SO_REUSEPORT socket).
 struct WorkerListener {
-    let settings: ListenerSettings
+    var settings: ListenerSettings
     var fd: Int32
     var armed = false
-    let peer: UnsafeMutablePointer<sockaddr_storage>
-    let peerLength: UnsafeMutablePointer<UInt32>
+    /// Where the kernel writes the peer address of the accept in flight.
+    let peer: UnsafeMutablePointer<sockaddr_storage> = .allocate(capacity: 1)
+    let peerLength: UnsafeMutablePointer<UInt32> = .allocate(capacity: 1)
+
+    init(settings: ListenerSettings, fd: Int32) {
+        self.settings = settings
+        self.fd = fd
+    }
 }
 
 /// One event loop on one thread with its own ring, connections and pipes.
 /// Nothing here is shared with other workers, so the data path takes no locks.
 final class Worker {
     let index: Int
-    let settings: RelaySettings
+    var settings: RelaySettings
     let ring: Ring
     var logger: Logger
     var listeners: [WorkerListener]
     let table: ConnectionTable
     let pipes: PipePool
     let counters: WorkerCounters
-    let wakeFD: Int32
+    let mailbox: WorkerMailbox
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
     private let tickSpec: UnsafeMutablePointer<RingTimespec>
     let connectTimeoutSpec: UnsafeMutablePointer<RingTimespec>
@@ -45,23 +45,21 @@ final class Worker {
     var stopping = false
     private var stopDeadline: Int64 = 0
     var sequence: UInt64 = 0
-    let maxConnections: Int
+    var maxConnections: Int
     let localAddresses: LocalAddresses
 
-    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], wakeFD: Int32, counters: WorkerCounters, localAddresses: LocalAddresses, logger: Logger) throws(RingError) {
+    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], mailbox: WorkerMailbox, counters: WorkerCounters, localAddresses: LocalAddresses, logger: Logger) throws(RingError) {
         self.localAddresses = localAddresses
         self.index = index
         self.settings = settings
-        self.wakeFD = wakeFD
+        self.mailbox = mailbox
         self.counters = counters
         self.logger = logger
         ring = try Ring(entries: settings.ringEntries)
         maxConnections = max(1, (settings.maxConnections + settings.workers - 1) / settings.workers)
         table = ConnectionTable(capacity: maxConnections)
         pipes = PipePool(size: settings.pipeSize, keepIdle: 64)
-        listeners = zip(settings.listeners, listenerFDs).map { config, fd in
-            WorkerListener(settings: config, fd: fd, peer: .allocate(capacity: 1), peerLength: .allocate(capacity: 1))
-        }
+        listeners = zip(settings.listeners, listenerFDs).map { config, fd in WorkerListener(settings: config, fd: fd) }
         wakeBuffer = .allocate(capacity: 1)
         tickSpec = .allocate(capacity: 1)
         tickSpec.initialize(to: RingTimespec(seconds: 1, nanoseconds: 0))
@@ -86,7 +84,7 @@ final class Worker {
     /// Runs until a stop command has been handled and every connection is gone.
     func run() {
         refreshClock()
-        ring.read(wakeFD, into: wakeBuffer, length: 8, userData: OperationToken(.wake).raw)
+        ring.read(mailbox.eventFD, into: wakeBuffer, length: 8, userData: OperationToken(.wake).raw)
         ring.timeout(tickSpec, userData: OperationToken(.tick).raw)
         armAccepts()
         while !(stopping && table.active == 0) {
@@ -128,14 +126,43 @@ final class Worker {
     // MARK: - Control
 
     private func wakeCompleted(_ result: Int32) {
-        let value = wakeBuffer.pointee
-        if result == 8, let command = WorkerCommand(rawValue: min(value, WorkerCommand.abort.rawValue)) {
-            switch command {
-            case .stop: beginStop(grace: settings.gracePeriod)
-            case .abort: beginStop(grace: 0)
+        let requests = mailbox.take()
+        if let plan = requests.reload, !stopping { applyReload(plan) }
+        if requests.abort {
+            beginStop(grace: 0)
+        } else if requests.stop {
+            beginStop(grace: settings.gracePeriod)
+        }
+        ring.read(mailbox.eventFD, into: wakeBuffer, length: 8, userData: OperationToken(.wake).raw)
+    }
+
+    /// Swaps in new settings; established connections keep running untouched. Listeners
+    /// that disappeared stop accepting; indices of old listeners stay valid for accepts in flight.
+    private func applyReload(_ plan: ReloadPlan) {
+        var next: [WorkerListener] = []
+        var kept = Set<Int>()
+        for (config, socket) in zip(plan.settings.listeners, plan.listeners) {
+            switch socket {
+            case .keep(let i):
+                listeners[i].settings = config
+                kept.insert(i)
+            case .open(let fd):
+                next.append(WorkerListener(settings: config, fd: fd))
             }
         }
-        ring.read(wakeFD, into: wakeBuffer, length: 8, userData: OperationToken(.wake).raw)
+        for i in listeners.indices where !kept.contains(i) && listeners[i].fd >= 0 {
+            if listeners[i].armed {
+                ring.cancel(userData: OperationToken(.accept, index: Int32(i)).raw, userData: OperationToken(.cancel).raw)
+            }
+            close(listeners[i].fd)
+            listeners[i].fd = -1
+        }
+        listeners.append(contentsOf: next)
+        let capacity = table.capacity
+        settings = plan.settings
+        connectTimeoutSpec.pointee = RingTimespec(duration: settings.connectTimeout)
+        maxConnections = min(capacity, max(1, (settings.maxConnections + settings.workers - 1) / settings.workers))
+        armAccepts()
     }
 
     private func beginStop(grace: Double) {
@@ -199,23 +226,22 @@ final class Worker {
 
     private func acceptCompleted(listener li: Int, _ result: Int32) {
         listeners[li].armed = false
+        if stopping || listeners[li].fd < 0 {
+            // Stopped or removed by a reload: the cancel landed, or a client slipped in just before.
+            if result >= 0 { close(result) }
+            return
+        }
         if result >= 0 {
             if acceptPausedSince != nil {
                 logger.notice("accepting again after descriptor shortage")
                 acceptPausedSince = nil
             }
-            if stopping || listeners[li].fd < 0 {
-                close(result)
-            } else {
-                startConnection(client: result, listener: li)
-            }
+            startConnection(client: result, listener: li)
             armAccepts()
             return
         }
         let code = -result
         switch code {
-        case ECANCELED where stopping:
-            return
         case EMFILE, ENFILE, ENOBUFS, ENOMEM:
             pauseAccepting(code)
         case EAGAIN, EINTR, ECONNABORTED, EPROTO, EPERM:

@@ -1,0 +1,52 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetLinux
+import Synchronization
+import SystemPackage
+
+/// What a reload changes in one worker: the new settings, and for every listener of the
+/// new settings either the index of a socket the worker already has or a new socket.
+struct ReloadPlan: Sendable {
+    enum Socket: Sendable {
+        case keep(Int)      // index into the worker's current listeners
+        case open(Int32)    // a freshly bound socket
+    }
+    let settings: RelaySettings
+    let listeners: [Socket]
+}
+
+/// The control thread's way into a worker: requests wait here and an eventfd write wakes the
+/// ring. The lock is taken only on these rare control events, never on the data path.
+final class WorkerMailbox: Sendable {
+    struct Requests: Sendable {
+        var stop = false
+        var abort = false
+        var reload: ReloadPlan? = nil
+    }
+
+    let eventFD: Int32
+    private let pending = Mutex(Requests())
+
+    init() throws(Errno) {
+        let fd = cnet_eventfd()
+        if fd < 0 { throw Errno(rawValue: errno) }
+        eventFD = fd
+    }
+
+    deinit { close(eventFD) }
+
+    func post(_ change: (inout Requests) -> Void) {
+        pending.withLock { change(&$0) }
+        var one: UInt64 = 1
+        _ = write(eventFD, &one, 8)
+    }
+
+    func take() -> Requests {
+        pending.withLock { r in
+            let taken = r
+            r = Requests()
+            return taken
+        }
+    }
+}

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MPTCPSocket
+import Testing
+@testable import RelayCore
+
+@Suite struct OperationTokenTests {
+    @Test func roundTripsEveryField() {
+        let t = OperationToken(.spliceOut, index: 123_456, direction: 1)
+        let back = OperationToken(raw: t.raw)
+        #expect(back.kind == .spliceOut)
+        #expect(back.index == 123_456)
+        #expect(back.direction == 1)
+        #expect(OperationToken(raw: 0).kind == nil)
+    }
+}
+
+@Suite struct ConnectionTableTests {
+    @Test func allocatesUntilFullAndReusesReleasedSlots() {
+        let table = ConnectionTable(capacity: 3)
+        let a = table.allocate(), b = table.allocate(), c = table.allocate()
+        #expect([a, b, c].compactMap { $0 }.count == 3)
+        #expect(table.isFull)
+        #expect(table.allocate() == nil)
+        table.release(b!)
+        #expect(table.active == 2)
+        #expect(table.allocate() == b)
+        #expect(table[b!].pointee.phase == .free)
+    }
+}
+
+@Suite struct PipePoolTests {
+    private func openDescriptors() -> Int {
+        (try? FileManagerLite.count("/proc/self/fd")) ?? -1
+    }
+
+    @Test func reusesEmptyPipesAndClosesDirtyOnes() throws {
+        let pool = PipePool(size: 65536, keepIdle: 1)
+        let p1 = try pool.take()
+        #expect(p1.isValid)
+        pool.give(p1, empty: true)
+        #expect(pool.idleCount == 1)
+        let p2 = try pool.take()
+        #expect(p2.readEnd == p1.readEnd)
+        // A pipe that may hold bytes must never serve another connection.
+        pool.give(p2, empty: false)
+        #expect(pool.idleCount == 0)
+        #expect(fcntl(p2.readEnd, F_GETFD) == -1)
+        #expect(pool.inUse == 0)
+    }
+
+    @Test func beyondKeepIdlePipesAreClosed() throws {
+        let pool = PipePool(size: 65536, keepIdle: 1)
+        let a = try pool.take(), b = try pool.take()
+        pool.give(a, empty: true)
+        pool.give(b, empty: true)
+        #expect(pool.idleCount == 1)
+        #expect(fcntl(b.readEnd, F_GETFD) == -1)
+    }
+}
+
+/// Minimal directory counting without Foundation.
+enum FileManagerLite {
+    static func count(_ path: String) throws -> Int {
+        guard let dir = opendir(path) else { return -1 }
+        defer { closedir(dir) }
+        var n = 0
+        while readdir(dir) != nil { n += 1 }
+        return n
+    }
+}
+
+@Suite struct LoopGuardTests {
+    let local = LocalAddresses(hosts: ["192.168.50.1", "10.1.0.1", "::1"])
+
+    @Test func refusesTheListenerItself() throws {
+        let listener = try SocketAddress(parsing: "[::]:7000")
+        #expect(local.loops(try SocketAddress(parsing: "192.168.50.1:7000"), into: listener))
+        #expect(local.loops(try SocketAddress(parsing: "[::1]:7000"), into: listener))
+    }
+
+    @Test func relaysOtherDestinations() throws {
+        let listener = try SocketAddress(parsing: "[::]:7000")
+        #expect(!local.loops(try SocketAddress(parsing: "192.168.50.1:80"), into: listener))
+        #expect(!local.loops(try SocketAddress(parsing: "203.0.113.9:7000"), into: listener))
+        let specific = try SocketAddress(parsing: "192.168.50.1:7000")
+        #expect(!local.loops(try SocketAddress(parsing: "10.1.0.1:7000"), into: specific))
+    }
+}
