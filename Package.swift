@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // Kernel interfaces reached from C: liburing and the Linux socket headers Glibc's module omits.
@@ -32,12 +34,22 @@ let package = Package(
         ]),
         .target(name: "URing", dependencies: ["CURing"]),
         .target(name: "RelayCore", dependencies: [
-            "URing", "MPTCPSocket", "CNetLinux",
+            "URing", "MPTCPSocket", "CNetLinux", "TunnelProtocol",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
+        // Config file (TOML) -> RelaySettings, and the nftables rules a config needs.
+        .target(name: "RelayConfig", dependencies: [
+            "RelayCore", "MPTCPSocket", "TunnelProtocol",
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+        // Wire format of the gateway <-> aggregation server tunnel header (RFC 8803 based).
+        .target(name: "TunnelProtocol", dependencies: [
+            "MPTCPSocket",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .executableTarget(name: "mptcp-relay", dependencies: [
-            "RelayCore", "MPTCPSocket",
+            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -55,6 +67,9 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MPTCPSocketTests", dependencies: ["MPTCPSocket"]),
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
+        .testTarget(name: "RelayConfigTests", dependencies: ["RelayConfig", "RelayCore", "MPTCPSocket"]),
+        .testTarget(name: "TunnelProtocolTests", dependencies: ["TunnelProtocol"]),
+        .testTarget(name: "GatewayTests", dependencies: ["TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
     ]
 )

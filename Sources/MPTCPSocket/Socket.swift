@@ -127,6 +127,20 @@ public enum Socket {
         }
     }
 
+    /// getifaddrs(3): every IPv4/IPv6 address on this host's interfaces.
+    public static func interfaceAddresses() -> [SocketAddress] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return [] }
+        defer { freeifaddrs(list) }
+        var out: [SocketAddress] = []
+        for entry in sequence(first: first, next: { $0.pointee.ifa_next }) {
+            if let sa = entry.pointee.ifa_addr, let address = SocketAddress(storage: UnsafeRawPointer(sa)) {
+                out.append(address)
+            }
+        }
+        return out
+    }
+
     /// shutdown(2).
     public static func shutdown(_ fd: FileDescriptor, how: Int32) throws(Errno) {
         try syscallRetrying { Glibc.shutdown(fd.rawValue, how) }

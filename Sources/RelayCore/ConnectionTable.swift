@@ -47,10 +47,20 @@ struct Direction {
     var sourceEOF = false
     /// EOF was passed on (shutdown(SHUT_WR) on the sink).
     var finished = false
+    /// A handshake buffer (HandshakeBuffers index) or -1. Bytes [prefixStart, prefixEnd)
+    /// go to the sink before any spliced byte: a header the relay adds, or bytes it read
+    /// while looking for one.
+    var buffer: Int32 = -1
+    var prefixStart = 0
+    var prefixEnd = 0
+    /// Gateway side of a tunnel: the server's reply header must be read off the source
+    /// before relaying; `bufferFill` bytes of it have arrived.
+    var expectReply = false
+    var bufferFill = 0
 }
 
 struct Connection {
-    enum Phase { case free, connecting, relaying, closing }
+    enum Phase { case free, readingHeader, connecting, relaying, closing }
     var phase = Phase.free
     var sequence: UInt64 = 0
     var listener: Int = 0
@@ -68,6 +78,9 @@ struct Connection {
     var target = sockaddr_storage()
     var targetLength: UInt32 = 0
     var nextFree: Int32 = -1
+    /// Tunnel: where the client wants to go (the header's Connect TLV, or the intercepted
+    /// original destination on the gateway).
+    var destination = sockaddr_storage()
     var up = Direction()    // client -> upstream
     var down = Direction()  // upstream -> client
 }

@@ -15,19 +15,7 @@ struct LocalAddresses: Sendable {
     let hosts: Set<String>
 
     static func current() -> LocalAddresses {
-        var hosts: Set<String> = ["127.0.0.1", "::1", "0.0.0.0", "::"]
-        var list: UnsafeMutablePointer<ifaddrs>? = nil
-        if getifaddrs(&list) == 0 {
-            var p = list
-            while let entry = p {
-                if let sa = entry.pointee.ifa_addr, let address = SocketAddress(storage: UnsafeRawPointer(sa)) {
-                    hosts.insert(address.host)
-                }
-                p = entry.pointee.ifa_next
-            }
-            freeifaddrs(list)
-        }
-        return LocalAddresses(hosts: hosts)
+        LocalAddresses(hosts: Set(["127.0.0.1", "::1", "0.0.0.0", "::"] + Socket.interfaceAddresses().map(\.host)))
     }
 
     /// True when `destination` would reach `listener` itself.

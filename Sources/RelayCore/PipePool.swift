@@ -13,7 +13,8 @@ struct SplicePipe {
 }
 
 /// Pipes are taken only while bytes are in flight and returned when empty, so an idle
-/// connection holds none; a few empty ones are kept for reuse to save pipe2+fcntl calls.
+/// connection holds none; a few empty ones are kept for reuse to save pipe2+fcntl calls,
+/// and trimmed on the worker's tick so they do not outlive the traffic.
 final class PipePool {
     private var idle: [SplicePipe]
     private let keepIdle: Int
@@ -57,4 +58,13 @@ final class PipePool {
     }
 
     var idleCount: Int { idle.count }
+
+    /// Closes spare pipes beyond as many as are in use now: a burst's pipes stay for the
+    /// next burst, and once traffic stops every pipe is gone by the next trim.
+    func trim() {
+        while idle.count > inUse, let p = idle.popLast() {
+            close(p.readEnd)
+            close(p.writeEnd)
+        }
+    }
 }

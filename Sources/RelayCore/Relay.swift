@@ -37,9 +37,11 @@ private final class WorkerLaunch: @unchecked Sendable {
     let mailbox: WorkerMailbox
     let counters: WorkerCounters
     let localAddresses: LocalAddresses
+    let tunnelContext: TunnelContext
     let logger: Logger
 
-    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], mailbox: WorkerMailbox, counters: WorkerCounters, localAddresses: LocalAddresses, logger: Logger) {
+    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], mailbox: WorkerMailbox, counters: WorkerCounters, localAddresses: LocalAddresses, tunnelContext: TunnelContext, logger: Logger) {
+        self.tunnelContext = tunnelContext
         self.index = index
         self.settings = settings
         self.listenerFDs = listenerFDs
@@ -52,7 +54,7 @@ private final class WorkerLaunch: @unchecked Sendable {
     func run() {
         do {
             let worker = try Worker(index: index, settings: settings, listenerFDs: listenerFDs, mailbox: mailbox,
-                                    counters: counters, localAddresses: localAddresses, logger: logger)
+                                    counters: counters, localAddresses: localAddresses, tunnelContext: tunnelContext, logger: logger)
             worker.run()
         } catch {
             logger.critical("worker \(index): io_uring setup failed: \(error) (is io_uring disabled by sysctl kernel.io_uring_disabled or seccomp?)")
@@ -100,12 +102,13 @@ public final class Relay {
         let perWorker = try bindListeners(settings.listeners)
         listenerSlots = settings.listeners
         let localAddresses = LocalAddresses.current()
+        let tunnelContext = TunnelContext(serverAddresses: Socket.interfaceAddresses())
         for i in 0..<settings.workers {
             let mailbox: WorkerMailbox
             do { mailbox = try WorkerMailbox() } catch { throw .eventfd(error) }
             mailboxes.append(mailbox)
             let launch = WorkerLaunch(index: i, settings: settings, listenerFDs: perWorker[i], mailbox: mailbox,
-                                      counters: counters[i], localAddresses: localAddresses, logger: logger)
+                                      counters: counters[i], localAddresses: localAddresses, tunnelContext: tunnelContext, logger: logger)
             var thread = pthread_t()
             let box = Unmanaged.passRetained(launch).toOpaque()
             let rc = pthread_create(&thread, nil, { arg in
@@ -133,7 +136,12 @@ public final class Relay {
                 let probe = try Socket.listen(on: l.address, backlog: 1, reusePort: false, transparent: transparent, preferMPTCP: mptcp)
                 try? probe.close()
                 for w in 0..<settings.workers {
-                    perWorker[w].append(try Socket.listen(on: l.address, reusePort: true, transparent: transparent, preferMPTCP: mptcp).rawValue)
+                    let fd = try Socket.listen(on: l.address, reusePort: true, transparent: transparent, preferMPTCP: mptcp)
+                    if l.mode == .tunnelServer {
+                        // Gateways send their header in the SYN; accept it there (TCP_FASTOPEN queue).
+                        try? Socket.setOption(fd, level: Int32(IPPROTO_TCP), name: CNET_TCP_FASTOPEN, value: 256)
+                    }
+                    perWorker[w].append(fd.rawValue)
                 }
             } catch {
                 for fds in perWorker { for fd in fds { close(fd) } }

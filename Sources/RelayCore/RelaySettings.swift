@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MPTCPSocket
+import TunnelProtocol
 
 /// Where a listener's connections go.
 public enum ListenerMode: Sendable, Equatable, CustomStringConvertible {
@@ -39,21 +40,13 @@ public enum ListenerMode: Sendable, Equatable, CustomStringConvertible {
     public var intercepts: Bool { self == .transparent || self == .redirect }
 }
 
-/// An address-prefix rule: `10.0.0.0/8`, `fd00::/8`.
-public struct AddressPrefix: Sendable, Equatable, CustomStringConvertible {
-    public var address: SocketAddress
-    public var length: Int
-    public init(address: SocketAddress, length: Int) {
-        self.address = address
-        self.length = length
-    }
-    public var description: String { "\(address.host)/\(length)" }
-}
+/// An address-prefix rule: `10.0.0.0/8`, `fd00::/8` (the tunnel policy's own type).
+public typealias AddressPrefix = IPPrefix
 
 /// Tunnel parameters of a listener (see docs/tunnel-protocol.md).
 public struct TunnelSettings: Sendable, Equatable {
     /// Pre-shared key, read from a file by the caller (never from the command line).
-    public var key: [UInt8]
+    public var key: TunnelKey
     /// Client side: the aggregation server every intercepted connection goes through.
     public var via: SocketAddress?
     /// Server side: destinations allowed despite the default denials, and extra denials.
@@ -61,9 +54,14 @@ public struct TunnelSettings: Sendable, Equatable {
     public var deny: [AddressPrefix] = []
     /// Client side: send the header in the SYN with TCP Fast Open where the kernel can.
     public var fastOpen = true
-    public init(key: [UInt8], via: SocketAddress? = nil) {
+    public init(key: TunnelKey, via: SocketAddress? = nil) {
         self.key = key
         self.via = via
+    }
+
+    /// Keys compare by id (a hash of the key): settings never hold two keys with one id.
+    public static func == (a: TunnelSettings, b: TunnelSettings) -> Bool {
+        a.key.id == b.key.id && a.via == b.via && a.allow == b.allow && a.deny == b.deny && a.fastOpen == b.fastOpen
     }
 }
 

@@ -8,8 +8,8 @@ import SystemPackage
 import URing
 
 extension Worker {
-    /// Takes an accepted client: finds its destination, opens the MPTCP upstream socket
-    /// and submits the connect, linked to the connect timeout.
+    /// Takes an accepted client: finds where it goes (fixed upstream, original destination,
+    /// or a tunnel header still to read) and starts the upstream connect.
     func startConnection(client: Int32, listener li: Int) {
         guard let slot = table.allocate() else {
             _ = try? Socket.setResetOnClose(FileDescriptor(rawValue: client))
@@ -28,36 +28,55 @@ extension Worker {
         UnsafeMutableRawPointer(&c.pointee.peer).copyMemory(from: listeners[li].peer, byteCount: MemoryLayout<sockaddr_storage>.size)
         let clientFD = FileDescriptor(rawValue: client)
         _ = try? Socket.setOption(clientFD, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+        let listener = listeners[li].settings
 
+        if listener.mode == .tunnelServer {
+            c.pointee.phase = .readingHeader
+            c.pointee.up.buffer = handshakeBuffers.take()
+            readTunnelHeader(slot)
+            return
+        }
         let destination: SocketAddress
-        switch resolveDestination(client: clientFD, listener: listeners[li].settings) {
+        switch resolveDestination(client: clientFD, listener: listener) {
         case .success(let d): destination = d
         case .failure(let refusal):
             counters.add(.refused, 1)
-            failBeforeConnect(slot, reason: .refused(refusal.text))
+            beginClose(slot, reason: .refused(refusal.text), reset: true)
             return
         }
+        destination.write(to: &c.pointee.destination)
+        if let tunnel = listener.tunnel, let via = tunnel.via, listener.mode.intercepts {
+            dial(slot, to: via, mptcp: true, fastOpen: tunnel.fastOpen)
+            prepareTunnelRequest(slot, destination: destination, key: tunnel.key)
+        } else {
+            dial(slot, to: destination, mptcp: settings.upstreamMPTCP && !listener.mode.acceptsMPTCP, fastOpen: false)
+        }
+    }
+
+    /// Opens the upstream socket and submits its connect, linked to the connect timeout.
+    func dial(_ slot: Int32, to destination: SocketAddress, mptcp: Bool, fastOpen: Bool) {
+        let c = table[slot]
+        c.pointee.phase = .connecting
         let upstream: FileDescriptor
         do {
-            (upstream, c.pointee.upstreamProtocol) = try Socket.openStream(family: destination.family,
-                preferMPTCP: settings.upstreamMPTCP && !listeners[li].settings.mode.acceptsMPTCP)
+            (upstream, c.pointee.upstreamProtocol) = try Socket.openStream(family: destination.family, preferMPTCP: mptcp)
         } catch {
             if error == .tooManyOpenFiles || error == .tooManyOpenFilesInSystem { pauseAccepting(error.rawValue) }
-            failBeforeConnect(slot, reason: .resources(error.rawValue))
+            beginClose(slot, reason: .resources(error.rawValue), reset: true)
             return
         }
         c.pointee.upstream = upstream.rawValue
         _ = try? Socket.setOption(upstream, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+        if fastOpen {
+            // connect() then returns at once and the first write goes out in the SYN.
+            _ = try? Socket.setOption(upstream, level: Int32(IPPROTO_TCP), name: CNET_TCP_FASTOPEN_CONNECT, value: 1)
+        }
         c.pointee.targetLength = destination.write(to: &c.pointee.target)
         ring.connect(upstream.rawValue, address: UnsafeRawPointer(&c.pointee.target), length: c.pointee.targetLength,
                      userData: OperationToken(.connect, index: slot).raw,
                      timeout: settings.connectTimeout > 0 ? connectTimeoutSpec : nil,
                      timeoutUserData: OperationToken(.connectTimeout, index: slot).raw)
         c.pointee.pending += settings.connectTimeout > 0 ? 2 : 1
-    }
-
-    private func failBeforeConnect(_ slot: Int32, reason: CloseReason) {
-        beginClose(slot, reason: reason, reset: true)
     }
 
     /// Every completion that names a connection slot comes through here.
@@ -69,6 +88,10 @@ extension Worker {
         }
         if c.pointee.phase == .closing {
             if c.pointee.pending == 0 { finish(slot) }
+            return
+        }
+        if c.pointee.phase == .readingHeader {
+            if kind == .pollIn { readTunnelHeader(slot) }
             return
         }
         switch kind {
@@ -88,21 +111,64 @@ extension Worker {
 
     private func connectCompleted(_ slot: Int32, _ result: Int32) {
         let c = table[slot]
+        let listener = listeners[c.pointee.listener].settings
         if result < 0 {
             let reason: CloseReason = result == -ECANCELED ? .connectTimeout : .connectFailed(-result)
             counters.add(.connectFailures, 1)
-            beginClose(slot, reason: reason, reset: true)
+            if listener.mode == .tunnelServer {
+                // The gateway learns why, then closes its client; a clean close lets the reply arrive.
+                tunnelConnectFailed(slot, reason: reason)
+            } else {
+                beginClose(slot, reason: reason, reset: true)
+            }
             return
         }
-        c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
-        counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
-        logger.info("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) upstream=\(targetText(c)) \(c.pointee.status)")
         c.pointee.phase = .relaying
         c.pointee.lastActive = now
+        let keepUp = c.pointee.up, keepDown = c.pointee.down
         c.pointee.up = Direction(source: c.pointee.client, sink: c.pointee.upstream)
         c.pointee.down = Direction(source: c.pointee.upstream, sink: c.pointee.client)
+        // Handshake bytes prepared before the connect (tunnel header, early client data) carry over.
+        c.pointee.up.buffer = keepUp.buffer
+        c.pointee.up.prefixStart = keepUp.prefixStart
+        c.pointee.up.prefixEnd = keepUp.prefixEnd
+        c.pointee.up.bytes = keepUp.bytes
+        c.pointee.down.buffer = keepDown.buffer
+
+        let tunnelsOut = listener.mode.intercepts && listener.tunnel?.via != nil
+        switch listener.mode {
+        case _ where tunnelsOut:
+            // Logged when the server's reply arrives: only then is the outcome known.
+            c.pointee.down.expectReply = true
+            c.pointee.down.buffer = handshakeBuffers.take()
+        case .tunnelServer:
+            c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.client), createdAs: .mptcp)
+            tunnelConnected(slot)
+        case .server where listener.proxyProtocol:
+            c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.client), createdAs: .mptcp)
+            logConnected(c)
+            let source = peerAddress(c) ?? listener.address
+            let local = (try? Socket.localAddress(FileDescriptor(rawValue: c.pointee.client))) ?? nil
+            let buffer = handshakeBuffers.take()
+            c.pointee.up.buffer = buffer
+            c.pointee.up.prefixEnd = ProxyProtocolHeader.write(source: source, destination: local ?? listener.address, into: handshakeBuffers.pointer(buffer))
+        case .server:
+            c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.client), createdAs: .mptcp)
+            logConnected(c)
+        default:
+            c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
+            logConnected(c)
+        }
+        if listener.mode != .tunnelServer && !tunnelsOut {
+            counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
+        }
         pump(slot, 0)
         pump(slot, 1)
+    }
+
+    /// One line per connection: who, where, and whether the MPTCP side really runs MPTCP.
+    func logConnected(_ c: UnsafeMutablePointer<Connection>, extra: String = "") {
+        logger.info("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) upstream=\(targetText(c))\(extra) \(c.pointee.status)")
     }
 
     /// Starts closing: with `reset`, both sockets close with RST (SO_LINGER 0) so that a
@@ -144,6 +210,8 @@ extension Worker {
         }
         pipes.give(up.pipe, empty: up.inPipe == 0)
         pipes.give(down.pipe, empty: down.inPipe == 0)
+        handshakeBuffers.give(up.buffer)
+        handshakeBuffers.give(down.buffer)
         counters.add(.closed, 1)
         counters.add(.bytesUp, up.bytes)
         counters.add(.bytesDown, down.bytes)
@@ -151,11 +219,17 @@ extension Worker {
         connectionSlotFreed()
     }
 
-    private func peerText(_ c: UnsafeMutablePointer<Connection>) -> String {
-        withUnsafePointer(to: &c.pointee.peer) { SocketAddress(storage: UnsafeRawPointer($0))?.description ?? "?" }
+    func peerAddress(_ c: UnsafeMutablePointer<Connection>) -> SocketAddress? {
+        withUnsafePointer(to: &c.pointee.peer) { SocketAddress(storage: UnsafeRawPointer($0)) }
     }
 
-    private func targetText(_ c: UnsafeMutablePointer<Connection>) -> String {
+    func peerText(_ c: UnsafeMutablePointer<Connection>) -> String { peerAddress(c)?.description ?? "?" }
+
+    func targetText(_ c: UnsafeMutablePointer<Connection>) -> String {
         withUnsafePointer(to: &c.pointee.target) { SocketAddress(storage: UnsafeRawPointer($0))?.description ?? "?" }
+    }
+
+    func destinationText(_ c: UnsafeMutablePointer<Connection>) -> String {
+        withUnsafePointer(to: &c.pointee.destination) { SocketAddress(storage: UnsafeRawPointer($0))?.description ?? "?" }
     }
 }

@@ -22,6 +22,12 @@ extension Worker {
         while c.pointee.phase == .relaying {
             let step = withDirection(c, d) { dir -> Step in
                 if dir.busy || dir.finished { return .wait }
+                if dir.prefixEnd > dir.prefixStart { return .writePrefix(dir.sink, dir.buffer, dir.prefixStart, dir.prefixEnd - dir.prefixStart) }
+                if dir.expectReply { return .readReply(dir.source, dir.buffer, dir.bufferFill) }
+                if dir.buffer >= 0 {
+                    handshakeBuffers.give(dir.buffer)
+                    dir.buffer = -1
+                }
                 if dir.inPipe > 0 { return .write(dir.pipe.readEnd, dir.sink, dir.inPipe) }
                 if dir.sourceEOF { return .passEOF(dir.sink) }
                 if dir.drained {
@@ -48,6 +54,12 @@ extension Worker {
                 if code == EMFILE || code == ENFILE { pauseAccepting(code) }
                 beginClose(slot, reason: .resources(code), reset: true)
                 return
+            case .writePrefix(let sink, let buffer, let start, let count):
+                let n = send(sink, handshakeBuffers.pointer(buffer) + start, count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                if !prefixWritten(slot, d, n >= 0 ? Int32(n) : -errno) { return }
+            case .readReply(let source, let buffer, let fill):
+                let n = recv(source, handshakeBuffers.pointer(buffer) + fill, HandshakeBuffers.size - fill, Int32(MSG_DONTWAIT))
+                if !replyRead(slot, d, n >= 0 ? Int32(n) : -errno) { return }
             case .read(let source, let pipeIn):
                 if settings.spliceEngine == .ring {
                     submit(.spliceIn, slot, d) { ring.splice(from: source, to: pipeIn, length: UInt32(pipes.size), flags: Self.spliceFlags, userData: $0) }
@@ -73,6 +85,43 @@ extension Worker {
         case outOfPipes(Int32)
         case read(Int32, Int32)
         case write(Int32, Int32, Int)
+        case writePrefix(Int32, Int32, Int, Int)
+        case readReply(Int32, Int32, Int)
+    }
+
+    /// Result of sending handshake bytes (a header, or bytes read along with one).
+    private func prefixWritten(_ slot: Int32, _ d: Int, _ result: Int32) -> Bool {
+        let c = table[slot]
+        if result > 0 {
+            c.pointee.lastActive = now
+            withDirection(c, d) { $0.prefixStart += Int(result) }
+            return true
+        }
+        // EINPROGRESS: a Fast Open socket without a cookie sent a plain SYN; write once connected.
+        if result == -EAGAIN || result == -EINPROGRESS || result == -ENOTCONN || result == 0 {
+            let sink = withDirection(c, d) { $0.sink }
+            arm(.pollOut, slot, d, sink, events: UInt32(POLLOUT))
+            return false
+        }
+        let code = -result
+        beginClose(slot, reason: d == 0 ? .resetByUpstream(code) : .resetByClient(code), reset: true)
+        return false
+    }
+
+    /// Result of reading part of a tunnel reply off the upstream.
+    private func replyRead(_ slot: Int32, _ d: Int, _ result: Int32) -> Bool {
+        let c = table[slot]
+        if result > 0 {
+            withDirection(c, d) { $0.bufferFill += Int(result) }
+            return tunnelReplyProgress(slot, d)
+        }
+        if result == -EAGAIN {
+            let source = withDirection(c, d) { $0.source }
+            arm(.pollIn, slot, d, source, events: UInt32(POLLIN))
+            return false
+        }
+        beginClose(slot, reason: .refused(result == 0 ? "tunnel server closed before replying" : "tunnel server: \(errnoText(-result))"), reset: true)
+        return false
     }
 
     /// Result of a source -> pipe splice; false when the direction must stop here.
@@ -134,7 +183,7 @@ extension Worker {
         }
     }
 
-    private func arm(_ kind: OperationToken.Kind, _ slot: Int32, _ d: Int, _ fd: Int32, events: UInt32) {
+    func arm(_ kind: OperationToken.Kind, _ slot: Int32, _ d: Int, _ fd: Int32, events: UInt32) {
         submit(kind, slot, d) { ring.poll(fd, events: events, userData: $0) }
     }
 

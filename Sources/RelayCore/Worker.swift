@@ -32,6 +32,7 @@ final class Worker {
     var listeners: [WorkerListener]
     let table: ConnectionTable
     let pipes: PipePool
+    let handshakeBuffers = HandshakeBuffers()
     let counters: WorkerCounters
     let mailbox: WorkerMailbox
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
@@ -47,9 +48,11 @@ final class Worker {
     var sequence: UInt64 = 0
     var maxConnections: Int
     let localAddresses: LocalAddresses
+    let tunnelContext: TunnelContext
 
-    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], mailbox: WorkerMailbox, counters: WorkerCounters, localAddresses: LocalAddresses, logger: Logger) throws(RingError) {
+    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], mailbox: WorkerMailbox, counters: WorkerCounters, localAddresses: LocalAddresses, tunnelContext: TunnelContext, logger: Logger) throws(RingError) {
         self.localAddresses = localAddresses
+        self.tunnelContext = tunnelContext
         self.index = index
         self.settings = settings
         self.mailbox = mailbox
@@ -185,8 +188,15 @@ final class Worker {
 
     private func tick() {
         ring.timeout(tickSpec, userData: OperationToken(.tick).raw)
+        pipes.trim()
         if stopping && now >= stopDeadline {
             abortAll()
+        }
+        // A tunnel header must arrive within the connect timeout: a silent or slow client
+        // cannot hold a slot (and its buffer) for longer.
+        let headerLimit = Int64(max(settings.connectTimeout, 1) * 1e9)
+        for i in 0..<table.capacity where table.slots[i].phase == .readingHeader && now - table.slots[i].openedAt > headerLimit {
+            beginClose(Int32(i), reason: .refused("tunnel header not received in time"), reset: true)
         }
         if settings.idleTimeout > 0 {
             let limit = Int64(settings.idleTimeout * 1e9)
@@ -202,7 +212,7 @@ final class Worker {
     private func abortAll() {
         for i in 0..<table.capacity {
             let phase = table.slots[i].phase
-            if phase == .relaying || phase == .connecting {
+            if phase == .relaying || phase == .connecting || phase == .readingHeader {
                 beginClose(Int32(i), reason: .shutdown, reset: true)
             }
         }

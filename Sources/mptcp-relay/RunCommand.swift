@@ -5,15 +5,19 @@ import ArgumentParser
 import Logging
 import MPTCPSocket
 import RelayCore
+import TunnelProtocol
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run the relay in the foreground.",
         discussion: """
-            Forward mode:      mptcp-relay run --listen 0.0.0.0:8080 --upstream 203.0.113.7:80
-            Transparent mode:  mptcp-relay run --listen [::]:7000 --transparent   (nftables TPROXY)
-            Redirect mode:     mptcp-relay run --listen [::]:7001 --redirect      (NAT REDIRECT)
+            Forward:      mptcp-relay run --listen 0.0.0.0:8080 --upstream 203.0.113.7:80
+            Transparent:  mptcp-relay run --listen [::]:7000 --transparent        (nftables TPROXY)
+            Redirect:     mptcp-relay run --listen [::]:7001 --redirect           (NAT REDIRECT)
+            Server:       mptcp-relay run --listen [::]:8080 --server --upstream 127.0.0.1:80
+            Tunnel:       gateway  mptcp-relay run --listen [::]:7000 --transparent --via 198.51.100.4:4000 --key-file /etc/mptcp-relay/tunnel.key
+                          server   mptcp-relay run --listen [::]:4000 --server --key-file /etc/mptcp-relay/tunnel.key
             """)
 
     @Option(help: ArgumentHelp("Address to accept plain TCP on: HOST:PORT or [IPv6]:PORT.", valueName: "host:port"))
@@ -27,6 +31,27 @@ struct RunCommand: ParsableCommand {
 
     @Flag(help: "Intercepted by NAT REDIRECT: the upstream comes from SO_ORIGINAL_DST.")
     var redirect = false
+
+    @Flag(help: "Server mode: accept MPTCP; with --upstream forward plain TCP to that backend, without it serve the tunnel (needs --key-file).")
+    var server = false
+
+    @Option(help: ArgumentHelp("Transparent/redirect: carry each connection through this aggregation server's tunnel.", valueName: "host:port"))
+    var via: SocketAddress?
+
+    @Option(help: ArgumentHelp("Tunnel pre-shared key file (mode 0600; 64 hex digits or 32+ raw bytes).", valueName: "file"))
+    var keyFile: String?
+
+    @Option(help: ArgumentHelp("Tunnel server: allow this destination prefix despite the default denials (repeatable).", valueName: "prefix"))
+    var allow: [String] = []
+
+    @Option(help: ArgumentHelp("Tunnel server: deny this destination prefix (repeatable).", valueName: "prefix"))
+    var deny: [String] = []
+
+    @Flag(help: "Server mode: send a PROXY protocol v2 header to the backend.")
+    var proxyProtocol = false
+
+    @Flag(help: "Tunnel gateway: do not send the header in the SYN (TCP Fast Open).")
+    var noFastOpen = false
 
     @Option(help: "Worker threads, each with its own io_uring (default: one per CPU).")
     var workers: Int?
@@ -56,19 +81,44 @@ struct RunCommand: ParsableCommand {
     var logLevel: Logger.Level = .info
 
     func validate() throws {
-        let modes = (upstream != nil ? 1 : 0) + (transparent ? 1 : 0) + (redirect ? 1 : 0)
-        if modes == 0 { throw ValidationError("give --upstream HOST:PORT (forward), --transparent or --redirect") }
-        if modes > 1 { throw ValidationError("--upstream, --transparent and --redirect exclude each other: pick one") }
+        let modes = (transparent ? 1 : 0) + (redirect ? 1 : 0) + (server ? 1 : 0)
+        if modes > 1 { throw ValidationError("--transparent, --redirect and --server exclude each other: pick one") }
+        if modes == 0 && upstream == nil { throw ValidationError("give --upstream HOST:PORT (forward), --transparent, --redirect or --server") }
+        if (transparent || redirect) && upstream != nil { throw ValidationError("--upstream does not go with --transparent/--redirect: the upstream is each connection's original destination") }
+        if via != nil && !(transparent || redirect) { throw ValidationError("--via needs --transparent or --redirect") }
+        if via != nil && keyFile == nil { throw ValidationError("--via needs --key-file (the tunnel's pre-shared key)") }
+        if server && upstream == nil && keyFile == nil { throw ValidationError("--server without --upstream serves the tunnel and needs --key-file") }
+        if server && upstream != nil && keyFile != nil { throw ValidationError("--key-file is for the tunnel; a --server with --upstream forwards to a fixed backend") }
+        if proxyProtocol && !(server && upstream != nil) { throw ValidationError("--proxy-protocol needs --server --upstream BACKEND") }
+        if (!allow.isEmpty || !deny.isEmpty) && !(server && upstream == nil) { throw ValidationError("--allow/--deny apply to the tunnel server (--server with --key-file)") }
         if let workers, workers < 1 || workers > 256 { throw ValidationError("--workers must be between 1 and 256") }
         if connectTimeout < 0 || idleTimeout < 0 || grace < 0 { throw ValidationError("timeouts cannot be negative") }
         if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         if pipeSize < 4096 || pipeSize > 64 << 20 { throw ValidationError("--pipe-size must be between 4096 and 67108864 bytes") }
     }
 
-    func settings() -> RelaySettings {
+    func settings() throws -> RelaySettings {
         let mode: ListenerMode
-        if let upstream { mode = .forward(upstream: upstream) } else if transparent { mode = .transparent } else { mode = .redirect }
-        var s = RelaySettings(listeners: [ListenerSettings(address: listen, mode: mode)])
+        if server {
+            mode = upstream.map { .server(backend: $0) } ?? .tunnelServer
+        } else if transparent {
+            mode = .transparent
+        } else if redirect {
+            mode = .redirect
+        } else {
+            mode = .forward(upstream: upstream!)
+        }
+        var listener = ListenerSettings(address: listen, mode: mode, proxyProtocol: proxyProtocol)
+        if let keyFile {
+            let key: TunnelKey
+            do { key = try TunnelKey.load(path: keyFile) } catch { throw ValidationError("\(error)") }
+            var tunnel = TunnelSettings(key: key, via: via)
+            tunnel.fastOpen = !noFastOpen
+            tunnel.allow = try allow.map(Self.prefix)
+            tunnel.deny = try deny.map(Self.prefix)
+            listener.tunnel = tunnel
+        }
+        var s = RelaySettings(listeners: [listener])
         if let workers { s.workers = workers }
         s.connectTimeout = connectTimeout
         s.idleTimeout = idleTimeout
@@ -80,6 +130,15 @@ struct RunCommand: ParsableCommand {
         return s
     }
 
+    private static func prefix(_ text: String) throws -> AddressPrefix {
+        let parts = text.split(separator: "/", maxSplits: 1)
+        guard let address = SocketAddress(host: String(parts[0]), port: 0),
+              let length = parts.count == 2 ? Int(parts[1]) : (address.family == AF_INET ? 32 : 128),
+              length >= 0, length <= (address.family == AF_INET ? 32 : 128)
+        else { throw ValidationError("'\(text)' is not an address prefix like 10.0.0.0/8 or fd00::/8") }
+        return AddressPrefix(address: address, length: length)
+    }
+
     func run() throws {
         let level = logLevel
         LoggingSystem.bootstrap { label in
@@ -88,7 +147,7 @@ struct RunCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "mptcp-relay")
-        let relay = Relay(settings: settings(), logger: logger)
+        let relay = Relay(settings: try settings(), logger: logger)
         do {
             try relay.start()
         } catch {

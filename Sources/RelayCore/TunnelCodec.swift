@@ -1,0 +1,89 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MPTCPSocket
+import Synchronization
+import TunnelProtocol
+
+/// The relay's view of the tunnel wire format (module TunnelProtocol, docs/tunnel-protocol.md):
+/// the few calls the event loop makes, with results shaped for it.
+enum TunnelCodec {
+    enum Reply {
+        case needMore
+        case success(consumed: Int)
+        case failure(String)
+        case invalid(String)
+    }
+
+    static let malformed = ErrorCode.malformedMessage.rawValue
+    static let networkFailure = ErrorCode.networkFailure.rawValue
+    static let connectionRefused = ErrorCode.connectionReset.rawValue
+    static let destinationUnreachable = ErrorCode.destinationUnreachable.rawValue
+
+    static func encodeRequest(destination: SocketAddress, key: TunnelKey, now: UInt64, into out: UnsafeMutableRawBufferPointer) -> Int {
+        TunnelHeader.encodeRequest(destination: destination, key: key, now: now, nonce: .random(), into: out)
+    }
+
+    static func encodeReply(error: UInt8?, into out: UnsafeMutableRawBufferPointer) -> Int {
+        TunnelHeader.encodeReply(error: error.map { ErrorCode(rawValue: $0) }, into: out)
+    }
+
+    static func parseReply(_ bytes: UnsafeRawBufferPointer) -> Reply {
+        switch TunnelHeader.parseReply(bytes) {
+        case .needMore: return .needMore
+        case .success(let consumed): return .success(consumed: consumed)
+        case .failure(let code, _): return .failure(code.description)
+        case .invalid: return .invalid("not a Convert reply")
+        }
+    }
+}
+
+/// Shared by all workers of a tunnel server: the replay cache must see every header,
+/// whichever worker accepted it (ReplayCache locks inside, once per handshake, never on
+/// the data path). Destination policies are built once per listener configuration.
+final class TunnelContext: Sendable {
+    enum Request {
+        case needMore
+        case accepted(SocketAddress, consumed: Int)
+        case rejected(UInt8?, String)
+    }
+
+    let replayCache = ReplayCache()
+    private let serverAddresses: [SocketAddress]
+    private let policies = Mutex<[PolicyKey: DestinationPolicy]>([:])
+
+    private struct PolicyKey: Hashable {
+        let allow: [String]
+        let deny: [String]
+    }
+
+    init(serverAddresses: [SocketAddress]) {
+        self.serverAddresses = serverAddresses
+    }
+
+    private func policy(for settings: TunnelSettings) -> DestinationPolicy {
+        let key = PolicyKey(allow: settings.allow.map(\.description), deny: settings.deny.map(\.description))
+        return policies.withLock { cache in
+            if let p = cache[key] { return p }
+            let p = DestinationPolicy(allow: settings.allow, deny: settings.deny, serverAddresses: serverAddresses)
+            cache[key] = p
+            return p
+        }
+    }
+
+    /// Parses what arrived so far; once complete, checks proof, freshness and destination.
+    func parseRequest(_ bytes: UnsafeRawBufferPointer, settings: TunnelSettings?, now: UInt64) -> Request {
+        guard let settings else { return .rejected(ErrorCode.notAuthorized.rawValue, "listener has no tunnel key") }
+        switch TunnelHeader.parseRequest(bytes) {
+        case .needMore:
+            return .needMore
+        case .invalid(let code):
+            return .rejected(code.rawValue, "invalid header: \(code)")
+        case .request(let request, let consumed):
+            switch TunnelHeader.verify(request, key: settings.key, now: now, replayCache: replayCache, policy: policy(for: settings)) {
+            case .success(let destination): return .accepted(destination, consumed: consumed)
+            case .failure(let rejection): return .rejected(rejection.code.rawValue, "\(rejection) for \(request.destination)")
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetLinux
+import MPTCPSocket
+import SystemPackage
+import TunnelProtocol
+
+/// Both ends of the tunnel: the gateway writes a request header (plus the client's first
+/// bytes) and reads the server's reply; the server reads and checks the request, connects
+/// to the destination it names and answers. The wire format lives in TunnelCodec.
+extension Worker {
+    // MARK: Gateway side
+
+    /// Writes the request header into the up direction's buffer, then whatever the client
+    /// already sent, so that with Fast Open both ride in the SYN.
+    func prepareTunnelRequest(_ slot: Int32, destination: SocketAddress, key: TunnelKey) {
+        let c = table[slot]
+        let buffer = handshakeBuffers.take()
+        let base = handshakeBuffers.pointer(buffer)
+        var length = TunnelCodec.encodeRequest(destination: destination, key: key, now: wallClock(),
+                                               into: UnsafeMutableRawBufferPointer(start: base, count: HandshakeBuffers.size))
+        let early = recv(c.pointee.client, base + length, HandshakeBuffers.size - length, Int32(MSG_DONTWAIT))
+        if early > 0 {
+            length += early
+            c.pointee.up.bytes += UInt64(early)
+        }
+        c.pointee.up.buffer = buffer
+        c.pointee.up.prefixStart = 0
+        c.pointee.up.prefixEnd = length
+    }
+
+    /// The down direction read more of the server's reply; true to keep pumping.
+    func tunnelReplyProgress(_ slot: Int32, _ d: Int) -> Bool {
+        let c = table[slot]
+        let (buffer, fill) = withDirection(c, d) { ($0.buffer, $0.bufferFill) }
+        let bytes = UnsafeRawBufferPointer(start: handshakeBuffers.pointer(buffer), count: fill)
+        switch TunnelCodec.parseReply(bytes) {
+        case .needMore:
+            if fill == HandshakeBuffers.size {
+                beginClose(slot, reason: .refused("tunnel reply too long"), reset: true)
+                return false
+            }
+            return true
+        case .success(let consumed):
+            withDirection(c, d) { dir in
+                dir.expectReply = false
+                dir.prefixStart = consumed
+                dir.prefixEnd = fill
+                dir.bytes += UInt64(fill - consumed)
+            }
+            c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
+            counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
+            logger.info("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c)) tunnel=connected \(c.pointee.status)")
+            return true
+        case .failure(let text):
+            counters.add(.refused, 1)
+            beginClose(slot, reason: .refused("tunnel server answered: \(text)"), reset: true)
+            return false
+        case .invalid(let text):
+            beginClose(slot, reason: .refused("tunnel server reply invalid: \(text)"), reset: true)
+            return false
+        }
+    }
+
+    // MARK: Server side
+
+    /// Reads the request header off a new tunnel client; connects once it checks out.
+    func readTunnelHeader(_ slot: Int32) {
+        let c = table[slot]
+        let buffer = c.pointee.up.buffer
+        let base = handshakeBuffers.pointer(buffer)
+        while true {
+            let fill = c.pointee.up.bufferFill
+            let n = recv(c.pointee.client, base + fill, HandshakeBuffers.size - fill, Int32(MSG_DONTWAIT))
+            if n < 0 && errno == EAGAIN {
+                arm(.pollIn, slot, 0, c.pointee.client, events: UInt32(POLLIN))
+                return
+            }
+            if n <= 0 {
+                let why = n == 0 ? "client closed before sending a complete header" : errnoText(errno)
+                rejectTunnel(slot, code: nil, reason: why)
+                return
+            }
+            c.pointee.up.bufferFill += n
+            c.pointee.lastActive = now
+            let bytes = UnsafeRawBufferPointer(start: base, count: c.pointee.up.bufferFill)
+            let listener = listeners[c.pointee.listener].settings
+            switch tunnelContext.parseRequest(bytes, settings: listener.tunnel, now: wallClock()) {
+            case .needMore:
+                if c.pointee.up.bufferFill == HandshakeBuffers.size {
+                    rejectTunnel(slot, code: TunnelCodec.malformed, reason: "header longer than \(HandshakeBuffers.size) bytes")
+                    return
+                }
+            case .rejected(let code, let reason):
+                rejectTunnel(slot, code: code, reason: reason)
+                return
+            case .accepted(let destination, let consumed):
+                destination.write(to: &c.pointee.destination)
+                c.pointee.up.prefixStart = consumed
+                c.pointee.up.prefixEnd = c.pointee.up.bufferFill
+                c.pointee.up.bytes += UInt64(c.pointee.up.bufferFill - consumed)
+                c.pointee.up.bufferFill = 0
+                dial(slot, to: destination, mptcp: false, fastOpen: false)
+                return
+            }
+        }
+    }
+
+    /// The destination answered: tell the gateway, then relay.
+    func tunnelConnected(_ slot: Int32) {
+        let c = table[slot]
+        let buffer = handshakeBuffers.take()
+        c.pointee.down.buffer = buffer
+        c.pointee.down.prefixEnd = TunnelCodec.encodeReply(error: nil, into: UnsafeMutableRawBufferPointer(start: handshakeBuffers.pointer(buffer), count: HandshakeBuffers.size))
+        counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
+        logger.info("conn=\(index).\(c.pointee.sequence) tunnel client=\(peerText(c)) destination=\(destinationText(c)) result=connected \(c.pointee.status)")
+    }
+
+    /// The destination could not be reached: the gateway gets the RFC 8803 error code.
+    func tunnelConnectFailed(_ slot: Int32, reason: CloseReason) {
+        let code: UInt8
+        switch reason {
+        case .connectFailed(ECONNREFUSED): code = TunnelCodec.connectionRefused
+        case .connectFailed(ENETUNREACH), .connectFailed(EHOSTUNREACH): code = TunnelCodec.destinationUnreachable
+        case .connectTimeout: code = TunnelCodec.destinationUnreachable
+        default: code = TunnelCodec.networkFailure
+        }
+        rejectTunnel(slot, code: code, reason: reason.text)
+    }
+
+    /// Answers with an Error TLV (when the peer got far enough to deserve one) and closes
+    /// cleanly so the answer arrives; nothing was or will be connected for this client.
+    private func rejectTunnel(_ slot: Int32, code: UInt8?, reason: String) {
+        let c = table[slot]
+        if let code {
+            var reply = [UInt8](repeating: 0, count: 64)
+            let n = reply.withUnsafeMutableBytes { TunnelCodec.encodeReply(error: code, into: $0) }
+            _ = send(c.pointee.client, reply, n, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        }
+        counters.add(.refused, 1)
+        logger.notice("conn=\(index).\(c.pointee.sequence) tunnel client=\(peerText(c)) refused: \(reason)")
+        // FIN right behind the reply; the close that follows may still turn into RST if the
+        // client sent more than we read, which is a rejection all the same.
+        shutdown(c.pointee.client, Int32(SHUT_WR))
+        beginClose(slot, reason: .refused(reason), reset: false)
+    }
+
+    func wallClock() -> UInt64 { UInt64(time(nil)) }
+}
