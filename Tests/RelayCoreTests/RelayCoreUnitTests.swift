@@ -31,10 +31,6 @@ import Testing
 }
 
 @Suite struct PipePoolTests {
-    private func openDescriptors() -> Int {
-        (try? FileManagerLite.count("/proc/self/fd")) ?? -1
-    }
-
     @Test func reusesEmptyPipesAndClosesDirtyOnes() throws {
         let pool = PipePool(size: 65536, keepIdle: 1)
         let p1 = try pool.take()
@@ -58,16 +54,18 @@ import Testing
         #expect(pool.idleCount == 1)
         #expect(fcntl(b.readEnd, F_GETFD) == -1)
     }
-}
 
-/// Minimal directory counting without Foundation.
-enum FileManagerLite {
-    static func count(_ path: String) throws -> Int {
-        guard let dir = opendir(path) else { return -1 }
-        defer { closedir(dir) }
-        var n = 0
-        while readdir(dir) != nil { n += 1 }
-        return n
+    @Test func trimKeepsNoMoreSparesThanPipesInUse() throws {
+        let pool = PipePool(size: 65536, keepIdle: 8)
+        let a = try pool.take(), b = try pool.take(), c = try pool.take()
+        pool.give(a, empty: true)
+        pool.give(b, empty: true)
+        pool.trim()
+        #expect(pool.idleCount == 1)  // c is still in use
+        pool.give(c, empty: true)
+        pool.trim()
+        #expect(pool.idleCount == 0)
+        #expect(fcntl(c.readEnd, F_GETFD) == -1)
     }
 }
 

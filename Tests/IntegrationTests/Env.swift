@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The classic mptcpd `mptcpize` (LD_PRELOAD), not this package's own: the tests use it to
+/// make stock servers speak MPTCP, independently of the code under test.
+let classicMptcpize = "/usr/bin/mptcpize"
+
+/// One test's world: a fresh testbed, a temporary directory, the Python peers.
+/// Everything started in the namespaces dies with the testbed.
+struct Env {
+    let tb: Testbed
+    let tmp: TempDir
+    let peer: String
+    /// Keeps every started process alive until teardown (a discarded BackgroundProcess
+    /// would be killed by its deinit at once).
+    let started = ProcessBag()
+
+    /// A server in the srv namespace, under the classic mptcpize when `mptcp`; returns once
+    /// it listens on `port`.
+    func server(_ args: [String], port: Int, mptcp: Bool, log: String) async throws -> BackgroundProcess {
+        let argv = mptcp ? [classicMptcpize, "run"] + args : args
+        let p = try BackgroundProcess(in: tb.srvNS, argv, log: tmp.file(log))
+        started.add(p)
+        do {
+            try await Net.waitListening(ns: tb.srvNS, port: port, alive: { p.isRunning })
+        } catch {
+            throw ProcError("\(error); server log:\n\(p.log)")
+        }
+        return p
+    }
+
+    /// A Python peer server (see PeerScript.swift) in srv.
+    func peerServer(_ sub: String, _ args: [String], port: Int, mptcp: Bool, log: String) async throws -> BackgroundProcess {
+        try await server(["python3", peer, sub, "--port", "\(port)"] + args, port: port, mptcp: mptcp, log: log)
+    }
+
+    /// The relay in gw.
+    func relay(listen: String, upstream: String, extraArgs: [String] = [], log: String = "relay.log") async throws -> Relay {
+        let relay = try await Relay(ns: tb.gwNS, listen: listen, upstream: upstream, extraArgs: extraArgs, log: tmp.file(log))
+        started.add(relay.process)
+        return relay
+    }
+
+    /// A command on the LAN client, to completion.
+    func lan(_ args: [String], timeout: Double = 120) async throws -> ProcResult {
+        try await Proc.run(in: tb.lanNS, args, timeout: timeout)
+    }
+
+    /// A Python peer client on the LAN.
+    func lanPeer(_ sub: String, _ args: [String], timeout: Double = 120) async throws -> ProcResult {
+        try await lan(["python3", peer, sub] + args, timeout: timeout)
+    }
+}
+
+/// Builds an Env, runs `body`, and tears everything down whether it passed or threw.
+func withEnv<T>(wans: Int = 2, rateMbit: Int = 30, _ body: (Env) async throws -> T) async throws -> T {
+    let tb = try await Testbed(prefix: "it", wans: wans, rateMbit: rateMbit)
+    let tmp: TempDir
+    do { tmp = try TempDir(prefix: "it") } catch { await tb.down(); throw error }
+    let env = Env(tb: tb, tmp: tmp, peer: tmp.file("peer.py").path)
+    do {
+        try Files.write(peerScript, to: tmp.file("peer.py"))
+        let result = try await body(env)
+        await env.started.stopAll()
+        await tb.down()
+        tmp.remove()
+        return result
+    } catch {
+        await env.started.stopAll()
+        await tb.down()
+        // Logs of a failed test are kept on request (they name the files they came from).
+        if ProcessInfo.processInfo.environment["MPTCP_RELAY_KEEP_TMP"] == "1" {
+            print("kept logs of the failed test in \(tmp.path)")
+        } else {
+            tmp.remove()
+        }
+        throw error
+    }
+}
+
+final class ProcessBag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var procs: [BackgroundProcess] = []
+
+    func add(_ p: BackgroundProcess) { lock.withLock { procs.append(p) } }
+
+    func stopAll() async {
+        let all = lock.withLock { () -> [BackgroundProcess] in defer { procs = [] }; return procs }
+        for p in all.reversed() { await p.stop(grace: 3) }
+    }
+}
+
+/// Counts occurrences of `needle` in `text`.
+func occurrences(of needle: String, in text: String) -> Int {
+    text.components(separatedBy: needle).count - 1
+}
+
+/// The last lines of a log, for failure messages.
+func tail(_ text: String, lines: Int = 30) -> String {
+    text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+}
+
+/// The whole integration suite runs serially: the throughput test must not share the two
+/// cores with 50 MB transfers, and serial runs keep failures readable.
+@Suite("Integration", .serialized, .enabled(if: Testbed.isSupported, "needs root to build network namespaces"))
+struct Integration {}

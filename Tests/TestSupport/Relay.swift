@@ -1,0 +1,46 @@
+import Foundation
+
+/// A running `mptcp-relay run` inside a namespace, with its log captured.
+public final class Relay: @unchecked Sendable {
+    public let process: BackgroundProcess
+    public let listenPort: Int
+
+    /// Starts the relay in `ns` and waits until it listens. `listen`/`upstream` are
+    /// HOST:PORT strings ("192.168.50.1:5201", "[fd00:1::2]:5201").
+    public init(ns: String, listen: String, upstream: String, extraArgs: [String] = [],
+                log: URL) async throws {
+        guard let port = Int(listen.split(separator: ":").last ?? "") else {
+            throw ProcError("cannot find the port in listen address \(listen)")
+        }
+        listenPort = port
+        let bin = try await RelayBinary.path()
+        process = try BackgroundProcess(
+            in: ns,
+            [bin, "run", "--listen", listen, "--upstream", upstream, "--log-level", "info"] + extraArgs,
+            log: log)
+        do {
+            try await Net.waitListening(ns: ns, port: port, alive: { [process] in process.isRunning })
+        } catch {
+            await process.stop()
+            throw ProcError("\(error); relay log:\n\(process.log)")
+        }
+    }
+
+    public var pid: Int32 { process.pid }
+    public var log: String { process.log }
+
+    /// Waits until the log contains `text` `count` times (log lines may be written when a
+    /// connection ends, a moment after the client is done).
+    @discardableResult
+    public func waitForLog(_ text: String, count: Int = 1, timeout: Double = 10) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log.components(separatedBy: text).count - 1 >= count { return true }
+            try? await Task.sleep(nanoseconds: 50_000_000)
+        }
+        return false
+    }
+
+    @discardableResult
+    public func stop() async -> Int32 { await process.stop(grace: 5) }
+}

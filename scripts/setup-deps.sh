@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what the tests, the demo and the benchmarks need (Debian/Ubuntu), only if missing.
+# Idempotent: a second run installs nothing and does not touch the network.
+set -euo pipefail
+
+PACKAGES=(
+    liburing-dev   # the relay's io_uring
+    iproute2       # ip netns / ip mptcp / tc (testbed)
+    nftables       # packet loss and blackholes in the testbed
+    iperf3 curl python3 socat   # peers in tests and demo
+    mptcpize       # classic LD_PRELOAD mptcpize: makes stock servers speak MPTCP
+    haproxy sockperf wrk        # benchmark comparisons
+    tshark linux-perf psmisc    # inspection and profiling
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    # "install ok installed" only; half-removed packages count as missing.
+    if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) != "install ok installed" ]]; then
+        missing+=("$p")
+    fi
+done
+
+if ((${#missing[@]})); then
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { echo "setup-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+        SUDO=(sudo)
+    fi
+    echo "setup-deps: installing ${missing[*]}" >&2
+    "${SUDO[@]}" apt-get update -qq
+    # noninteractive: tshark and iperf3 would otherwise ask debconf questions.
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || {
+    echo "setup-deps: 'swift' not found in PATH; install a Swift 6.1+ toolchain (swift.org) and add its usr/bin to PATH" >&2
+    exit 1
+}
+if [[ $(cat /proc/sys/net/mptcp/enabled 2>/dev/null || echo 0) != 1 ]]; then
+    echo "setup-deps: this kernel has MPTCP off or missing (net.mptcp.enabled); need Linux 5.15+ with CONFIG_MPTCP" >&2
+    exit 1
+fi
