@@ -74,6 +74,9 @@ struct Connection {
     var lastActive: Int64 = 0
     var reason = CloseReason.completed
     var resetOnClose = false
+    /// Subflows of the MPTCP side, read when the first direction ends (before shutdowns
+    /// start closing them); 0 when not read.
+    var subflows = 0
     var peer = sockaddr_storage()
     var target = sockaddr_storage()
     var targetLength: UInt32 = 0

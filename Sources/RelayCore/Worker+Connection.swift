@@ -194,10 +194,8 @@ extension Worker {
         let c = table[slot]
         let up = c.pointee.up
         let down = c.pointee.down
-        var subflows = ""
-        if c.pointee.status == .active, let info = try? MPTCP.info(of: FileDescriptor(rawValue: c.pointee.upstream)) {
-            subflows = " subflows=\(1 + info.additionalSubflows)"
-        }
+        if c.pointee.subflows == 0 { recordSubflows(c) }
+        let subflows = c.pointee.subflows > 0 ? " subflows=\(c.pointee.subflows)" : ""
         let seconds = Double(now - c.pointee.openedAt) / 1e9
         let line: Logger.Message = "closed conn=\(index).\(c.pointee.sequence) \(c.pointee.reason.text) up=\(up.bytes) down=\(down.bytes) ms=\(Int(seconds * 1000))\(subflows)"
         switch c.pointee.reason {
@@ -217,6 +215,16 @@ extension Worker {
         counters.add(.bytesDown, down.bytes)
         table.release(slot)
         connectionSlotFreed()
+    }
+
+    /// Reads the subflow count of the connection's MPTCP side (upstream, or the client in
+    /// server modes) while the subflows are still up.
+    func recordSubflows(_ c: UnsafeMutablePointer<Connection>) {
+        guard c.pointee.status == .active else { return }
+        let mptcpSide = listeners[c.pointee.listener].settings.mode.acceptsMPTCP ? c.pointee.client : c.pointee.upstream
+        if let info = try? MPTCP.info(of: FileDescriptor(rawValue: mptcpSide)) {
+            c.pointee.subflows = 1 + info.additionalSubflows
+        }
     }
 
     func peerAddress(_ c: UnsafeMutablePointer<Connection>) -> SocketAddress? {

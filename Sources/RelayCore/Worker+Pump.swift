@@ -172,6 +172,7 @@ extension Worker {
     /// The source sent FIN and the pipe is empty: pass the half-close on with shutdown(SHUT_WR).
     private func passEOF(_ slot: Int32, _ d: Int, _ sink: Int32) {
         let c = table[slot]
+        if c.pointee.subflows == 0 { recordSubflows(c) }
         shutdown(sink, Int32(SHUT_WR))
         withDirection(c, d) { dir in
             dir.finished = true

@@ -79,7 +79,7 @@ extension Worker {
             }
             if n <= 0 {
                 let why = n == 0 ? "client closed before sending a complete header" : errnoText(errno)
-                rejectTunnel(slot, code: nil, reason: why)
+                rejectTunnel(slot, code: TunnelCodec.malformed, reason: why)
                 return
             }
             c.pointee.up.bufferFill += n
@@ -131,7 +131,7 @@ extension Worker {
 
     /// Answers with an Error TLV (when the peer got far enough to deserve one) and closes
     /// cleanly so the answer arrives; nothing was or will be connected for this client.
-    private func rejectTunnel(_ slot: Int32, code: UInt8?, reason: String) {
+    func rejectTunnel(_ slot: Int32, code: UInt8?, reason: String) {
         let c = table[slot]
         if let code {
             var reply = [UInt8](repeating: 0, count: 64)

@@ -196,7 +196,7 @@ final class Worker {
         // cannot hold a slot (and its buffer) for longer.
         let headerLimit = Int64(max(settings.connectTimeout, 1) * 1e9)
         for i in 0..<table.capacity where table.slots[i].phase == .readingHeader && now - table.slots[i].openedAt > headerLimit {
-            beginClose(Int32(i), reason: .refused("tunnel header not received in time"), reset: true)
+            rejectTunnel(Int32(i), code: TunnelCodec.malformed, reason: "no complete tunnel header within \(settings.connectTimeout) s")
         }
         if settings.idleTimeout > 0 {
             let limit = Int64(settings.idleTimeout * 1e9)

@@ -1,0 +1,155 @@
+import Foundation
+import Testing
+import TestSupport
+
+extension Integration {
+    /// Gateway (redirect, --via) and aggregation server (--server --key-file), both ours, in
+    /// front of a plain TCP web server: aggregation for a host that knows nothing of MPTCP,
+    /// and a server that is never an open proxy.
+    @Suite("Tunnel through the aggregation server")
+    struct Tunnel {
+        /// The web server's address: on the server host, so its default denial (own
+        /// addresses, /32) must be lifted explicitly with an --allow as specific.
+        static let webIP = "198.18.0.80"
+        static let canaryIP = "198.18.0.81"
+
+        @Test func aggregatesToAPlainServerByteExact() async throws {
+            try await withEnv(wans: 2, rateMbit: 50) { env in
+                let t = try await TunnelSetup.start(env)
+                let body = env.tmp.file("www/body.bin")
+                try FileManager.default.createDirectory(at: body.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try await Files.random(body, bytes: 40_000_000)
+                let want = try await Files.sha256(body)
+                _ = try await env.serverIn(["python3", "-m", "http.server", "8080", "--bind", Self.webIP, "--directory", body.deletingLastPathComponent().path],
+                                           port: 8080, log: "http.log")
+
+                // Direct: the gateway only routes, over WAN 1.
+                let direct = try await env.lan(["curl", "-sS", "-o", env.tmp.file("direct.bin").path, "-w", "%{speed_download}",
+                                                "http://\(Self.webIP):8080/body.bin"], timeout: 120)
+                try #require(direct.succeeded, "\(direct.summary)")
+                let directMbit = (Double(direct.stdout) ?? 0) * 8 / 1e6
+
+                try await t.intercept(port: 8080)
+                let got = env.tmp.file("tunnel.bin")
+                let r = try await env.lan(["curl", "-sS", "-o", got.path, "-w", "%{speed_download}", "http://\(Self.webIP):8080/body.bin"], timeout: 120)
+                try #require(r.succeeded, "\(r.summary)\ngateway:\n\(tail(t.gateway.log))\nserver:\n\(tail(t.server.log))")
+                let tunnelMbit = (Double(r.stdout) ?? 0) * 8 / 1e6
+                print("tunnel: \(Int(tunnelMbit)) Mbit/s through gateway+server, direct \(Int(directMbit)) Mbit/s (2 x 50 Mbit/s WANs)")
+                #expect(try await Files.sha256(got) == want, "body differs after the tunnel")
+                #expect(tunnelMbit > 80, "tunnel: \(tunnelMbit) Mbit/s")
+                #expect(directMbit < 60, "direct is one path, expected about 48 Mbit/s: \(directMbit)")
+                #expect(t.gateway.log.contains("destination=\(Self.webIP):8080"), "\(tail(t.gateway.log))")
+                #expect(t.gateway.log.contains("tunnel=connected mptcp=yes"), "\(tail(t.gateway.log))")
+                #expect(t.server.log.contains("destination=\(Self.webIP):8080 result=connected mptcp=yes"), "\(tail(t.server.log))")
+                #expect(try await Net.counter("MPTcpExtMPJoinSynRx", ns: env.tb.srvNS) > 0, "no second subflow reached the server")
+            }
+        }
+
+        /// Every hostile or broken client is refused, nothing is dialled on its behalf, and
+        /// the server keeps serving a good client afterwards.
+        @Test func refusesBadClientsAndKeepsServing() async throws {
+            try await withEnv(wans: 1, rateMbit: 100) { env in
+                let t = try await TunnelSetup.start(env)
+                let count = env.tmp.file("canary.count")
+                try Files.write(canaryScript, to: env.tmp.file("canary.py"))
+                _ = try await env.serverIn(["python3", env.tmp.file("canary.py").path, Self.canaryIP, "9090", count.path], port: 9090, log: "canary.log")
+                let wrongKey = try t.makeKey("wrong.key")
+                func attack(_ name: String, dest: String = Self.canaryIP, port: Int = 9090) async throws -> String {
+                    let r = try await env.lan(["python3", t.script, name, "--server", env.tb.srvIP, "--port", "4000",
+                                               "--key", t.keyPath, "--wrong-key", wrongKey, "--dest", dest, "--dest-port", "\(port)"], timeout: 30)
+                    try #require(r.succeeded, "\(r.summary)\nserver log:\n\(tail(t.server.log))")
+                    return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                // Not Authorized (32) for anything without valid, fresh proof; a plain request
+                // is not a Convert message at all (Unsupported Version, 0); broken headers get
+                // Malformed Message (1) or another error, never a connection.
+                let expected: [(String, String?)] = [
+                    ("no-key", "reply=0 "), ("wrong-key", "reply=32 "), ("replay", "reply=32 "), ("stale", "reply=32 "),
+                    ("tampered", "reply=32 "), ("truncated", "reply=1 "), ("oversized", nil), ("random", nil),
+                ]
+                for (name, code) in expected {
+                    let out = try await attack(name)
+                    #expect(!out.contains("reply=ok"), "\(name) was let through: \(out)")
+                    #expect(!out.contains("outcome=open"), "\(name): the server kept a bad client open: \(out)")
+                    if let code { #expect(out.contains(code), "\(name): \(out)") }
+                }
+                // A destination the policy denies (loopback of the server), with a valid MAC.
+                let denied = try await attack("denied", dest: "127.0.0.1", port: 22)
+                #expect(denied.contains("reply=32"), "\(denied)")
+                // Only the first use of the replayed header may have reached the canary.
+                let dialled = Int((try? String(contentsOf: count, encoding: .utf8)) ?? "0") ?? 0
+                #expect(dialled == 1, "the canary was dialled \(dialled) times; only the replay test's first, valid use may reach it")
+                #expect(t.server.log.contains("replayed"), "\(tail(t.server.log))")
+                #expect(t.server.log.contains("unknown key id"), "\(tail(t.server.log))")
+                #expect(t.server.log.contains("destination denied"), "\(tail(t.server.log))")
+                let good = try await attack("good")
+                #expect(good.contains("reply=ok") && good.contains("body=") && !good.contains("body=0"), "the server stopped serving: \(good)")
+                #expect(t.server.isRunning)
+            }
+        }
+    }
+}
+
+/// Tunnel server in srv (:4000, key file, web addresses allowed), gateway in gw (redirect
+/// listener :7000 with --via). `intercept(port:)` turns on the LAN-side REDIRECT.
+struct TunnelSetup {
+    let env: Env
+    let keyPath: String
+    let script: String
+    let server: BackgroundProcess
+    let gateway: BackgroundProcess
+
+    static func start(_ env: Env) async throws -> TunnelSetup {
+        let script = env.tmp.file("tunnel.py")
+        try Files.write(tunnelScript, to: script)
+        _ = try await Proc.check(in: env.tb.srvNS, ["ip", "addr", "add", "\(Integration.Tunnel.webIP)/32", "dev", "lo"])
+        _ = try await Proc.check(in: env.tb.srvNS, ["ip", "addr", "add", "\(Integration.Tunnel.canaryIP)/32", "dev", "lo"])
+        for ns in [env.tb.gwNS, env.tb.srvNS] {
+            _ = try await Proc.check(in: ns, ["sysctl", "-qw", "net.ipv4.tcp_fastopen=3"])
+        }
+        let bin = try await RelayBinary.path()
+        let key = try writeKey(env.tmp.file("tunnel.key"))
+        // A short connect timeout also bounds how long a client may take to send its header.
+        let server = try await env.daemon(in: env.tb.srvNS, [bin, "run", "--listen", "\(env.tb.srvIP):4000", "--server", "--key-file", key,
+                                                             "--allow", "\(Integration.Tunnel.webIP)/32", "--allow", "\(Integration.Tunnel.canaryIP)/32",
+                                                             "--connect-timeout", "2"], port: 4000, log: "tunnel-server.log")
+        let gateway = try await env.daemon(in: env.tb.gwNS, [bin, "run", "--listen", "0.0.0.0:7000", "--redirect",
+                                                              "--via", "\(env.tb.srvIP):4000", "--key-file", key], port: 7000, log: "gateway.log")
+        return TunnelSetup(env: env, keyPath: key, script: script.path, server: server, gateway: gateway)
+    }
+
+    static func writeKey(_ url: URL) throws -> String {
+        var bytes = [UInt8](repeating: 0, count: 32)
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
+        try Files.write(bytes.map { String(format: "%02x", $0) }.joined() + "\n", to: url)
+        chmod(url.path, 0o600)
+        return url.path
+    }
+
+    func makeKey(_ name: String) throws -> String { try Self.writeKey(env.tmp.file(name)) }
+
+    /// LAN connections to `port` go to the gateway's redirect listener.
+    func intercept(port: Int) async throws {
+        let rules = "table ip it_redirect { chain pre { type nat hook prerouting priority dstnat; iifname \"lan0\" tcp dport \(port) redirect to :7000; }; }"
+        _ = try await Proc.check(in: env.tb.gwNS, ["nft", rules])
+    }
+}
+
+extension Env {
+    /// A long-running program in `ns` (not under mptcpize), returned once it listens on `port`.
+    func daemon(in ns: String, _ args: [String], port: Int, log: String) async throws -> BackgroundProcess {
+        let p = try BackgroundProcess(in: ns, args, log: tmp.file(log))
+        started.add(p)
+        do {
+            try await Net.waitListening(ns: ns, port: port, alive: { p.isRunning })
+        } catch {
+            throw ProcError("\(error); log:\n\(p.log)")
+        }
+        return p
+    }
+
+    /// A plain (not MPTCP) server in srv.
+    func serverIn(_ args: [String], port: Int, log: String) async throws -> BackgroundProcess {
+        try await daemon(in: tb.srvNS, args, port: port, log: log)
+    }
+}
