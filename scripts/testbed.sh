@@ -72,6 +72,9 @@ cmd_up() {
         nsx "$name-$r" ip link set lo up
         nsx "$name-$r" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
         nsx "$name-$r" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+        # Keep IPv6 addresses across `link K down`: by default the kernel flushes them, and
+        # `link K up` could not restore the routes that name them.
+        nsx "$name-$r" sysctl -qw net.ipv6.conf.all.keep_addr_on_down=1 net.ipv6.conf.default.keep_addr_on_down=1
         nsx "$name-$r" sysctl -qw net.mptcp.enabled=1
     done
     nsx "$gw" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import ArgumentParser
+import Foundation
+import RelayConfig
 import Logging
 import MPTCPSocket
 import RelayCore
@@ -20,8 +22,11 @@ struct RunCommand: ParsableCommand {
                           server   mptcp-relay run --listen [::]:4000 --server --key-file /etc/mptcp-relay/tunnel.key
             """)
 
-    @Option(help: ArgumentHelp("Address to accept plain TCP on: HOST:PORT or [IPv6]:PORT.", valueName: "host:port"))
-    var listen: SocketAddress
+    @Option(help: ArgumentHelp("Config file (TOML, see docs/configuration.md); SIGHUP reloads it. Excludes the listener flags below.", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Address to accept connections on: HOST:PORT or [IPv6]:PORT.", valueName: "host:port"))
+    var listen: SocketAddress?
 
     @Option(help: ArgumentHelp("Fixed upstream (forward mode).", valueName: "host:port"))
     var upstream: SocketAddress?
@@ -81,6 +86,13 @@ struct RunCommand: ParsableCommand {
     var logLevel: Logger.Level = .info
 
     func validate() throws {
+        if config != nil {
+            if listen != nil || upstream != nil || transparent || redirect || server || via != nil || keyFile != nil {
+                throw ValidationError("--config describes the listeners: drop --listen/--upstream/--transparent/--redirect/--server/--via/--key-file")
+            }
+            return
+        }
+        guard listen != nil else { throw ValidationError("give --listen HOST:PORT (or --config FILE)") }
         let modes = (transparent ? 1 : 0) + (redirect ? 1 : 0) + (server ? 1 : 0)
         if modes > 1 { throw ValidationError("--transparent, --redirect and --server exclude each other: pick one") }
         if modes == 0 && upstream == nil { throw ValidationError("give --upstream HOST:PORT (forward), --transparent, --redirect or --server") }
@@ -108,7 +120,7 @@ struct RunCommand: ParsableCommand {
         } else {
             mode = .forward(upstream: upstream!)
         }
-        var listener = ListenerSettings(address: listen, mode: mode, proxyProtocol: proxyProtocol)
+        var listener = ListenerSettings(address: listen!, mode: mode, proxyProtocol: proxyProtocol)
         if let keyFile {
             let key: TunnelKey
             do { key = try TunnelKey.load(path: keyFile) } catch { throw ValidationError("\(error)") }
@@ -140,24 +152,65 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let level = logLevel
+        var loaded: RelayConfigFile? = nil
+        if let config {
+            do { loaded = try RelayConfigFile.load(path: config) } catch {
+                printError("\(error)")
+                throw ExitCode(1)
+            }
+        }
+        let level = loaded.flatMap { Logger.Level(rawValue: $0.logLevel) } ?? logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
         let logger = Logger(label: "mptcp-relay")
-        let relay = Relay(settings: try settings(), logger: logger)
+        let settings: RelaySettings
+        do { settings = try loaded?.settings ?? self.settings() } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+        let relay = Relay(settings: settings, logger: logger)
         do {
             try relay.start()
         } catch {
             logger.critical("\(error)")
             throw ExitCode(1)
         }
-        if !MPTCP.isAvailable() && !noMptcp {
-            logger.warning("this kernel or namespace refuses MPTCP sockets (net.mptcp.enabled=0?): upstreams will be plain TCP")
+        if !MPTCP.isAvailable() && settings.upstreamMPTCP {
+            logger.warning("this kernel or namespace refuses MPTCP sockets (net.mptcp.enabled=0?): connections will be plain TCP")
         }
-        let status = relay.runUntilStopped()
+        let systemd = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
+        systemd.notify("READY=1\nSTATUS=relaying on \(settings.listeners.count) listener(s)")
+        let status = relay.runUntilStopped(
+            onReload: config.map { path in
+                {
+                    systemd.reloading()
+                    Self.reload(relay, from: path, logLevel: level, logger: logger)
+                    systemd.notify("READY=1")
+                }
+            },
+            onStopping: { systemd.notify("STOPPING=1") })
         if status != 0 { throw ExitCode(status) }
     }
+
+    /// SIGHUP: a config that does not load leaves the running one untouched.
+    private static func reload(_ relay: Relay, from path: String, logLevel: Logger.Level, logger: Logger) {
+        let next: RelayConfigFile
+        do { next = try RelayConfigFile.load(path: path) } catch {
+            logger.error("reload refused, keeping the running config: \(error)")
+            return
+        }
+        if Logger.Level(rawValue: next.logLevel) != logLevel {
+            logger.notice("reload: log_level changes on restart")
+        }
+        do { try relay.reload(next.settings) } catch {
+            logger.error("reload refused, keeping the running config: \(error)")
+        }
+    }
+}
+
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }

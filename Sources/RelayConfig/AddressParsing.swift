@@ -1,0 +1,101 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MPTCPSocket
+import RelayCore
+
+extension TableReader {
+    /// A `HOST:PORT` / `[IPv6]:PORT` literal (no name resolution: a relay must not depend
+    /// on DNS to start). Port 0 and, unless `wildcardAllowed`, 0.0.0.0 / :: are refused.
+    func address(_ key: String, wildcardAllowed: Bool) throws(ConfigError) -> SocketAddress? {
+        guard let text = try string(key) else { return nil }
+        let written = "\(key) = \"\(text)\""
+        let address: SocketAddress
+        do {
+            address = try SocketAddress(parsing: text)
+        } catch {
+            switch error {
+            case .missingPort: throw self.error(key, "\(written) has no port: write HOST:PORT, or [IPv6]:PORT")
+            case .badPort: throw self.error(key, "\(written) has a bad port: use a number from 1 to 65535")
+            case .badHost:
+                let hint = text.filter { $0 == ":" }.count > 1 && !text.hasPrefix("[")
+                    ? "put IPv6 addresses in brackets, like [2001:db8::1]:443"
+                    : "host names are not resolved; write a numeric address"
+                throw self.error(key, "\(written) is not an IPv4 or IPv6 literal (\(hint))")
+            }
+        }
+        if address.port == 0 { throw error(key, "\(written) has port 0: give the real port") }
+        if address.isWildcard && !wildcardAllowed {
+            throw error(key, "\(written) is a wildcard address: give the host's real address")
+        }
+        return address
+    }
+}
+
+/// Parses `10.0.0.0/8`, `fd00::/8`, or a bare address (a /32 or /128). Returns the
+/// complaint on failure: the caller knows the line.
+func parsePrefix(_ text: String) -> Result<AddressPrefix, PrefixError> {
+    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+    guard parts.count <= 2, let address = SocketAddress(host: String(parts[0]), port: 0), !parts[0].isEmpty else {
+        return .failure(PrefixError("'\(text)' is not an address prefix: write 192.0.2.0/24 or 2001:db8::/32"))
+    }
+    let maxLength = address.family == AF_INET ? 32 : 128
+    var length = maxLength
+    if parts.count == 2 {
+        guard let n = Int(parts[1]), (0...maxLength).contains(n) else {
+            return .failure(PrefixError("'\(text)' has a bad prefix length: use 0 to \(maxLength)"))
+        }
+        length = n
+    }
+    let bytes = address.addressBytes
+    let network = maskedBytes(bytes, length: length)
+    if network != bytes {
+        let suggestion = SocketAddress(bytes: network)?.host ?? "?"
+        return .failure(PrefixError("'\(text)' has host bits set: did you mean \(suggestion)/\(length)?"))
+    }
+    return .success(AddressPrefix(address: address, length: length))
+}
+
+struct PrefixError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// `bytes` with every bit after the first `length` cleared.
+func maskedBytes(_ bytes: [UInt8], length: Int) -> [UInt8] {
+    bytes.enumerated().map { index, byte in
+        let keep = max(0, min(8, length - index * 8))
+        return keep == 8 ? byte : byte & ~(UInt8.max >> keep)
+    }
+}
+
+extension SocketAddress {
+    /// The address in network order: 4 or 16 bytes.
+    var addressBytes: [UInt8] {
+        switch self {
+        case .v4(let sa): return withUnsafeBytes(of: sa.sin_addr) { Array($0) }
+        case .v6(let sa): return withUnsafeBytes(of: sa.sin6_addr) { Array($0) }
+        }
+    }
+
+    /// Builds an address (port 0) from 4 or 16 network-order bytes.
+    init?(bytes: [UInt8]) {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let family = bytes.count == 4 ? AF_INET : AF_INET6
+        guard bytes.count == 4 || bytes.count == 16 else { return nil }
+        guard inet_ntop(family, bytes, &text, socklen_t(text.count)) != nil else { return nil }
+        self.init(host: String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), port: 0)
+    }
+
+    /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) counts as IPv4 for interception.
+    var isIPv4Mapped: Bool {
+        guard case .v6 = self else { return false }
+        let b = addressBytes
+        return b[0..<10].allSatisfy { $0 == 0 } && b[10] == 0xff && b[11] == 0xff
+    }
+}
+
+extension AddressPrefix {
+    /// `10.0.0.0/8`, `::1/128`: the form nft and ip(8) take.
+    var cidr: String { "\(address.host)/\(length)" }
+}

@@ -1,0 +1,145 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MPTCPSocket
+import RelayCore
+import TunnelProtocol
+
+/// A listener as read, with the lines later checks point at.
+struct ParsedListener {
+    var settings: ListenerSettings
+    var listenLine: Int?
+    var modeLine: Int?
+}
+
+/// Reads one `[[listener]]` table. Which keys a listener may have depends on its mode; a
+/// key of another mode is an error, not ignored, because it shows a misunderstanding.
+enum ListenerParsing {
+    static let modes = ["forward", "transparent", "redirect", "server", "tunnel-server"]
+    static let keys = ["listen", "mode", "upstream", "backend", "proxy_protocol", "via", "key_file", "fast_open", "allow", "deny"]
+
+    /// Keys each mode takes besides listen and mode.
+    static let modeKeys: [String: [String]] = [
+        "forward": ["upstream"],
+        "transparent": ["via", "key_file", "fast_open"],
+        "redirect": ["via", "key_file", "fast_open"],
+        "server": ["backend", "proxy_protocol"],
+        "tunnel-server": ["key_file", "allow", "deny"],
+    ]
+
+    /// Why a key does not fit another mode.
+    static let keyPurpose: [String: String] = [
+        "upstream": "only mode = \"forward\" has a fixed upstream; transparent and redirect listeners use each connection's original destination",
+        "backend": "only mode = \"server\" has a backend",
+        "proxy_protocol": "only mode = \"server\" sends PROXY protocol headers",
+        "via": "only transparent and redirect listeners send through an aggregation server",
+        "fast_open": "only transparent and redirect listeners with 'via' open tunnels",
+        "key_file": "only tunnels use a key: mode = \"tunnel-server\", or transparent/redirect with 'via'",
+        "allow": "only mode = \"tunnel-server\" filters destinations",
+        "deny": "only mode = \"tunnel-server\" filters destinations",
+    ]
+
+    static func parse(_ r: TableReader) throws(ConfigError) -> ParsedListener {
+        try r.rejectUnknownKeys(allowed: keys)
+        guard let mode = try r.choice("mode", modes) else {
+            throw r.error(nil, "[[listener]] has no mode: add mode = \"forward\", \"transparent\", \"redirect\", \"server\" or \"tunnel-server\"")
+        }
+        let allowed = modeKeys[mode, default: []]
+        if let misplaced = r.table.keys.filter({ !["listen", "mode"].contains($0) && !allowed.contains($0) })
+            .min(by: { (r.line(of: $0) ?? .max) < (r.line(of: $1) ?? .max) }) {
+            throw r.error(misplaced, "'\(misplaced)' does not apply to mode = \"\(mode)\" (\(keyPurpose[misplaced] ?? "")): remove it")
+        }
+        guard let listen = try r.address("listen", wildcardAllowed: true) else {
+            throw r.error(nil, "[[listener]] has no listen address: add listen = \"HOST:PORT\", like \"0.0.0.0:7000\" or \"[::]:7000\"")
+        }
+
+        var listener: ListenerSettings
+        switch mode {
+        case "forward":
+            guard let upstream = try r.address("upstream", wildcardAllowed: false) else {
+                throw r.error("mode", "mode = \"forward\" needs upstream = \"HOST:PORT\" (where connections go)")
+            }
+            if upstream == listen {
+                throw r.error("upstream", "upstream \(upstream) is this listener's own address: connections would loop")
+            }
+            listener = ListenerSettings(address: listen, mode: .forward(upstream: upstream))
+        case "transparent", "redirect":
+            listener = ListenerSettings(address: listen, mode: mode == "transparent" ? .transparent : .redirect)
+            let via = try r.address("via", wildcardAllowed: false)
+            if let via {
+                guard let key = try key(r) else {
+                    throw r.error("via", "'via' needs key_file = \"PATH\" (the tunnel's pre-shared key, shared with the server)")
+                }
+                var tunnel = TunnelSettings(key: key, via: via)
+                if let fastOpen = try r.bool("fast_open") { tunnel.fastOpen = fastOpen }
+                listener.tunnel = tunnel
+            } else if r.has("key_file") || r.has("fast_open") {
+                let key = r.has("key_file") ? "key_file" : "fast_open"
+                throw r.error(key, "'\(key)' is only used with via = \"HOST:PORT\" (the aggregation server): add via or remove \(key)")
+            }
+        case "server":
+            guard let backend = try r.address("backend", wildcardAllowed: false) else {
+                throw r.error("mode", "mode = \"server\" needs backend = \"HOST:PORT\" (the plain TCP service behind it)")
+            }
+            if backend == listen {
+                throw r.error("backend", "backend \(backend) is this listener's own address: connections would loop")
+            }
+            listener = ListenerSettings(address: listen, mode: .server(backend: backend))
+            listener.proxyProtocol = try r.bool("proxy_protocol") ?? false
+        default:  // tunnel-server
+            guard let key = try key(r) else {
+                throw r.error("mode", "mode = \"tunnel-server\" needs key_file = \"PATH\" (the tunnel's pre-shared key)")
+            }
+            var tunnel = TunnelSettings(key: key)
+            tunnel.allow = try prefixes(r, "allow")
+            tunnel.deny = try prefixes(r, "deny")
+            listener = ListenerSettings(address: listen, mode: .tunnelServer, tunnel: tunnel)
+        }
+        return ParsedListener(settings: listener, listenLine: r.line(of: "listen"), modeLine: r.line(of: "mode"))
+    }
+
+    private static func key(_ r: TableReader) throws(ConfigError) -> TunnelKey? {
+        guard var path = try r.string("key_file") else { return nil }
+        if !path.hasPrefix("/") { path = r.context.baseDirectory + "/" + path }
+        do {
+            return try TunnelKey.load(path: path)
+        } catch {
+            throw r.error("key_file", "key_file: \(error)")
+        }
+    }
+
+    private static func prefixes(_ r: TableReader, _ key: String) throws(ConfigError) -> [AddressPrefix] {
+        var result: [AddressPrefix] = []
+        for (text, line) in try r.strings(key) ?? [] {
+            switch parsePrefix(text) {
+            case .success(let prefix): result.append(prefix)
+            case .failure(let problem): throw r.error(at: line, "\(key): \(problem.message)")
+            }
+        }
+        return result
+    }
+
+    /// Whether two listen addresses cannot both be bound: same port and the same address,
+    /// or a wildcard covering the other (a [::] listener is dual-stack, so it covers IPv4).
+    static func clash(_ a: SocketAddress, _ b: SocketAddress) -> Bool {
+        guard a.port == b.port else { return false }
+        if a == b { return true }
+        func covers(_ w: SocketAddress, _ o: SocketAddress) -> Bool {
+            w.isWildcard && (w.family == o.family || w.family == AF_INET6)
+        }
+        return covers(a, b) || covers(b, a)
+    }
+
+    /// Address families whose intercepted traffic reaches this listener.
+    static func interceptedFamilies(_ address: SocketAddress, ipv6: Bool) -> [Int32] {
+        switch address {
+        case .v4: return [AF_INET]
+        case .v6:
+            if address.isIPv4Mapped { return [AF_INET] }
+            var families: [Int32] = []
+            if address.isWildcard { families.append(AF_INET) }
+            if ipv6 { families.append(AF_INET6) }
+            return families
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import RelayConfig
+
+/// The origin used in parsed texts: messages start with "gw.toml:LINE:".
+let origin = "gw.toml"
+
+/// The error parsing `text` throws, nil when it parses.
+func parseError(_ text: String, baseDirectory: String = ".") -> ConfigError? {
+    do {
+        _ = try RelayConfigFile.parse(text: text, origin: origin, baseDirectory: baseDirectory)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+/// A fresh directory under /tmp, removed by `cleanup`.
+struct TempDirectory {
+    let path: String
+    init() throws {
+        path = NSTemporaryDirectory() + "relayconfig-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    func write(_ name: String, _ text: String, mode: Int = 0o600) throws -> String {
+        let file = path + "/" + name
+        try text.write(toFile: file, atomically: false, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: file)
+        return file
+    }
+    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// 64 hex digits: a well-formed tunnel key.
+let sampleKeyHex = String(repeating: "0123456789abcdef", count: 4)
+
+struct CommandResult {
+    var status: Int32
+    var output: String
+    var error: String
+}
+
+/// Runs a program to completion, with optional standard input.
+@discardableResult
+func run(_ arguments: [String], input: String? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe(), inPipe = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = inPipe
+    try process.run()
+    if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
+    try inPipe.fileHandleForWriting.close()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus,
+                         output: String(decoding: outData, as: UTF8.self),
+                         error: String(decoding: errData, as: UTF8.self))
+}
+
+/// The repository root (Tests/RelayConfigTests/ is two levels below it).
+let repositoryRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
