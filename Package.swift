@@ -69,7 +69,6 @@ let package = Package(
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
         .testTarget(name: "RelayConfigTests", dependencies: ["RelayConfig", "RelayCore", "MPTCPSocket", "TunnelProtocol"]),
         .testTarget(name: "TunnelProtocolTests", dependencies: ["TunnelProtocol"]),
-        .testTarget(name: "GatewayTests", dependencies: ["TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
     ]
 )

@@ -17,3 +17,7 @@ done || true
 
 swift build
 swift test "$@"
+# The tunnel header parser under libFuzzer for a bounded time (reuses this build's objects).
+if [[ $# -eq 0 ]]; then
+    SCRATCH="$PWD/.build" Fuzz/run.sh "${FUZZ_SECONDS:-30}"
+fi

@@ -1,0 +1,32 @@
+import ArgumentParser
+import RelayConfig
+
+struct NftCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nft",
+        abstract: "Print the nftables ruleset (and the ip rule/route lines) that a config's transparent and redirect listeners need.",
+        discussion: "Load it with: mptcp-relay nft --config FILE | nft -f -   (the ip rule/route lines are printed as comments; --routes prints them as commands).")
+
+    @Option(help: ArgumentHelp("Config file.", valueName: "file"))
+    var config: String
+
+    @Flag(help: "Print only the ip rule / ip route commands TPROXY needs, one per line.")
+    var routes = false
+
+    @Flag(help: "With --routes: print the commands that remove them instead.")
+    var remove = false
+
+    func run() throws {
+        let loaded: RelayConfigFile
+        do { loaded = try RelayConfigFile.load(path: config) } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        if routes {
+            let lines = remove ? NftRuleset.routingRemovalCommands(loaded) : NftRuleset.routingCommands(loaded)
+            for l in lines { print(l) }
+        } else {
+            print(NftRuleset.render(loaded), terminator: "")
+        }
+    }
+}
