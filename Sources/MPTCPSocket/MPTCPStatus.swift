@@ -42,6 +42,18 @@ public struct SubflowAddresses: Sendable, CustomStringConvertible {
     public var description: String { "\(local.map(String.init(describing:)) ?? "?") -> \(remote.map(String.init(describing:)) ?? "?")" }
 }
 
+/// The TCP state of one subflow (`struct tcp_info`, MPTCP_TCPINFO), the fields a path
+/// scheduler's behaviour shows in.
+public struct SubflowTCPInfo: Sendable {
+    /// TCP state (1 = ESTABLISHED).
+    public var state: UInt8
+    public var rttMicroseconds: UInt32
+    public var rttVarianceMicroseconds: UInt32
+    public var congestionWindow: UInt32
+    public var mss: UInt32
+    public var totalRetransmits: UInt32
+}
+
 public enum MPTCP {
     /// Tells whether `fd` (connected, created with `protocol`) negotiated MPTCP.
     /// Uses TCP_IS_MPTCP (Linux 6.7+) and falls back to MPTCP_INFO's fallback flag.
@@ -71,9 +83,28 @@ public enum MPTCP {
 
     /// getsockopt(SOL_MPTCP, MPTCP_SUBFLOW_ADDRS): local and remote address of every subflow.
     public static func subflowAddresses(of fd: FileDescriptor, maxSubflows: Int = 16) throws(Errno) -> [SubflowAddresses] {
+        try subflowArray(of: fd, option: CNET_MPTCP_SUBFLOW_ADDRS, element: MemoryLayout<mptcp_subflow_addrs>.size, max: maxSubflows) { element in
+            // struct mptcp_subflow_addrs: two sockaddr_storage-sized unions, local then remote.
+            SubflowAddresses(local: SocketAddress(storage: element),
+                             remote: SocketAddress(storage: element + MemoryLayout<sockaddr_storage>.size))
+        }
+    }
+
+    /// getsockopt(SOL_MPTCP, MPTCP_TCPINFO): the TCP state of every subflow.
+    public static func subflowTCPInfo(of fd: FileDescriptor, maxSubflows: Int = 16) throws(Errno) -> [SubflowTCPInfo] {
+        try subflowArray(of: fd, option: CNET_MPTCP_TCPINFO, element: MemoryLayout<tcp_info>.size, max: maxSubflows) { element in
+            let info = element.loadUnaligned(as: tcp_info.self)
+            return SubflowTCPInfo(state: info.tcpi_state, rttMicroseconds: info.tcpi_rtt, rttVarianceMicroseconds: info.tcpi_rttvar,
+                                  congestionWindow: info.tcpi_snd_cwnd, mss: info.tcpi_snd_mss, totalRetransmits: info.tcpi_total_retrans)
+        }
+    }
+
+    /// The MPTCP "subflow data" getsockopt layout: a `mptcp_subflow_data` header the caller
+    /// sizes, then one element per subflow, each `size_user` bytes (the kernel may use less).
+    private static func subflowArray<T>(of fd: FileDescriptor, option: Int32, element elementSize: Int, max: Int,
+                                        _ decode: (UnsafeRawPointer) -> T) throws(Errno) -> [T] {
         let headerSize = MemoryLayout<mptcp_subflow_data>.size
-        let elementSize = MemoryLayout<mptcp_subflow_addrs>.size
-        let total = headerSize + elementSize * maxSubflows
+        let total = headerSize + elementSize * max
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 8)
         defer { buffer.deallocate() }
         buffer.initializeMemory(as: UInt8.self, repeating: 0, count: total)
@@ -82,19 +113,11 @@ public enum MPTCP {
         header.size_user = UInt32(elementSize)
         buffer.storeBytes(of: header, as: mptcp_subflow_data.self)
         var len = socklen_t(total)
-        try syscallRetrying { getsockopt(fd.rawValue, CNET_SOL_MPTCP, CNET_MPTCP_SUBFLOW_ADDRS, buffer, &len) }
+        try syscallRetrying { getsockopt(fd.rawValue, CNET_SOL_MPTCP, option, buffer, &len) }
         let answer = buffer.load(as: mptcp_subflow_data.self)
-        let count = min(Int(answer.num_subflows), maxSubflows)
+        let count = min(Int(answer.num_subflows), max)
         let stride = Int(answer.size_user) > 0 ? Int(answer.size_user) : elementSize
-        var result: [SubflowAddresses] = []
-        for i in 0..<count {
-            let element = buffer + Int(answer.size_subflow_data) + i * stride
-            // struct mptcp_subflow_addrs is two sockaddr_storage-sized unions: local, then remote.
-            let local = SocketAddress(storage: UnsafeRawPointer(element))
-            let remote = SocketAddress(storage: UnsafeRawPointer(element + MemoryLayout<sockaddr_storage>.size))
-            result.append(SubflowAddresses(local: local, remote: remote))
-        }
-        return result
+        return (0..<count).map { i in decode(UnsafeRawPointer(buffer + Int(answer.size_subflow_data) + i * stride)) }
     }
 
     /// Whether this kernel and network namespace let a process create MPTCP sockets.

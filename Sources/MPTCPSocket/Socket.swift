@@ -66,23 +66,21 @@ public enum Socket {
 
     /// getsockname(2).
     public static func localAddress(_ fd: FileDescriptor) throws(Errno) -> SocketAddress? {
-        var storage = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        try withUnsafeMutablePointer(to: &storage) { (p) throws(Errno) in
-            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(Errno) in
-                try syscallRetrying { getsockname(fd.rawValue, sa, &len) }
-            }
-        }
-        return withUnsafePointer(to: &storage) { SocketAddress(storage: UnsafeRawPointer($0)) }
+        try address(of: fd, getsockname)
     }
 
     /// getpeername(2).
     public static func peerAddress(_ fd: FileDescriptor) throws(Errno) -> SocketAddress? {
+        try address(of: fd, getpeername)
+    }
+
+    private static func address(of fd: FileDescriptor,
+                                _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32) throws(Errno) -> SocketAddress? {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         try withUnsafeMutablePointer(to: &storage) { (p) throws(Errno) in
             try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(Errno) in
-                try syscallRetrying { getpeername(fd.rawValue, sa, &len) }
+                try syscallRetrying { call(fd.rawValue, sa, &len) }
             }
         }
         return withUnsafePointer(to: &storage) { SocketAddress(storage: UnsafeRawPointer($0)) }

@@ -28,9 +28,9 @@ public enum RelayError: Error, CustomStringConvertible {
     }
 }
 
-/// Everything a worker thread needs to build its loop inside the thread, because a
+/// Everything one worker is given. The worker is built inside its own thread, because a
 /// single-issuer ring belongs to the thread that creates it.
-private final class WorkerLaunch: @unchecked Sendable {
+final class WorkerLaunch: @unchecked Sendable {
     let index: Int
     let settings: RelaySettings
     let listenerFDs: [Int32]
@@ -40,22 +40,21 @@ private final class WorkerLaunch: @unchecked Sendable {
     let tunnelContext: TunnelContext
     let logger: Logger
 
-    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], mailbox: WorkerMailbox, counters: WorkerCounters, localAddresses: LocalAddresses, tunnelContext: TunnelContext, logger: Logger) {
-        self.tunnelContext = tunnelContext
+    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], mailbox: WorkerMailbox, counters: WorkerCounters,
+         localAddresses: LocalAddresses, tunnelContext: TunnelContext, logger: Logger) {
         self.index = index
         self.settings = settings
         self.listenerFDs = listenerFDs
         self.mailbox = mailbox
         self.counters = counters
         self.localAddresses = localAddresses
+        self.tunnelContext = tunnelContext
         self.logger = logger
     }
 
     func run() {
         do {
-            let worker = try Worker(index: index, settings: settings, listenerFDs: listenerFDs, mailbox: mailbox,
-                                    counters: counters, localAddresses: localAddresses, tunnelContext: tunnelContext, logger: logger)
-            worker.run()
+            try Worker(self).run()
         } catch {
             logger.critical("worker \(index): io_uring setup failed: \(error) (is io_uring disabled by sysctl kernel.io_uring_disabled or seccomp?)")
             for fd in listenerFDs { close(fd) }

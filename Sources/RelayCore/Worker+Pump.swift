@@ -98,13 +98,7 @@ extension Worker {
             return true
         }
         // EINPROGRESS: a Fast Open socket without a cookie sent a plain SYN; write once connected.
-        if result == -EAGAIN || result == -EINPROGRESS || result == -ENOTCONN || result == 0 {
-            let sink = withDirection(c, d) { $0.sink }
-            arm(.pollOut, slot, d, sink, events: UInt32(POLLOUT))
-            return false
-        }
-        let code = -result
-        beginClose(slot, reason: d == 0 ? .resetByUpstream(code) : .resetByClient(code), reset: true)
+        sinkRefused(slot, d, result, retryable: result == -EINPROGRESS || result == -ENOTCONN)
         return false
     }
 
@@ -158,15 +152,22 @@ extension Worker {
             withDirection(c, d) { $0.inPipe -= Int(result) }
             return true
         }
-        if result == -EAGAIN || result == 0 {
-            // The sink's send buffer is full: backpressure, nothing more is read meanwhile.
+        sinkRefused(slot, d, result, retryable: false)
+        return false
+    }
+
+    /// A write to the sink moved nothing. EAGAIN (or 0, or a `retryable` code) means its send
+    /// buffer is full: backpressure, so wait for POLLOUT and read nothing meanwhile. Anything
+    /// else is the sink's peer failing: reset both sides.
+    private func sinkRefused(_ slot: Int32, _ d: Int, _ result: Int32, retryable: Bool) {
+        let c = table[slot]
+        if result == -EAGAIN || result == 0 || retryable {
             let sink = withDirection(c, d) { $0.sink }
             arm(.pollOut, slot, d, sink, events: UInt32(POLLOUT))
-            return false
+            return
         }
         let code = -result
         beginClose(slot, reason: d == 0 ? .resetByUpstream(code) : .resetByClient(code), reset: true)
-        return false
     }
 
     /// The source sent FIN and the pipe is empty: pass the half-close on with shutdown(SHUT_WR).

@@ -55,7 +55,7 @@ extension Worker {
             return true
         case .failure(let text):
             counters.add(.refused, 1)
-            beginClose(slot, reason: .refused("tunnel server answered: \(text)"), reset: true)
+            beginClose(slot, reason: .refused("tunnel server answered \(text) for destination=\(destinationText(c))"), reset: true)
             return false
         case .invalid(let text):
             beginClose(slot, reason: .refused("tunnel server reply invalid: \(text)"), reset: true)

@@ -50,19 +50,20 @@ final class Worker {
     let localAddresses: LocalAddresses
     let tunnelContext: TunnelContext
 
-    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], mailbox: WorkerMailbox, counters: WorkerCounters, localAddresses: LocalAddresses, tunnelContext: TunnelContext, logger: Logger) throws(RingError) {
-        self.localAddresses = localAddresses
-        self.tunnelContext = tunnelContext
-        self.index = index
+    init(_ launch: WorkerLaunch) throws(RingError) {
+        let settings = launch.settings
+        localAddresses = launch.localAddresses
+        tunnelContext = launch.tunnelContext
+        index = launch.index
         self.settings = settings
-        self.mailbox = mailbox
-        self.counters = counters
-        self.logger = logger
+        mailbox = launch.mailbox
+        counters = launch.counters
+        logger = launch.logger
         ring = try Ring(entries: settings.ringEntries)
         maxConnections = max(1, (settings.maxConnections + settings.workers - 1) / settings.workers)
         table = ConnectionTable(capacity: maxConnections)
         pipes = PipePool(size: settings.pipeSize, keepIdle: 64)
-        listeners = zip(settings.listeners, listenerFDs).map { config, fd in WorkerListener(settings: config, fd: fd) }
+        listeners = zip(settings.listeners, launch.listenerFDs).map { config, fd in WorkerListener(settings: config, fd: fd) }
         wakeBuffer = .allocate(capacity: 1)
         tickSpec = .allocate(capacity: 1)
         tickSpec.initialize(to: RingTimespec(seconds: 1, nanoseconds: 0))

@@ -50,6 +50,10 @@ extension Integration {
                 let got = try await g.download("http://[\(env.tb.srvIP6)]:8080/body.bin", to: "v6.bin")
                 #expect(try await Files.sha256(got.file) == body.sha)
                 #expect(g.relay.log.contains("upstream=[\(env.tb.srvIP6)]:8080 mptcp=yes"), "\(tail(g.relay.log))")
+                // A client that talks to the listener itself would make the relay dial itself.
+                let loop = try await env.lan(["curl", "-sS", "--max-time", "5", "http://\(env.tb.gwLanIP):7000/"], timeout: 20)
+                #expect(!loop.succeeded, "a connection to the relay's own listener was relayed: \(loop.summary)")
+                #expect(g.relay.log.contains("this relay's own listener (loop)"), "\(tail(g.relay.log))")
             }
         }
 

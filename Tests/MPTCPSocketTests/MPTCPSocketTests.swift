@@ -22,6 +22,10 @@ import Testing
         let subflows = try MPTCP.subflowAddresses(of: client)
         #expect(subflows.count == 1)
         #expect(subflows.first?.remote == bound)
+        let tcp = try MPTCP.subflowTCPInfo(of: client)
+        #expect(tcp.count == 1)
+        #expect(tcp.first?.state == 1, "subflow not ESTABLISHED: \(String(describing: tcp.first))")
+        #expect((tcp.first?.mss ?? 0) > 0)
     }
 
     @Test func plainTCPServerMeansFallback() throws {
