@@ -45,6 +45,19 @@ extension Integration {
             }
         }
 
+        /// What the server cannot reach comes back to the LAN client as a reset, at once.
+        @Test func serverSideFailuresResetTheLANClient() async throws {
+            try await withEnv(wans: 1, rateMbit: 100) { env in
+                let t = try await TunnelSetup.start(env)
+                try await t.intercept(port: 8099)   // nothing listens there: the server's connect is refused
+                // A hang would end in curl's own timeout (exit 28); a reset is 56 (or 52/7 by timing).
+                let r = try await env.lan(["curl", "-sS", "--max-time", "10", "http://\(Self.webIP):8099/"], timeout: 30)
+                #expect(r.status == 56 || r.status == 7 || r.status == 52, "curl should see a reset: \(r.summary)")
+                #expect(t.gateway.log.contains("for destination=\(Self.webIP):8099"), "\(tail(t.gateway.log))")
+                #expect(t.server.log.contains("upstream connect failed"), "\(tail(t.server.log))")
+            }
+        }
+
         /// Every hostile or broken client is refused, nothing is dialled on its behalf, and
         /// the server keeps serving a good client afterwards.
         @Test func refusesBadClientsAndKeepsServing() async throws {
@@ -130,7 +143,7 @@ struct TunnelSetup {
 
     /// LAN connections to `port` go to the gateway's redirect listener.
     func intercept(port: Int) async throws {
-        let rules = "table ip it_redirect { chain pre { type nat hook prerouting priority dstnat; iifname \"lan0\" tcp dport \(port) redirect to :7000; }; }"
+        let rules = "table ip it_redirect_\(port) { chain pre { type nat hook prerouting priority dstnat; iifname \"lan0\" tcp dport \(port) redirect to :7000; }; }"
         _ = try await Proc.check(in: env.tb.gwNS, ["nft", rules])
     }
 }
