@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer target over the tunnel header parser and runs it for a bounded time.
-#   Fuzz/run.sh [SECONDS]        (default 60; CI uses the default)
+#   Fuzz/run.sh [SECONDS]        (default 60; scripts/test.sh, and so CI, runs it for $FUZZ_SECONDS, 30)
 # Env: SCRATCH (SwiftPM scratch path for the dependencies, default .build-fuzz),
 #      SWIFT_BIN (toolchain bin dir, default /opt/swift/usr/bin), FUZZ_JOBS (default 1).
 # Exit status: 0 when no crash was found; libFuzzer's status (and a crash-* file) otherwise.
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECONDS_TO_RUN=${1:-60}
-SWIFT_BIN=${SWIFT_BIN:-/opt/swift/usr/bin}
+SWIFT_BIN=${SWIFT_BIN:-$(dirname "$(command -v swift || echo /opt/swift/usr/bin/swift)")}
 SCRATCH=${SCRATCH:-$ROOT/.build-fuzz}
 OUT=$SCRATCH/fuzz
 mkdir -p "$OUT"

@@ -7,7 +7,8 @@ PACKAGES=(
     liburing-dev   # the relay's io_uring
     iproute2       # ip netns / ip mptcp / tc (testbed)
     nftables       # packet loss and blackholes in the testbed
-    iperf3 curl python3 socat   # peers in tests and demo
+    iperf3 curl wget python3 socat   # peers in tests and demo
+    procps util-linux            # sysctl, prlimit
     mptcpize       # classic LD_PRELOAD mptcpize: makes stock servers speak MPTCP
     haproxy sockperf wrk        # benchmark comparisons
     tshark linux-perf psmisc    # inspection and profiling

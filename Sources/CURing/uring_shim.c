@@ -8,13 +8,17 @@ struct curing_ring {
     struct io_uring ring;
 };
 
-curing_ring *curing_create(unsigned entries, const unsigned *flag_candidates, int count, unsigned *accepted, int *error) {
+curing_ring *curing_create(unsigned entries, unsigned cq_entries, const unsigned *flag_candidates, int count, unsigned *accepted, int *error) {
     curing_ring *r = calloc(1, sizeof *r);
     if (!r) { *error = ENOMEM; return NULL; }
     int rc = -EINVAL;
     for (int i = 0; i < count; i++) {
         struct io_uring_params p = {0};
         p.flags = flag_candidates[i];
+        if (cq_entries) {
+            p.flags |= IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+            p.cq_entries = cq_entries;
+        }
         rc = io_uring_queue_init_params(entries, &r->ring, &p);
         if (rc == 0) { *accepted = flag_candidates[i]; return r; }
     }

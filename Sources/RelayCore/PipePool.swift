@@ -8,7 +8,9 @@ import SystemPackage
 struct SplicePipe {
     var readEnd: Int32
     var writeEnd: Int32
-    static let none = SplicePipe(readEnd: -1, writeEnd: -1)
+    /// Bytes the kernel granted (F_SETPIPE_SZ may give less than asked).
+    var capacity: Int
+    static let none = SplicePipe(readEnd: -1, writeEnd: -1, capacity: 0)
     var isValid: Bool { readEnd >= 0 }
 }
 
@@ -39,9 +41,10 @@ final class PipePool {
         let rc = withUnsafeMutableBytes(of: &fds) { cnet_pipe_nonblocking($0.baseAddress!.assumingMemoryBound(to: Int32.self)) }
         if rc != 0 { throw Errno(rawValue: errno) }
         // The kernel may grant less than asked (fs.pipe-max-size, per-user limits); any size works.
-        _ = cnet_set_pipe_size(fds.0, Int32(size))
+        var granted = Int(cnet_set_pipe_size(fds.0, Int32(size)))
+        if granted <= 0 { granted = Int(cnet_get_pipe_size(fds.0)) }
         inUse += 1
-        return SplicePipe(readEnd: fds.0, writeEnd: fds.1)
+        return SplicePipe(readEnd: fds.0, writeEnd: fds.1, capacity: max(granted, 4096))
     }
 
     /// Returns a pipe. One that may still hold bytes is closed, never reused: its

@@ -188,7 +188,7 @@ public final class Relay {
                 return .open(opened[w][freshIndex])
             }
             let workerPlan = ReloadPlan(settings: next, listeners: sockets)
-            mailbox.post { $0.reload = workerPlan }
+            mailbox.post { $0.reloads.append(workerPlan) }
         }
         let removed = listenerSlots.compactMap { $0 }.count - kept.count
         listenerSlots = listenerSlots.indices.map { i in

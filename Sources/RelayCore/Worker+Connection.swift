@@ -46,8 +46,9 @@ extension Worker {
         }
         destination.write(to: &c.pointee.destination)
         if let tunnel = listener.tunnel, let via = tunnel.via, listener.mode.intercepts {
-            dial(slot, to: via, mptcp: true, fastOpen: tunnel.fastOpen)
+            // Before dialling: a dial that fails frees the slot at once.
             prepareTunnelRequest(slot, destination: destination, key: tunnel.key)
+            dial(slot, to: via, mptcp: true, fastOpen: tunnel.fastOpen)
         } else {
             dial(slot, to: destination, mptcp: settings.upstreamMPTCP && !listener.mode.acceptsMPTCP, fastOpen: false)
         }
@@ -87,6 +88,11 @@ extension Worker {
             withDirection(c, d) { $0.busy = false }
         }
         if c.pointee.phase == .closing {
+            // A ring splice cannot be cancelled (its file is the pipe): what it moved still
+            // counts, so a pipe that holds bytes is never pooled for another connection.
+            if result > 0 && (kind == .spliceIn || kind == .spliceOut) {
+                withDirection(c, d) { $0.inPipe += kind == .spliceIn ? Int(result) : -Int(result) }
+            }
             if c.pointee.pending == 0 { finish(slot) }
             return
         }

@@ -39,7 +39,7 @@ extension Worker {
                 if !dir.pipe.isValid {
                     do throws(Errno) { dir.pipe = try pipes.take() } catch { return .outOfPipes(error.rawValue) }
                 }
-                return .read(dir.source, dir.pipe.writeEnd)
+                return .read(dir.source, dir.pipe.writeEnd, dir.pipe.capacity)
             }
             switch step {
             case .wait:
@@ -60,12 +60,12 @@ extension Worker {
             case .readReply(let source, let buffer, let fill):
                 let n = recv(source, handshakeBuffers.pointer(buffer) + fill, HandshakeBuffers.size - fill, Int32(MSG_DONTWAIT))
                 if !replyRead(slot, d, n >= 0 ? Int32(n) : -errno) { return }
-            case .read(let source, let pipeIn):
+            case .read(let source, let pipeIn, let capacity):
                 if settings.spliceEngine == .ring {
-                    submit(.spliceIn, slot, d) { ring.splice(from: source, to: pipeIn, length: UInt32(pipes.size), flags: Self.spliceFlags, userData: $0) }
+                    submit(.spliceIn, slot, d) { ring.splice(from: source, to: pipeIn, length: UInt32(capacity), flags: Self.spliceFlags, userData: $0) }
                     return
                 }
-                let n = cnet_splice(source, pipeIn, pipes.size, Self.spliceFlags)
+                let n = cnet_splice(source, pipeIn, capacity, Self.spliceFlags)
                 if !readCompleted(slot, d, n >= 0 ? Int32(n) : -errno) { return }
             case .write(let pipeOut, let sink, let count):
                 if settings.spliceEngine == .ring {
@@ -83,7 +83,7 @@ extension Worker {
         case pollIn(Int32)
         case passEOF(Int32)
         case outOfPipes(Int32)
-        case read(Int32, Int32)
+        case read(Int32, Int32, Int)
         case write(Int32, Int32, Int)
         case writePrefix(Int32, Int32, Int, Int)
         case readReply(Int32, Int32, Int)
@@ -127,7 +127,7 @@ extension Worker {
                 dir.inPipe += Int(result)
                 dir.bytes += UInt64(result)
                 // A read shorter than the pipe most likely emptied the socket: poll before the next.
-                dir.drained = Int(result) < pipes.size
+                dir.drained = Int(result) < dir.pipe.capacity
             }
             return true
         }

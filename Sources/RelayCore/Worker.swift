@@ -59,8 +59,10 @@ final class Worker {
         mailbox = launch.mailbox
         counters = launch.counters
         logger = launch.logger
-        ring = try Ring(entries: settings.ringEntries)
         maxConnections = max(1, (settings.maxConnections + settings.workers - 1) / settings.workers)
+        // Up to three operations per connection (a poll or splice per direction, a cancel)
+        // can complete at once, as in abortAll: the completion queue holds them all.
+        ring = try Ring(entries: settings.ringEntries, completionEntries: UInt32(min(max(maxConnections * 4, 4096), 1 << 20)))
         table = ConnectionTable(capacity: maxConnections)
         pipes = PipePool(size: settings.pipeSize, keepIdle: 64)
         listeners = zip(settings.listeners, launch.listenerFDs).map { config, fd in WorkerListener(settings: config, fd: fd) }
@@ -74,6 +76,7 @@ final class Worker {
     }
 
     deinit {
+        ring.close()
         for l in listeners {
             if l.fd >= 0 { close(l.fd) }
             l.peer.deallocate()
@@ -131,7 +134,14 @@ final class Worker {
 
     private func wakeCompleted(_ result: Int32) {
         let requests = mailbox.take()
-        if let plan = requests.reload, !stopping { applyReload(plan) }
+        for plan in requests.reloads {
+            if stopping {
+                // Sockets bound for a reload that will never be applied.
+                for case .open(let fd) in plan.listeners { close(fd) }
+            } else {
+                applyReload(plan)
+            }
+        }
         if requests.abort {
             beginStop(grace: 0)
         } else if requests.stop {
@@ -195,16 +205,28 @@ final class Worker {
         }
         // A tunnel header must arrive within the connect timeout: a silent or slow client
         // cannot hold a slot (and its buffer) for longer.
-        let headerLimit = Int64(max(settings.connectTimeout, 1) * 1e9)
-        for i in 0..<table.capacity where table.slots[i].phase == .readingHeader && now - table.slots[i].openedAt > headerLimit {
-            rejectTunnel(Int32(i), code: TunnelCodec.malformed, reason: "no complete tunnel header within \(settings.connectTimeout) s")
+        // With Fast Open the connect completes at once (the link timeout never fires), so the
+        // gateway bounds the wait for the server's reply the same way.
+        if settings.connectTimeout > 0 {
+            let handshakeLimit = Int64(settings.connectTimeout * 1e9)
+            for i in 0..<table.capacity where now - table.slots[i].openedAt > handshakeLimit {
+                let c = table.slots + i
+                if c.pointee.phase == .readingHeader {
+                    rejectTunnel(Int32(i), code: TunnelCodec.malformed, reason: "no complete tunnel header within \(settings.connectTimeout) s")
+                } else if c.pointee.phase == .relaying && c.pointee.down.expectReply {
+                    beginClose(Int32(i), reason: .connectTimeout, reset: true)
+                }
+            }
         }
         if settings.idleTimeout > 0 {
             let limit = Int64(settings.idleTimeout * 1e9)
             for i in 0..<table.capacity {
                 let c = table.slots + i
                 if c.pointee.phase == .relaying && now - c.pointee.lastActive > limit {
-                    beginClose(Int32(i), reason: .idleTimeout, reset: false)
+                    // Bytes still held would be lost: a clean FIN would pass a truncated stream as whole.
+                    let stuck = c.pointee.up.inPipe > 0 || c.pointee.down.inPipe > 0
+                        || c.pointee.up.prefixEnd > c.pointee.up.prefixStart || c.pointee.down.prefixEnd > c.pointee.down.prefixStart
+                    beginClose(Int32(i), reason: .idleTimeout, reset: stuck)
                 }
             }
         }
@@ -277,12 +299,10 @@ final class Worker {
         }
     }
 
-    /// A closed connection freed descriptors: try accepting again at once.
+    /// A slot came free: accept again if only the connection limit held accepting back.
+    /// A descriptor shortage is left to the backoff timer, so that a connection reset for
+    /// want of descriptors cannot re-arm accept at once (and be followed by the next one).
     func connectionSlotFreed() {
-        if acceptPausedSince != nil {
-            backoffArmed = false
-            acceptPausedSince = nil
-        }
         armAccepts()
     }
 }

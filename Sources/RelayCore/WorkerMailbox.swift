@@ -22,7 +22,8 @@ final class WorkerMailbox: Sendable {
     struct Requests: Sendable {
         var stop = false
         var abort = false
-        var reload: ReloadPlan? = nil
+        /// In order: each plan's `.keep` indices assume the ones before it were applied.
+        var reloads: [ReloadPlan] = []
     }
 
     let eventFD: Int32

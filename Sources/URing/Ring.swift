@@ -28,7 +28,7 @@ public struct RingError: Error, CustomStringConvertible {
 /// operation completes; the caller owns it. A full submission queue is flushed, never
 /// reported, so preparing an operation cannot fail.
 public final class Ring {
-    private let ring: OpaquePointer
+    private var ring: OpaquePointer?
     private let batch: UnsafeMutablePointer<curing_completion>
     private let batchCapacity: UInt32
     /// Setup flags the kernel accepted (for diagnostics).
@@ -37,70 +37,79 @@ public final class Ring {
     /// io_uring_queue_init_params. Tries the single-issuer, deferred-task-run setup first
     /// (fewer interruptions for a ring owned by one thread, Linux 6.1+), then plainer ones.
     /// Must be called on the thread that will drive the ring.
-    public init(entries: UInt32) throws(RingError) {
+    /// `completionEntries` sizes the completion queue (0: the kernel's default, twice
+    /// `entries`); a loop with many operations in flight wants room for all of them.
+    public init(entries: UInt32, completionEntries: UInt32 = 0) throws(RingError) {
         let candidates: [UInt32] = [curing_flag_single_issuer_defer_taskrun(), curing_flag_coop_taskrun(), 0]
         var accepted: UInt32 = 0
         var error: Int32 = 0
-        guard let r = candidates.withUnsafeBufferPointer({ curing_create(entries, $0.baseAddress, Int32($0.count), &accepted, &error) }) else {
+        guard let r = candidates.withUnsafeBufferPointer({ curing_create(entries, completionEntries, $0.baseAddress, Int32($0.count), &accepted, &error) }) else {
             throw RingError(code: error)
         }
         ring = r
         setupFlags = accepted
-        batchCapacity = entries * 2
+        batchCapacity = max(entries * 2, min(completionEntries, 4096))
         batch = .allocate(capacity: Int(batchCapacity))
     }
 
     deinit {
-        curing_destroy(ring)
+        close()
         batch.deallocate()
+    }
+
+    /// Tears the ring down now (io_uring_queue_exit): the kernel cancels what is pending and
+    /// writes no more into memory the caller handed to operations. Later calls do nothing.
+    public func close() {
+        if let r = ring { curing_destroy(r) }
+        ring = nil
     }
 
     /// IORING_OP_ACCEPT (one shot); the socket it returns is nonblocking and close-on-exec.
     public func accept(_ fd: Int32, address: UnsafeMutableRawPointer?, length: UnsafeMutablePointer<UInt32>?, userData: UInt64) {
-        curing_prep_accept(ring, fd, address, length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), userData)
+        curing_prep_accept(ring!, fd, address, length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), userData)
     }
 
     /// IORING_OP_CONNECT, linked to IORING_OP_LINK_TIMEOUT when `timeout` is given, so a
     /// silent peer cannot hold the connection longer than that.
     public func connect(_ fd: Int32, address: UnsafeRawPointer, length: UInt32, userData: UInt64,
                         timeout: UnsafeMutablePointer<RingTimespec>?, timeoutUserData: UInt64) {
-        curing_prep_connect(ring, fd, address, length, userData, timeout.map { UnsafeMutableRawPointer($0) }, timeoutUserData)
+        curing_prep_connect(ring!, fd, address, length, userData, timeout.map { UnsafeMutableRawPointer($0) }, timeoutUserData)
     }
 
     /// IORING_OP_POLL_ADD, one shot: completes with the ready `poll(2)` events.
     public func poll(_ fd: Int32, events: UInt32, userData: UInt64) {
-        curing_prep_poll(ring, fd, events, userData)
+        curing_prep_poll(ring!, fd, events, userData)
     }
 
     /// IORING_OP_SPLICE between two descriptors without offsets.
     public func splice(from input: Int32, to output: Int32, length: UInt32, flags: UInt32, userData: UInt64) {
-        curing_prep_splice(ring, input, output, length, flags, userData)
+        curing_prep_splice(ring!, input, output, length, flags, userData)
     }
 
     /// IORING_OP_READ.
     public func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, length: UInt32, userData: UInt64) {
-        curing_prep_read(ring, fd, buffer, length, userData)
+        curing_prep_read(ring!, fd, buffer, length, userData)
     }
 
     /// IORING_OP_TIMEOUT relative to now; completes with -ETIME when it fires.
     public func timeout(_ spec: UnsafeMutablePointer<RingTimespec>, userData: UInt64) {
-        curing_prep_timeout(ring, spec, userData)
+        curing_prep_timeout(ring!, spec, userData)
     }
 
     /// IORING_OP_ASYNC_CANCEL of every operation whose file is `fd` (Linux 5.19+).
     public func cancelAll(on fd: Int32, userData: UInt64) {
-        curing_prep_cancel_fd(ring, fd, userData)
+        curing_prep_cancel_fd(ring!, fd, userData)
     }
 
     /// IORING_OP_ASYNC_CANCEL of the operation tagged `target`.
     public func cancel(userData target: UInt64, userData: UInt64) {
-        curing_prep_cancel(ring, target, userData)
+        curing_prep_cancel(ring!, target, userData)
     }
 
     /// io_uring_submit_and_wait: submits what is queued and waits for `count` completions.
     /// EINTR, EAGAIN, EBUSY and ETIME are transient here, not errors.
     public func submitAndWait(_ count: UInt32) throws(RingError) {
-        let rc = curing_submit_and_wait(ring, count)
+        let rc = curing_submit_and_wait(ring!, count)
         if rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME {
             throw RingError(code: -rc)
         }
@@ -111,7 +120,7 @@ public final class Ring {
     public func drainCompletions(_ body: (_ userData: UInt64, _ result: Int32, _ flags: UInt32) -> Void) -> Int {
         var total = 0
         while true {
-            let n = Int(curing_reap(ring, batch, batchCapacity))
+            let n = Int(curing_reap(ring!, batch, batchCapacity))
             if n == 0 { return total }
             for i in 0..<n {
                 let c = batch[i]

@@ -19,12 +19,12 @@ extension Integration {
                 let holder = try BackgroundProcess(in: env.tb.lanNS, ["python3", env.tmp.file("holder.py").path, env.tb.gwLanIP, "7200", "60", "5"],
                                                    log: env.tmp.file("holder.log"))
                 env.started.add(holder)
-                try await Task.sleep(nanoseconds: 1_500_000_000)
+                try await waitFor("the holder's connections", timeout: 10) { holder.log.contains("holding") }
+                #expect(await relay.waitForLog("accept paused"), "no pause logged:\n\(tail(relay.log))")
                 let cpuBefore = cpuSeconds(pid: relay.pid)
                 try await Task.sleep(nanoseconds: 2_000_000_000)
                 let cpuAfter = cpuSeconds(pid: relay.pid)
                 #expect(relay.isRunning, "the relay died: \(tail(relay.log))")
-                #expect(relay.log.contains("accept paused"), "no pause logged:\n\(tail(relay.log))")
                 // A spinning accept loop burns the whole 2 s; paused, the relay wakes ten times a second.
                 #expect(cpuAfter - cpuBefore < 0.5, "relay used \(cpuAfter - cpuBefore) s of CPU in 2 s while out of descriptors")
                 #expect(await holder.waitForExit(timeout: 15), "holder did not finish")

@@ -102,6 +102,7 @@ func tail(_ text: String, lines: Int = 30) -> String {
 }
 
 /// The whole integration suite runs serially: the throughput test must not share the two
-/// cores with 50 MB transfers, and serial runs keep failures readable.
+/// cores with 50 MB transfers, and serial runs keep failures readable. scripts/test.sh runs
+/// this target on its own, apart from the other test targets.
 @Suite("Integration", .serialized, .enabled(if: Testbed.isSupported, "needs root to build network namespaces"))
 struct Integration {}

@@ -14,11 +14,13 @@ extension Integration {
                 let body = try await g.body(bytes: 40_000_000)
                 let capable = try await Net.counter("MPTcpExtMPCapableSYNRX", ns: env.tb.srvNS)
 
-                // 1. Aggregation, byte-exact.
+                // 1. Aggregation, byte-exact, with bytes over both WANs.
+                let wan2Before = try await rxBytes(env.tb.gwNS, "wan2")
                 let first = try await g.download("http://\(env.tb.srvIP):8080/body.bin", to: "first.bin")
                 print("gateway (TPROXY): \(Int(first.mbit)) Mbit/s over 2 x 50 Mbit/s")
                 #expect(try await Files.sha256(first.file) == body.sha)
                 #expect(first.mbit > 80, "through the gateway: \(first.mbit) Mbit/s")
+                #expect(try await rxBytes(env.tb.gwNS, "wan2") - wan2Before > 10_000_000, "WAN 2 carried too little of the download")
                 #expect(try await Net.counter("MPTcpExtMPCapableSYNRX", ns: env.tb.srvNS) > capable, "the server saw no MPTCP connection")
                 #expect(g.relay.log.contains("upstream=\(env.tb.srvIP):8080 mptcp=yes"), "\(tail(g.relay.log))")
 
@@ -28,6 +30,7 @@ extension Integration {
                 env.started.add(slow)
                 try await Task.sleep(nanoseconds: 2_000_000_000)
                 try await env.tb.link(1, up: false)
+                try #require(slow.isRunning, "the download ended before WAN 1 went down: no failover was tested")
                 #expect(await slow.waitForExit(timeout: 60), "download did not finish after WAN 1 went down")
                 #expect(slow.exitStatus == 0, "curl failed after WAN 1 went down: \(slow.log)")
                 #expect(try await Files.sha256(env.tmp.file("failover.bin")) == body.sha, "body differs after failover")

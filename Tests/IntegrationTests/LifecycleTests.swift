@@ -19,12 +19,19 @@ extension Integration {
 
                 // The server answers 3 s after the request: the answer arrives after SIGTERM.
                 async let answer = env.lan(["python3", "-c", clientSnippet(env.tb.gwLanIP, 7300)], timeout: 30)
-                try await Task.sleep(nanoseconds: 1_000_000_000)
+                // Signal only once the relay has the connection through to the server.
+                try await waitFor("the relayed connection to reach the server", timeout: 10) {
+                    let r = try await Proc.run(in: env.tb.srvNS, ["ss", "-tnH", "state", "established", "( sport = :7300 )"])
+                    return !r.stdout.isEmpty
+                }
                 relay.signal(SIGTERM)
                 #expect(notify.receive(timeout: 5) == "STOPPING=1", "no STOPPING=1 after SIGTERM")
-                try await Task.sleep(nanoseconds: 300_000_000)
-                let refused = try await env.lan(["python3", "-c", clientSnippet(env.tb.gwLanIP, 7300)], timeout: 10)
-                #expect(refused.stdout.contains("ConnectionRefused"), "a new connection after SIGTERM: \(refused.stdout)")
+                // Listeners close as the workers read the stop request: refused soon after.
+                var last = ""
+                try await waitFor("new connections to be refused", timeout: 5) {
+                    last = try await env.lan(["python3", "-c", clientSnippet(env.tb.gwLanIP, 7300)], timeout: 10).stdout
+                    return last.contains("ConnectionRefused")
+                }
                 let r = try await answer
                 #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "got: answer after 3 s", "open connection during shutdown: \(r.summary)")
                 #expect(await relay.waitForExit(timeout: 10), "relay still running after its last connection ended")
@@ -88,4 +95,14 @@ final class NotifySocket: @unchecked Sendable {
         let n = recv(fd, &buffer, buffer.count, 0)
         return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
     }
+}
+
+/// Polls `condition` until it holds; throws after `timeout` seconds.
+func waitFor(_ what: String, timeout: Double, _ condition: () async throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try await condition() { return }
+        try await Task.sleep(nanoseconds: 100_000_000)
+    }
+    throw ProcError("timed out after \(timeout) s waiting for \(what)")
 }

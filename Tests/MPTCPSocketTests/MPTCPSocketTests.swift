@@ -5,7 +5,7 @@ import SystemPackage
 import Testing
 @testable import MPTCPSocket
 
-/// These run on loopback in the test's own network namespace; MPTCP is on in the CI kernel.
+/// These run on loopback (ephemeral ports); MPTCP is on in the CI kernel.
 @Suite struct MPTCPSocketTests {
     @Test func mptcpOnBothEndsIsActive() throws {
         try #require(MPTCP.isAvailable(), "this kernel has no MPTCP")

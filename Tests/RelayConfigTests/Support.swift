@@ -39,25 +39,34 @@ struct CommandResult {
     var error: String
 }
 
-/// Runs a program to completion, with optional standard input.
+/// Runs a program to completion, with optional standard input. Output goes to files, not
+/// pipes, so a chatty child cannot fill one pipe while we wait on the other; a child still
+/// running after 60 s is killed.
 @discardableResult
 func run(_ arguments: [String], input: String? = nil) throws -> CommandResult {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayconfig-run-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let outURL = dir.appendingPathComponent("out"), errURL = dir.appendingPathComponent("err")
+    FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    FileManager.default.createFile(atPath: errURL.path, contents: nil)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = arguments
-    let out = Pipe(), err = Pipe(), inPipe = Pipe()
-    process.standardOutput = out
-    process.standardError = err
+    let inPipe = Pipe()
+    process.standardOutput = try FileHandle(forWritingTo: outURL)
+    process.standardError = try FileHandle(forWritingTo: errURL)
     process.standardInput = inPipe
     try process.run()
     if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
     try inPipe.fileHandleForWriting.close()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    let deadline = Date().addingTimeInterval(60)
+    while process.isRunning && Date() < deadline { usleep(20_000) }
+    if process.isRunning { process.terminate() }
     process.waitUntilExit()
     return CommandResult(status: process.terminationStatus,
-                         output: String(decoding: outData, as: UTF8.self),
-                         error: String(decoding: errData, as: UTF8.self))
+                         output: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
+                         error: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
 }
 
 /// The repository root (Tests/RelayConfigTests/ is two levels below it).

@@ -43,6 +43,18 @@ public final class BackgroundProcess: @unchecked Sendable {
         lock.withLock { if status == nil { kill(pid, sig) } }
     }
 
+    /// Waits until the log contains `text` `count` times (lines may be written a moment
+    /// after the event they report, e.g. when a connection ends).
+    @discardableResult
+    public func waitForLog(_ text: String, count: Int = 1, timeout: Double = 10) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log.components(separatedBy: text).count - 1 >= count { return true }
+            try? await Task.sleep(nanoseconds: 50_000_000)
+        }
+        return false
+    }
+
     /// Waits for it to exit by itself; false if it is still running at the deadline.
     public func waitForExit(timeout: Double) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)

@@ -29,16 +29,10 @@ public final class Relay: @unchecked Sendable {
     public var pid: Int32 { process.pid }
     public var log: String { process.log }
 
-    /// Waits until the log contains `text` `count` times (log lines may be written when a
-    /// connection ends, a moment after the client is done).
+    /// Waits until the log contains `text` `count` times (see BackgroundProcess.waitForLog).
     @discardableResult
     public func waitForLog(_ text: String, count: Int = 1, timeout: Double = 10) async -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if log.components(separatedBy: text).count - 1 >= count { return true }
-            try? await Task.sleep(nanoseconds: 50_000_000)
-        }
-        return false
+        await process.waitForLog(text, count: count, timeout: timeout)
     }
 
     @discardableResult

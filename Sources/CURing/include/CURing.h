@@ -14,9 +14,10 @@ typedef struct {
     uint32_t flags;
 } curing_completion;
 
-/// io_uring_queue_init_params with the first of `flag_candidates` the kernel accepts.
+/// io_uring_queue_init_params with the first of `flag_candidates` the kernel accepts, and a
+/// completion queue of `cq_entries` (IORING_SETUP_CQSIZE, clamped) when it is not 0.
 /// Returns NULL and sets *error (a positive errno) on failure.
-curing_ring *curing_create(unsigned entries, const unsigned *flag_candidates, int count, unsigned *accepted, int *error);
+curing_ring *curing_create(unsigned entries, unsigned cq_entries, const unsigned *flag_candidates, int count, unsigned *accepted, int *error);
 void curing_destroy(curing_ring *ring);
 
 void curing_prep_accept(curing_ring *ring, int fd, void *addr, uint32_t *addrlen, int flags, uint64_t user_data);
