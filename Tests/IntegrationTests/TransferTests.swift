@@ -7,7 +7,9 @@ extension Integration {
     struct Transfer {
         /// 50 MB down and up through the relay to http.server under mptcpize: same SHA-256 at
         /// both ends, MPTCP negotiated (relay log and the server kernel's MP_CAPABLE counter).
-        @Test func largeBodiesBothWaysOverMPTCP() async throws {
+        /// Both splice engines: inline splice(2) (the default) and IORING_OP_SPLICE.
+        @Test(arguments: ["inline", "ring"])
+        func largeBodiesBothWaysOverMPTCP(splice: String) async throws {
             try await withEnv { env in
                 let size = 50_000_000
                 let srvDir = env.tmp.file("srv"), lanDir = env.tmp.file("lan")
@@ -18,7 +20,7 @@ extension Integration {
 
                 let capableBefore = try await Net.counter("MPTcpExtMPCapableSYNRX", ns: env.tb.srvNS)
                 _ = try await env.peerServer("http-server", ["--dir", srvDir.path], port: 8080, mptcp: true, log: "http.log")
-                let relay = try await env.relay(listen: "\(env.tb.gwLanIP):8080", upstream: "\(env.tb.srvIP):8080")
+                let relay = try await env.relay(listen: "\(env.tb.gwLanIP):8080", upstream: "\(env.tb.srvIP):8080", extraArgs: ["--splice", splice])
                 let base = "http://\(env.tb.gwLanIP):8080"
 
                 let down = try await env.lan(["curl", "-sS", "--fail", "-o", lanDir.appendingPathComponent("down.bin").path, "\(base)/down.bin"])
