@@ -129,6 +129,7 @@ extension Worker {
             }
             return
         }
+        shortageEnded()
         c.pointee.phase = .relaying
         c.pointee.lastActive = now
         let keepUp = c.pointee.up, keepDown = c.pointee.down

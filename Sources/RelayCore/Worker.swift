@@ -41,6 +41,8 @@ final class Worker {
     private let backoffSpec: UnsafeMutablePointer<RingTimespec>
     private var backoffArmed = false
     var acceptPausedSince: Int64? = nil
+    private var lastPauseWarning = Int64.min / 2
+    private var pauseWarned = false
     /// Monotonic nanoseconds, read once per completion batch.
     var now: Int64 = 0
     var stopping = false
@@ -265,10 +267,6 @@ final class Worker {
             return
         }
         if result >= 0 {
-            if acceptPausedSince != nil {
-                logger.notice("accepting again after descriptor shortage")
-                acceptPausedSince = nil
-            }
             startConnection(client: result, listener: li)
             armAccepts()
             return
@@ -291,11 +289,28 @@ final class Worker {
         if acceptPausedSince == nil {
             acceptPausedSince = now
             counters.add(.acceptPauses, 1)
-            logger.warning("accept paused: \(errnoText(code)); resuming when descriptors free up (raise LimitNOFILE / ulimit -n)")
+            // Under a lasting shortage pauses come and go with every connection that gets
+            // through: warn once per ten seconds, not once per pause.
+            if now - lastPauseWarning > 10_000_000_000 {
+                lastPauseWarning = now
+                pauseWarned = true
+                logger.warning("accept paused: \(errnoText(code)); resuming when descriptors free up (raise LimitNOFILE / ulimit -n)")
+            }
         }
         if !backoffArmed {
             backoffArmed = true
             ring.timeout(backoffSpec, userData: OperationToken(.acceptResume).raw)
+        }
+    }
+
+    /// A connection got through to its upstream: a descriptor shortage, if any, is over.
+    /// (An accept alone proves little: the upstream socket() right after may still fail.)
+    func shortageEnded() {
+        guard let since = acceptPausedSince else { return }
+        acceptPausedSince = nil
+        if pauseWarned {
+            pauseWarned = false
+            logger.notice("accepting again after \(Double((now - since) / 1_000_000) / 1000) s of descriptor shortage")
         }
     }
 

@@ -6,12 +6,15 @@ extension Integration {
     @Suite("Running out of file descriptors")
     struct DescriptorLimit {
         /// With a tiny RLIMIT_NOFILE and more clients than descriptors, the relay pauses
-        /// accepting (it neither spins nor dies) and serves again once clients leave.
-        @Test func pausesAcceptingAndResumes() async throws {
+        /// accepting (it neither spins nor dies) and serves again once clients leave. Each
+        /// held connection takes two descriptors, so two limits of different parity make the
+        /// shortage land on different calls (accept() or the upstream socket() after it).
+        @Test(arguments: [40, 41])
+        func pausesAcceptingAndResumes(limit: Int) async throws {
             try await withEnv(wans: 1, rateMbit: 100) { env in
                 _ = try await env.peerServer("echo-server", [], port: 7200, mptcp: true, log: "server.log")
                 let bin = try await RelayBinary.path()
-                let relay = try await env.daemon(in: env.tb.gwNS, ["prlimit", "--nofile=40:40", bin, "run", "--listen", "\(env.tb.gwLanIP):7200",
+                let relay = try await env.daemon(in: env.tb.gwNS, ["prlimit", "--nofile=\(limit):\(limit)", bin, "run", "--listen", "\(env.tb.gwLanIP):7200",
                                                                    "--upstream", "\(env.tb.srvIP):7200", "--workers", "1"],
                                                  port: 7200, log: "relay.log")
                 try Files.write(holderScript, to: env.tmp.file("holder.py"))
@@ -30,6 +33,9 @@ extension Integration {
                 #expect(await holder.waitForExit(timeout: 15), "holder did not finish")
                 let r = try await env.lanPeer("many-clients", ["--host", env.tb.gwLanIP, "--port", "7200", "--n", "20", "--parallel", "2"], timeout: 60)
                 #expect(r.stdout.hasPrefix("ok 20 errors 0"), "after the shortage: \(r.stdout)\n\(tail(relay.log))")
+                #expect(relay.log.contains("accepting again after"), "\(tail(relay.log))")
+                // One warning per shortage (at most one per ten seconds), not one per retry.
+                #expect(occurrences(of: "accept paused", in: relay.log) == 1, "\(occurrences(of: "accept paused", in: relay.log)) warnings")
                 #expect(relay.isRunning)
             }
         }
@@ -46,7 +52,8 @@ func cpuSeconds(pid: Int32) -> Double {
     return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
-/// Opens N connections, keeps them for T seconds, closes them.
+/// Opens N connections, keeps them for T seconds, closes them. They send nothing, so the
+/// relay holds exactly two descriptors for each (no pipe): the parity argument above holds.
 let holderScript = #"""
 import socket, sys, time
 host, port, n, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
@@ -55,7 +62,7 @@ for _ in range(n):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(5)
     try:
-        s.connect((host, port)); s.sendall(b"x"); socks.append(s)
+        s.connect((host, port)); socks.append(s)
     except OSError as e:
         print("connect failed:", e)
 print("holding", len(socks), flush=True)
