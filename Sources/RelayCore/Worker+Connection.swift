@@ -54,6 +54,8 @@ extension Worker {
         }
     }
 
+    private static let targetOffset = MemoryLayout<Connection>.offset(of: \.target)!
+
     /// Opens the upstream socket and submits its connect, linked to the connect timeout.
     func dial(_ slot: Int32, to destination: SocketAddress, mptcp: Bool, fastOpen: Bool) {
         let c = table[slot]
@@ -62,8 +64,9 @@ extension Worker {
         do {
             (upstream, c.pointee.upstreamProtocol) = try Socket.openStream(family: destination.family, preferMPTCP: mptcp)
         } catch {
-            if error == .tooManyOpenFiles || error == .tooManyOpenFilesInSystem { pauseAccepting(error.rawValue) }
-            beginClose(slot, reason: .resources(error.rawValue), reset: true)
+            let shortage = error == .tooManyOpenFiles || error == .tooManyOpenFilesInSystem || error == .noBufferSpace || error == .noMemory
+            if shortage { pauseAccepting(error.rawValue) }
+            beginClose(slot, reason: shortage ? .resources(error.rawValue) : .connectFailed(error.rawValue), reset: true)
             return
         }
         c.pointee.upstream = upstream.rawValue
@@ -72,8 +75,10 @@ extension Worker {
             // connect() then returns at once and the first write goes out in the SYN.
             _ = try? Socket.setOption(upstream, level: Int32(IPPROTO_TCP), name: CNET_TCP_FASTOPEN_CONNECT, value: 1)
         }
-        c.pointee.targetLength = destination.write(to: &c.pointee.target)
-        ring.connect(upstream.rawValue, address: UnsafeRawPointer(&c.pointee.target), length: c.pointee.targetLength,
+        // The slot's own storage: the kernel reads it when the SQE is submitted, after this returns.
+        let target = (UnsafeMutableRawPointer(c) + Self.targetOffset).assumingMemoryBound(to: sockaddr_storage.self)
+        c.pointee.targetLength = destination.write(to: target)
+        ring.connect(upstream.rawValue, address: UnsafeRawPointer(target), length: c.pointee.targetLength,
                      userData: OperationToken(.connect, index: slot).raw,
                      timeout: settings.connectTimeout > 0 ? connectTimeoutSpec : nil,
                      timeoutUserData: OperationToken(.connectTimeout, index: slot).raw)
@@ -174,8 +179,8 @@ extension Worker {
     }
 
     /// One line per connection: who, where, and whether the MPTCP side really runs MPTCP.
-    func logConnected(_ c: UnsafeMutablePointer<Connection>, extra: String = "") {
-        logger.info("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) upstream=\(targetText(c))\(extra) \(c.pointee.status)")
+    func logConnected(_ c: UnsafeMutablePointer<Connection>) {
+        logger.info("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) upstream=\(targetText(c)) \(c.pointee.status)")
     }
 
     /// Starts closing: with `reset`, both sockets close with RST (SO_LINGER 0) so that a
