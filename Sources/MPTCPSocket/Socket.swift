@@ -80,7 +80,7 @@ public enum Socket {
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         try withUnsafeMutablePointer(to: &storage) { (p) throws(Errno) in
             try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(Errno) in
-                try syscallRetrying { call(fd.rawValue, sa, &len) }
+                _ = try syscallRetrying { call(fd.rawValue, sa, &len) }
             }
         }
         return withUnsafePointer(to: &storage) { SocketAddress(storage: UnsafeRawPointer($0)) }
@@ -93,7 +93,7 @@ public enum Socket {
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let level = family == AF_INET6 ? Int32(IPPROTO_IPV6) : Int32(IPPROTO_IP)
         try withUnsafeMutablePointer(to: &storage) { (p) throws(Errno) in
-            try syscallRetrying { getsockopt(fd.rawValue, level, CNET_SO_ORIGINAL_DST, p, &len) }
+            _ = try syscallRetrying { getsockopt(fd.rawValue, level, CNET_SO_ORIGINAL_DST, p, &len) }
         }
         return withUnsafePointer(to: &storage) { SocketAddress(storage: UnsafeRawPointer($0)) }
     }
@@ -108,7 +108,7 @@ public enum Socket {
             if address.family == AF_INET6 { try? setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 0) }
             if transparent { try setTransparent(fd, family: address.family) }
             try address.withSockaddr { (sa, len) throws(Errno) in
-                try syscallRetrying { Glibc.bind(fd.rawValue, sa, len) }
+                _ = try syscallRetrying { Glibc.bind(fd.rawValue, sa, len) }
             }
             try syscallRetrying { Glibc.listen(fd.rawValue, backlog) }
             return fd
@@ -121,7 +121,7 @@ public enum Socket {
     /// connect(2), blocking or not depending on the descriptor.
     public static func connect(_ fd: FileDescriptor, to address: SocketAddress) throws(Errno) {
         try address.withSockaddr { (sa, len) throws(Errno) in
-            try syscallRetrying { Glibc.connect(fd.rawValue, sa, len) }
+            _ = try syscallRetrying { Glibc.connect(fd.rawValue, sa, len) }
         }
     }
 

@@ -25,7 +25,7 @@ extension Worker {
         c.pointee.client = client
         c.pointee.openedAt = now
         c.pointee.lastActive = now
-        UnsafeMutableRawPointer(&c.pointee.peer).copyMemory(from: listeners[li].peer, byteCount: MemoryLayout<sockaddr_storage>.size)
+        c.pointee.peer = listeners[li].peer.pointee
         let clientFD = FileDescriptor(rawValue: client)
         _ = try? Socket.setOption(clientFD, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
         let listener = listeners[li].settings
