@@ -14,11 +14,7 @@ struct CheckCommand: ParsableCommand {
     var noBind = false
 
     func run() throws {
-        let loaded: RelayConfigFile
-        do { loaded = try RelayConfigFile.load(path: config) } catch {
-            printError("\(error)")
-            throw ExitCode(1)
-        }
+        let loaded = try loadConfigOrExit(config)
         let problems = noBind ? [] : loaded.probeListeners()
         for p in problems { printError("\(p)") }
         if !problems.isEmpty { throw ExitCode(1) }

@@ -17,11 +17,7 @@ struct NftCommand: ParsableCommand {
     var remove = false
 
     func run() throws {
-        let loaded: RelayConfigFile
-        do { loaded = try RelayConfigFile.load(path: config) } catch {
-            printError("\(error)")
-            throw ExitCode(1)
-        }
+        let loaded = try loadConfigOrExit(config)
         if routes {
             let lines = remove ? NftRuleset.routingRemovalCommands(loaded) : NftRuleset.routingCommands(loaded)
             for l in lines { print(l) }

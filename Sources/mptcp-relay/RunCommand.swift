@@ -152,13 +152,7 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        var loaded: RelayConfigFile? = nil
-        if let config {
-            do { loaded = try RelayConfigFile.load(path: config) } catch {
-                printError("\(error)")
-                throw ExitCode(1)
-            }
-        }
+        let loaded = try config.map(loadConfigOrExit)
         let level = loaded.flatMap { Logger.Level(rawValue: $0.logLevel) } ?? logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -208,6 +202,16 @@ struct RunCommand: ParsableCommand {
         do { try relay.reload(next.settings) } catch {
             logger.error("reload refused, keeping the running config: \(error)")
         }
+    }
+}
+
+/// Loads a config for a command; a bad one prints its one-line error and exits 1.
+func loadConfigOrExit(_ path: String) throws -> RelayConfigFile {
+    do {
+        return try RelayConfigFile.load(path: path)
+    } catch {
+        printError("\(error)")
+        throw ExitCode(1)
     }
 }
 
