@@ -284,7 +284,7 @@ final class Worker {
         }
     }
 
-    /// Stops accepting for a moment; resumes on the backoff timer or when a connection closes.
+    /// Stops accepting for a moment; the 100 ms backoff timer resumes it.
     func pauseAccepting(_ code: Int32) {
         if acceptPausedSince == nil {
             acceptPausedSince = now
@@ -294,7 +294,8 @@ final class Worker {
             if now - lastPauseWarning > 10_000_000_000 {
                 lastPauseWarning = now
                 pauseWarned = true
-                logger.warning("accept paused: \(errnoText(code)); resuming when descriptors free up (raise LimitNOFILE / ulimit -n)")
+                let hint = code == EMFILE || code == ENFILE ? "resuming when descriptors free up (raise LimitNOFILE / ulimit -n)" : "retrying every 100 ms"
+                logger.warning("accept paused: \(errnoText(code)); \(hint)")
             }
         }
         if !backoffArmed {
