@@ -43,6 +43,7 @@ final class Worker {
     var acceptPausedSince: Int64? = nil
     private var lastPauseWarning = Int64.min / 2
     private var pauseWarned = false
+    private var acceptCursor = 0
     /// Monotonic nanoseconds, read once per completion batch.
     var now: Int64 = 0
     var stopping = false
@@ -247,8 +248,13 @@ final class Worker {
 
     /// Arms one accept per listener unless paused by the connection limit or a descriptor shortage.
     func armAccepts() {
-        guard !stopping, acceptPausedSince == nil || !backoffArmed else { return }
-        for i in listeners.indices where !listeners[i].armed && listeners[i].fd >= 0 {
+        guard !stopping, acceptPausedSince == nil || !backoffArmed, !listeners.isEmpty else { return }
+        // Start one listener further each time, so that near the connection limit, where only
+        // some listeners can have an accept armed, no listener is always the one left out.
+        acceptCursor = (acceptCursor + 1) % listeners.count
+        for step in listeners.indices {
+            let i = (acceptCursor + step) % listeners.count
+            guard !listeners[i].armed && listeners[i].fd >= 0 else { continue }
             if table.active + armedCount() >= maxConnections { break }
             listeners[i].peerLength.pointee = UInt32(MemoryLayout<sockaddr_storage>.size)
             ring.accept(listeners[i].fd, address: UnsafeMutableRawPointer(listeners[i].peer), length: listeners[i].peerLength,
