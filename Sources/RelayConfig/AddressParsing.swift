@@ -33,8 +33,8 @@ extension TableReader {
 }
 
 /// Parses `10.0.0.0/8`, `fd00::/8`, or a bare address (a /32 or /128). Returns the
-/// complaint on failure: the caller knows the line.
-func parsePrefix(_ text: String) -> Result<AddressPrefix, PrefixError> {
+/// complaint on failure: the caller knows the line (or the flag).
+public func parsePrefix(_ text: String) -> Result<AddressPrefix, PrefixError> {
     let parts = text.split(separator: "/", omittingEmptySubsequences: false)
     guard parts.count <= 2, let address = SocketAddress(host: String(parts[0]), port: 0), !parts[0].isEmpty else {
         return .failure(PrefixError("'\(text)' is not an address prefix: write 192.0.2.0/24 or 2001:db8::/32"))
@@ -56,9 +56,10 @@ func parsePrefix(_ text: String) -> Result<AddressPrefix, PrefixError> {
     return .success(AddressPrefix(address: address, length: length))
 }
 
-struct PrefixError: Error {
-    var message: String
+public struct PrefixError: Error, CustomStringConvertible {
+    public var message: String
     init(_ message: String) { self.message = message }
+    public var description: String { message }
 }
 
 /// `bytes` with every bit after the first `length` cleared.

@@ -14,14 +14,20 @@ public enum RelayError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .listen(let address, let e) where e == .addressInUse:
-            return "cannot listen on \(address): address already in use (another mptcp-relay or service holds it)"
-        case .listen(let address, let e) where e == .addressNotAvailable:
-            return "cannot listen on \(address): no interface has this address"
-        case .listen(let address, let e) where e == .permissionDenied || e == .notPermitted:
-            return "cannot listen on \(address): permission denied (ports below 1024 and transparent listeners need CAP_NET_BIND_SERVICE / CAP_NET_ADMIN)"
         case .listen(let address, let e):
-            return "cannot listen on \(address): \(e)"
+            let prefix = "cannot listen on \(address): "
+            switch e {
+            case .addressInUse:
+                return prefix + "port in use by another socket (ss -ltnp 'sport = :\(address.port)' shows which process)"
+            case .addressNotAvailable:
+                return prefix + "\(address.host) is not an address of this host (ip addr shows them; use 0.0.0.0 or [::] for all)"
+            case .permissionDenied:
+                return prefix + "ports below 1024 need CAP_NET_BIND_SERVICE (the systemd unit grants it)"
+            case .notPermitted:
+                return prefix + "a transparent listener needs CAP_NET_ADMIN for IP_TRANSPARENT (run as root or via the systemd unit)"
+            default:
+                return prefix + String(cString: strerror(e.rawValue))
+            }
         case .eventfd(let e): return "eventfd failed: \(e)"
         case .thread(let code): return "cannot start worker thread: \(errnoText(code))"
         }
@@ -124,18 +130,32 @@ public final class Relay {
         }
     }
 
-    /// For each worker, one socket per listener. A probe bind without SO_REUSEPORT first,
-    /// so a port already held (even by another SO_REUSEPORT group) is an error, not silently shared.
+    /// Binds `listener`'s address once without SO_REUSEPORT and closes it at once, so that a
+    /// port already held (even by another SO_REUSEPORT group) is an error, not silently
+    /// shared. Used before binding the workers' sockets, and by `mptcp-relay check`.
+    public static func probe(_ listener: ListenerSettings) throws(RelayError) {
+        do {
+            let fd = try Socket.listen(on: listener.address, backlog: 1, reusePort: false,
+                                       transparent: listener.mode == .transparent, preferMPTCP: listener.mode.acceptsMPTCP)
+            try? fd.close()
+        } catch {
+            throw .listen(listener.address, error)
+        }
+    }
+
+    /// For each worker, one socket per listener, each address probed first.
     private func bindListeners(_ wanted: [ListenerSettings]) throws(RelayError) -> [[Int32]] {
         var perWorker: [[Int32]] = Array(repeating: [], count: settings.workers)
         for l in wanted {
-            let transparent = l.mode == .transparent
-            do {
-                let mptcp = l.mode.acceptsMPTCP
-                let probe = try Socket.listen(on: l.address, backlog: 1, reusePort: false, transparent: transparent, preferMPTCP: mptcp)
-                try? probe.close()
+            do throws(RelayError) {
+                try Self.probe(l)
                 for w in 0..<settings.workers {
-                    let fd = try Socket.listen(on: l.address, reusePort: true, transparent: transparent, preferMPTCP: mptcp)
+                    let fd: FileDescriptor
+                    do {
+                        fd = try Socket.listen(on: l.address, reusePort: true, transparent: l.mode == .transparent, preferMPTCP: l.mode.acceptsMPTCP)
+                    } catch {
+                        throw .listen(l.address, error)
+                    }
                     if l.mode == .tunnelServer {
                         // Gateways send their header in the SYN; accept it there (TCP_FASTOPEN queue).
                         try? Socket.setOption(fd, level: Int32(IPPROTO_TCP), name: CNET_TCP_FASTOPEN, value: 256)
@@ -144,7 +164,7 @@ public final class Relay {
                 }
             } catch {
                 for fds in perWorker { for fd in fds { close(fd) } }
-                throw .listen(l.address, error)
+                throw error
             }
         }
         return perWorker

@@ -142,13 +142,12 @@ struct RunCommand: ParsableCommand {
         return s
     }
 
+    /// The config file's prefix syntax and checks, for --allow/--deny.
     private static func prefix(_ text: String) throws -> AddressPrefix {
-        let parts = text.split(separator: "/", maxSplits: 1)
-        guard let address = SocketAddress(host: String(parts[0]), port: 0),
-              let length = parts.count == 2 ? Int(parts[1]) : (address.family == AF_INET ? 32 : 128),
-              length >= 0, length <= (address.family == AF_INET ? 32 : 128)
-        else { throw ValidationError("'\(text)' is not an address prefix like 10.0.0.0/8 or fd00::/8") }
-        return AddressPrefix(address: address, length: length)
+        switch parsePrefix(text) {
+        case .success(let prefix): return prefix
+        case .failure(let problem): throw ValidationError(problem.message)
+        }
     }
 
     func run() throws {
