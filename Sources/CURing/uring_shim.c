@@ -1,11 +1,17 @@
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <liburing.h>
 #include "CURing.h"
 
 struct curing_ring {
     struct io_uring ring;
+    /* First error that made the ring unusable (0: none); see next_sqe. */
+    int error;
+    /* Written instead of a real entry once the ring has failed, so preparing stays
+       infallible for callers; it is never submitted. */
+    struct io_uring_sqe spare;
 };
 
 curing_ring *curing_create(unsigned entries, unsigned cq_entries, const unsigned *flag_candidates, int count, unsigned *accepted, int *error) {
@@ -33,15 +39,27 @@ void curing_destroy(curing_ring *r) {
 }
 
 /* A full submission queue is flushed to the kernel rather than reported: callers never
-   have to handle "no SQE". */
+   have to handle "no SQE". A flush that keeps failing (anything but a transient EINTR,
+   EAGAIN or EBUSY, or those a thousand times over) marks the ring failed instead of
+   spinning: the caller checks curing_error after each batch and gives the ring up. */
 static struct io_uring_sqe *next_sqe(curing_ring *r) {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-    while (!sqe) {
-        io_uring_submit(&r->ring);
+    struct io_uring_sqe *sqe = r->error ? NULL : io_uring_get_sqe(&r->ring);
+    for (int tries = 0; !sqe && !r->error; tries++) {
+        int rc = io_uring_submit(&r->ring);
+        if (rc < 0 && ((rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) || tries >= 1000)) {
+            r->error = -rc;
+            break;
+        }
         sqe = io_uring_get_sqe(&r->ring);
+    }
+    if (!sqe) {
+        memset(&r->spare, 0, sizeof r->spare);
+        return &r->spare;
     }
     return sqe;
 }
+
+int curing_error(curing_ring *r) { return r->error; }
 
 void curing_prep_accept(curing_ring *r, int fd, void *addr, uint32_t *addrlen, int flags, uint64_t ud) {
     struct io_uring_sqe *sqe = next_sqe(r);
@@ -51,7 +69,7 @@ void curing_prep_accept(curing_ring *r, int fd, void *addr, uint32_t *addrlen, i
 
 void curing_prep_connect(curing_ring *r, int fd, const void *addr, uint32_t addrlen, uint64_t ud, void *ts, uint64_t ts_ud) {
     /* Both entries must land in the same submission for the link to hold. */
-    if (ts && io_uring_sq_space_left(&r->ring) < 2) io_uring_submit(&r->ring);
+    if (ts && !r->error && io_uring_sq_space_left(&r->ring) < 2) io_uring_submit(&r->ring);
     struct io_uring_sqe *sqe = next_sqe(r);
     io_uring_prep_connect(sqe, fd, (const struct sockaddr *)addr, addrlen);
     io_uring_sqe_set_data64(sqe, ud);

@@ -30,6 +30,30 @@ extension TableReader {
         }
         return address
     }
+
+    /// A forward upstream or server backend: an address as `address` takes it, or a
+    /// `NAME:PORT` that the relay resolves at run time (and re-resolves every 30 s).
+    func upstream(_ key: String) throws(ConfigError) -> Upstream? {
+        guard let text = try string(key) else { return nil }
+        let written = "\(key) = \"\(text)\""
+        let upstream: Upstream
+        do {
+            upstream = try Upstream(parsing: text)
+        } catch {
+            switch error {
+            case .address(.missingPort): throw self.error(key, "\(written) has no port: write HOST:PORT, or [IPv6]:PORT")
+            case .address(.badPort): throw self.error(key, "\(written) has a bad port: use a number from 1 to 65535")
+            case .address(.badHost): throw self.error(key, "\(written) is not an address or host name (put IPv6 addresses in brackets, like [2001:db8::1]:443)")
+            case .badName: throw self.error(key, "\(written) is not an address or host name (a name has letters, digits, '-' and '.')")
+            }
+        }
+        if let literal = upstream.literal {
+            // The literal's own checks (port 0, wildcard).
+            _ = try address(key, wildcardAllowed: false)
+            return Upstream(literal)
+        }
+        return upstream
+    }
 }
 
 /// Parses `10.0.0.0/8`, `fd00::/8`, or a bare address (a /32 or /128). Returns the

@@ -56,10 +56,10 @@ enum ListenerParsing {
         var listener: ListenerSettings
         switch mode {
         case "forward":
-            guard let upstream = try r.address("upstream", wildcardAllowed: false) else {
+            guard let upstream = try r.upstream("upstream") else {
                 throw r.error("mode", "mode = \"forward\" needs upstream = \"HOST:PORT\" (where connections go)")
             }
-            if upstream == listen {
+            if upstream.literal == listen {
                 throw r.error("upstream", "upstream \(upstream) is this listener's own address: connections would loop")
             }
             listener = ListenerSettings(address: listen, mode: .forward(upstream: upstream))
@@ -78,10 +78,10 @@ enum ListenerParsing {
                 throw r.error(key, "'\(key)' is only used with via = \"HOST:PORT\" (the aggregation server): add via or remove \(key)")
             }
         case "server":
-            guard let backend = try r.address("backend", wildcardAllowed: false) else {
+            guard let backend = try r.upstream("backend") else {
                 throw r.error("mode", "mode = \"server\" needs backend = \"HOST:PORT\" (the plain TCP service behind it)")
             }
-            if backend == listen {
+            if backend.literal == listen {
                 throw r.error("backend", "backend \(backend) is this listener's own address: connections would loop")
             }
             listener = ListenerSettings(address: listen, mode: .server(backend: backend))

@@ -22,6 +22,7 @@ public struct RelayConfigFile: Sendable {
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     static let topLevelKeys = [
         "log_level", "workers", "max_connections", "connect_timeout", "idle_timeout", "grace",
+        "header_timeout", "max_pending_headers", "max_pending_per_source",
         "pipe_size", "splice", "upstream_mptcp", "listener", "interception",
     ]
 
@@ -59,6 +60,12 @@ public struct RelayConfigFile: Sendable {
         if let s = try top.seconds("connect_timeout") { settings.connectTimeout = s }
         if let s = try top.seconds("idle_timeout", zeroMeans: "disables it") { settings.idleTimeout = s }
         if let s = try top.seconds("grace") { settings.gracePeriod = s }
+        if let s = try top.seconds("header_timeout") {
+            guard s > 0 else { throw top.error("header_timeout", "header_timeout must be more than 0 seconds: a tunnel server always bounds how long a client may take to send its header") }
+            settings.headerTimeout = s
+        }
+        if let n = try top.integer("max_pending_headers", in: 1...Int(Int32.max)) { settings.maxPendingHeaders = n }
+        if let n = try top.integer("max_pending_per_source", in: 1...Int(Int32.max)) { settings.maxPendingPerSource = n }
         if let n = try top.integer("pipe_size", in: 4096...(64 << 20), unit: " bytes") { settings.pipeSize = n }
         if let s = try top.choice("splice", SpliceEngine.allCases.map(\.rawValue)) { settings.spliceEngine = SpliceEngine(rawValue: s)! }
         if let b = try top.bool("upstream_mptcp") { settings.upstreamMPTCP = b }

@@ -1,4 +1,5 @@
 import TOMLKit
+import RelayCore
 
 /// What every reader of one file shares: its name for messages and where its keys are.
 struct ParseContext {
@@ -84,6 +85,9 @@ struct TableReader {
             var message = "\(key) = \(value.int.map(String.init) ?? String(seconds)) cannot be negative: give seconds, 0 or more"
             if let zeroMeans { message += " (0 \(zeroMeans))" }
             throw error(key, message)
+        }
+        if let problem = RelaySettings.checkSeconds(seconds) {
+            throw error(key, "\(key) = \(value.int.map(String.init) ?? String(seconds)) \(problem)")
         }
         return seconds
     }

@@ -9,13 +9,17 @@ struct Refusal: Error {
     let text: String
 }
 
-/// The host's own addresses, taken at start: a transparent or redirected connection whose
-/// original destination is the relay's own listener would otherwise connect to itself forever.
-struct LocalAddresses: Sendable {
+/// The host's own addresses, re-read every 2 s by the control thread (an address gained
+/// later, by DHCP or IPv6 privacy extensions, is protected too): a transparent or redirected
+/// connection whose original destination is the relay's own listener would otherwise
+/// connect to itself forever.
+struct LocalAddresses: Sendable, Equatable {
     let hosts: Set<String>
 
-    static func current() -> LocalAddresses {
-        LocalAddresses(hosts: Set(["127.0.0.1", "::1", "0.0.0.0", "::"] + Socket.interfaceAddresses().map(\.host)))
+    init(hosts: Set<String>) { self.hosts = hosts }
+
+    init(interfaceAddresses: [SocketAddress]) {
+        hosts = Set(["127.0.0.1", "::1", "0.0.0.0", "::"] + interfaceAddresses.map(\.host))
     }
 
     /// True when `destination` would reach `listener` itself.
@@ -31,7 +35,11 @@ extension Worker {
         let destination: SocketAddress
         switch listener.mode {
         case .forward(let upstream), .server(let upstream):
-            return .success(upstream)
+            if let literal = upstream.literal { return .success(literal) }
+            guard let first = upstreamAddresses[upstream.description]?.first else {
+                return .failure(Refusal(text: "upstream \(upstream) has not resolved to an address (yet): see the resolver's log lines"))
+            }
+            return .success(first)
         case .tunnelServer:
             return .failure(Refusal(text: "tunnel destinations come from the header"))
         case .transparent:

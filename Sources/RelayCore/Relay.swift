@@ -6,11 +6,15 @@ import MPTCPSocket
 import SystemPackage
 import URing
 import CNetLinux
+import Synchronization
+
+private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
 
 public enum RelayError: Error, CustomStringConvertible {
     case listen(SocketAddress, Errno)
     case eventfd(Errno)
     case thread(Int32)
+    case workerSetup(String)
 
     public var description: String {
         switch self {
@@ -30,40 +34,65 @@ public enum RelayError: Error, CustomStringConvertible {
             }
         case .eventfd(let e): return "eventfd failed: \(e)"
         case .thread(let code): return "cannot start worker thread: \(errnoText(code))"
+        case .workerSetup(let why): return why
         }
     }
 }
 
-/// Everything one worker is given. The worker is built inside its own thread, because a
-/// single-issuer ring belongs to the thread that creates it.
+/// Everything one worker is given, and how it fared. The worker is built inside its own
+/// thread, because a single-issuer ring belongs to the thread that creates it.
 final class WorkerLaunch: @unchecked Sendable {
+    enum State: Int {
+        case starting, running, setupFailed, failed, stopped
+    }
+
     let index: Int
     let settings: RelaySettings
-    let listenerFDs: [Int32]
+    let listenerSockets: [(id: Int, fd: Int32)]
     let mailbox: WorkerMailbox
     let counters: WorkerCounters
     let localAddresses: LocalAddresses
+    let upstreamAddresses: [String: [SocketAddress]]
     let tunnelContext: TunnelContext
     let logger: Logger
+    private let stateValue = Atomic<Int>(State.starting.rawValue)
+    /// Written before `state` leaves `.starting` or `.running`, read after.
+    private(set) var failure = ""
 
-    init(index: Int, settings: RelaySettings, listenerFDs: [Int32], mailbox: WorkerMailbox, counters: WorkerCounters,
-         localAddresses: LocalAddresses, tunnelContext: TunnelContext, logger: Logger) {
+    init(index: Int, settings: RelaySettings, listenerSockets: [(id: Int, fd: Int32)], mailbox: WorkerMailbox, counters: WorkerCounters,
+         localAddresses: LocalAddresses, upstreamAddresses: [String: [SocketAddress]], tunnelContext: TunnelContext, logger: Logger) {
         self.index = index
         self.settings = settings
-        self.listenerFDs = listenerFDs
+        self.listenerSockets = listenerSockets
         self.mailbox = mailbox
         self.counters = counters
         self.localAddresses = localAddresses
+        self.upstreamAddresses = upstreamAddresses
         self.tunnelContext = tunnelContext
         self.logger = logger
     }
 
+    var state: State { State(rawValue: stateValue.load(ordering: .acquiring))! }
+
+    private func set(_ state: State) { stateValue.store(state.rawValue, ordering: .releasing) }
+
     func run() {
+        let worker: Worker
         do {
-            try Worker(self).run()
+            worker = try Worker(self)
         } catch {
-            logger.critical("worker \(index): io_uring setup failed: \(error) (is io_uring disabled by sysctl kernel.io_uring_disabled or seccomp?)")
-            for fd in listenerFDs { close(fd) }
+            failure = "worker \(index): io_uring setup failed: \(error) (is io_uring disabled by sysctl kernel.io_uring_disabled, seccomp or a container policy?)"
+            for socket in listenerSockets { close(socket.fd) }
+            set(.setupFailed)
+            return
+        }
+        set(.running)
+        do {
+            try worker.run()
+            set(.stopped)
+        } catch {
+            failure = "worker \(index): io_uring failed: \(error); its connections are lost"
+            set(.failed)
         }
     }
 }
@@ -78,9 +107,14 @@ public final class Relay {
     private var threads: [pthread_t] = []
     private var mailboxes: [WorkerMailbox] = []
     private var joined: [Bool] = []
-    /// Mirrors each worker's listener array (nil where a reload removed one), so a reload
-    /// can name the sockets to keep by index.
-    private var listenerSlots: [ListenerSettings?] = []
+    private var launches: [WorkerLaunch] = []
+    /// The bound listener sockets by id (the same id in every worker), so a reload can name
+    /// the ones to keep.
+    private var listenerSockets: [(id: Int, settings: ListenerSettings)] = []
+    private var nextSocketID = 0
+    private var localAddresses = LocalAddresses(interfaceAddresses: [])
+    private var tunnelContext = TunnelContext(serverAddresses: [])
+    private var resolver: UpstreamResolver?
 
     public init(settings: RelaySettings, logger: Logger) {
         self.settings = settings
@@ -98,22 +132,36 @@ public final class Relay {
         return set
     }
 
-    /// Binds every listener and starts the workers.
+    /// Binds every listener and starts the workers; returns once every worker's ring is up
+    /// (so readiness is announced only then), or throws when one cannot set up.
     public func start() throws(RelayError) {
         signal(SIGPIPE, SIG_IGN)  // a write to a reset socket must fail with EPIPE, not kill us
         var set = Self.controlSignals
         pthread_sigmask(SIG_BLOCK, &set, nil)
+        checkDescriptorLimit()
 
         let perWorker = try bindListeners(settings.listeners)
-        listenerSlots = settings.listeners
-        let localAddresses = LocalAddresses.current()
-        let tunnelContext = TunnelContext(serverAddresses: Socket.interfaceAddresses())
+        let ids = settings.listeners.map { _ in takeSocketID() }
+        listenerSockets = Array(zip(ids, settings.listeners))
+        let interfaceAddresses = Socket.interfaceAddresses()
+        localAddresses = LocalAddresses(interfaceAddresses: interfaceAddresses)
+        tunnelContext = TunnelContext(serverAddresses: interfaceAddresses)
+        let mailboxList = MailboxList()
+        let resolver = UpstreamResolver(logger: logger) { resolved in
+            for m in mailboxList.all { m.post { $0.upstreamAddresses = resolved } }
+        }
+        self.resolver = resolver
+        let upstreamAddresses = resolver.start(settings.listeners)
         for i in 0..<settings.workers {
             let mailbox: WorkerMailbox
             do { mailbox = try WorkerMailbox() } catch { throw .eventfd(error) }
             mailboxes.append(mailbox)
-            let launch = WorkerLaunch(index: i, settings: settings, listenerFDs: perWorker[i], mailbox: mailbox,
-                                      counters: counters[i], localAddresses: localAddresses, tunnelContext: tunnelContext, logger: logger)
+            mailboxList.append(mailbox)
+            let sockets = zip(ids, perWorker[i]).map { (id: $0, fd: $1) }
+            let launch = WorkerLaunch(index: i, settings: settings, listenerSockets: sockets, mailbox: mailbox,
+                                      counters: counters[i], localAddresses: localAddresses, upstreamAddresses: upstreamAddresses,
+                                      tunnelContext: tunnelContext, logger: logger)
+            launches.append(launch)
             var thread = pthread_t()
             let box = Unmanaged.passRetained(launch).toOpaque()
             let rc = pthread_create(&thread, nil, { arg in
@@ -121,12 +169,66 @@ public final class Relay {
                 launch.run()
                 return nil
             }, box)
-            if rc != 0 { throw .thread(rc) }
+            if rc != 0 {
+                Unmanaged<WorkerLaunch>.fromOpaque(box).release()
+                launches.removeLast()
+                stopStarted()
+                throw .thread(rc)
+            }
             threads.append(thread)
             joined.append(false)
         }
+        // Each worker builds its ring first thing; a refusal (io_uring disabled, seccomp,
+        // memlock) is known within milliseconds.
+        while launches.contains(where: { $0.state == .starting }) {
+            var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+            nanosleep(&pause, nil)
+        }
+        if let failed = launches.first(where: { $0.state == .setupFailed }) {
+            stopStarted()
+            throw .workerSetup(failed.failure)
+        }
         for l in settings.listeners {
             logger.notice("listening on \(l.address): \(l.mode); \(settings.workers) worker(s), splice=\(settings.spliceEngine.rawValue)")
+        }
+    }
+
+    /// The mailboxes as the resolver thread sees them (filled while workers start).
+    private final class MailboxList: @unchecked Sendable {
+        private let list = Mutex<[WorkerMailbox]>([])
+        func append(_ m: WorkerMailbox) { list.withLock { $0.append(m) } }
+        var all: [WorkerMailbox] { list.withLock { $0 } }
+    }
+
+    private func takeSocketID() -> Int {
+        defer { nextSocketID += 1 }
+        return nextSocketID
+    }
+
+    /// Stops workers that did start (after another failed) and waits for them.
+    private func stopStarted() {
+        resolver?.stop()
+        requestStop(immediately: true)
+        for i in threads.indices where !joined[i] {
+            pthread_join(threads[i], nil)
+            joined[i] = true
+        }
+    }
+
+    /// Raises the soft descriptor limit to the hard one, and says at start when even that
+    /// cannot hold `maxConnections` (two sockets each, two pipes more while bytes move).
+    private func checkDescriptorLimit() {
+        var limit = rlimit()
+        guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(RLIMIT_NOFILE_VALUE, &raised) == 0 { limit = raised }
+        }
+        let available = Int(clamping: limit.rlim_cur)
+        let needed = settings.maxConnections * 2 + 64
+        if available < needed {
+            logger.warning("descriptor limit \(available) is below what max_connections = \(settings.maxConnections) needs (about \(needed), and up to \(settings.maxConnections * 6) while every connection moves bytes): accepting will pause at about \((available - 64) / 2) connections; raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections")
         }
     }
 
@@ -187,35 +289,39 @@ public final class Relay {
         func sameSocket(_ a: ListenerSettings, _ b: ListenerSettings) -> Bool {
             a.address == b.address && (a.mode == .transparent) == (b.mode == .transparent) && a.mode.acceptsMPTCP == b.mode.acceptsMPTCP
         }
-        var plan: [ReloadPlan.Socket?] = []
+        var keptIDs: [Int?] = []
         var fresh: [ListenerSettings] = []
         var kept = Set<Int>()
         for l in next.listeners {
-            if let i = listenerSlots.indices.first(where: { !kept.contains($0) && listenerSlots[$0].map { sameSocket($0, l) } == true }) {
-                kept.insert(i)
-                plan.append(.keep(i))
+            if let s = listenerSockets.first(where: { !kept.contains($0.id) && sameSocket($0.settings, l) }) {
+                kept.insert(s.id)
+                keptIDs.append(s.id)
             } else {
-                plan.append(nil)
+                keptIDs.append(nil)
                 fresh.append(l)
             }
         }
         let opened = try bindListeners(fresh)
+        let freshIDs = fresh.map { _ in takeSocketID() }
         for (w, mailbox) in mailboxes.enumerated() {
             var freshIndex = 0
-            let sockets: [ReloadPlan.Socket] = plan.map { entry in
-                if let entry { return entry }
+            let sockets: [ReloadPlan.Socket] = keptIDs.map { id in
+                if let id { return .keep(id: id) }
                 defer { freshIndex += 1 }
-                return .open(opened[w][freshIndex])
+                return .open(id: freshIDs[freshIndex], fd: opened[w][freshIndex])
             }
             let workerPlan = ReloadPlan(settings: next, listeners: sockets)
             mailbox.post { $0.reloads.append(workerPlan) }
         }
-        let removed = listenerSlots.compactMap { $0 }.count - kept.count
-        listenerSlots = listenerSlots.indices.map { i in
-            guard kept.contains(i), let p = plan.firstIndex(where: { if case .keep(i) = $0 { return true } else { return false } }) else { return nil }
-            return next.listeners[p]
-        } + fresh
+        let removed = listenerSockets.count - kept.count
+        var freshIndex = 0
+        listenerSockets = zip(keptIDs, next.listeners).map { id, l in
+            if let id { return (id, l) }
+            defer { freshIndex += 1 }
+            return (freshIDs[freshIndex], l)
+        }
         settings = next
+        resolver?.update(next.listeners)
         logger.notice("reloaded: \(next.listeners.count) listener(s): \(kept.count) kept, \(fresh.count) new, \(removed) closed")
     }
 
@@ -224,6 +330,8 @@ public final class Relay {
     public func runUntilStopped(onReload: (() -> Void)? = nil, onStopping: (() -> Void)? = nil) -> Int32 {
         var set = Self.controlSignals
         var stops = 0
+        var status: Int32 = 0
+        var addressesCheckedAt = Self.monotonicSeconds()
         while true {
             var wait = timespec(tv_sec: 0, tv_nsec: 200_000_000)
             let sig = sigtimedwait(&set, nil, &wait)
@@ -241,12 +349,45 @@ public final class Relay {
                 if let onReload { onReload() } else { logger.notice("SIGHUP: nothing to reload (no config file)") }
             }
             for i in threads.indices where !joined[i] {
-                if cnet_thread_tryjoin(threads[i]) == 0 { joined[i] = true }
+                guard cnet_thread_tryjoin(threads[i]) == 0 else { continue }
+                joined[i] = true
+                if launches[i].state == .failed && status == 0 {
+                    // A worker without its ring cannot serve: stop the rest and exit non-zero,
+                    // so a supervisor (systemd Restart=on-failure) starts the relay again.
+                    logger.critical("\(launches[i].failure); stopping the relay")
+                    status = 1
+                    onStopping?()
+                    requestStop(immediately: true)
+                }
             }
             if !joined.isEmpty && joined.allSatisfy({ $0 }) { break }
+            if Self.monotonicSeconds() - addressesCheckedAt >= 2 {
+                addressesCheckedAt = Self.monotonicSeconds()
+                refreshLocalAddresses()
+            }
         }
+        resolver?.stop()
         logger.notice("stopped: \(total(.accepted)) connections accepted, \(total(.bytesUp) + total(.bytesDown)) bytes relayed")
-        return 0
+        return status
+    }
+
+    /// Re-reads the host's addresses; when they changed, the loop guard and the tunnel
+    /// server's own-address denial follow (getifaddrs every 2 s is cheap next to a netlink
+    /// subscription, and needs nothing from the workers' rings).
+    private func refreshLocalAddresses() {
+        let interfaceAddresses = Socket.interfaceAddresses()
+        let current = LocalAddresses(interfaceAddresses: interfaceAddresses)
+        guard current != localAddresses else { return }
+        localAddresses = current
+        tunnelContext.update(serverAddresses: interfaceAddresses)
+        for m in mailboxes { m.post { $0.localAddresses = current } }
+        logger.debug("host addresses changed: \(current.hosts.count) address(es)")
+    }
+
+    private static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
     public func total(_ name: WorkerCounters.Name) -> UInt64 {

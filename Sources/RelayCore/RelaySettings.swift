@@ -7,13 +7,13 @@ import TunnelProtocol
 /// Where a listener's connections go.
 public enum ListenerMode: Sendable, Equatable, CustomStringConvertible {
     /// Plain TCP in, MPTCP out to one fixed upstream.
-    case forward(upstream: SocketAddress)
+    case forward(upstream: Upstream)
     /// nftables/iptables TPROXY: the upstream is the accepted socket's local address.
     case transparent
     /// NAT REDIRECT: the upstream comes from SO_ORIGINAL_DST.
     case redirect
     /// The far end: MPTCP in (TCP clients too), plain TCP out to a fixed backend.
-    case server(backend: SocketAddress)
+    case server(backend: Upstream)
     /// The aggregation server: MPTCP in, each connection names its destination in a
     /// tunnel header, plain TCP out.
     case tunnelServer
@@ -33,6 +33,14 @@ public enum ListenerMode: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .server, .tunnelServer: return true
         default: return false
+        }
+    }
+
+    /// The fixed upstream of forward and server modes.
+    public var upstream: Upstream? {
+        switch self {
+        case .forward(let u), .server(let u): return u
+        default: return nil
         }
     }
 
@@ -95,6 +103,12 @@ public struct RelaySettings: Sendable {
     public var workers: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     /// Seconds to wait for an upstream connect before closing the client.
     public var connectTimeout: Double = 10
+    /// Seconds a tunnel server waits for a client's complete header (always in force).
+    public var headerTimeout: Double = 5
+    /// Tunnel server: connections still sending their header, across all workers (nil: the
+    /// default, max(64, maxConnections / 8)), and per source (IPv4 address, IPv6 /64).
+    public var maxPendingHeaders: Int? = nil
+    public var maxPendingPerSource: Int = 16
     /// Seconds without a byte in either direction before a connection is closed; 0 disables.
     public var idleTimeout: Double = 3600
     /// Seconds that open connections get to finish after SIGTERM/SIGINT.
@@ -112,4 +126,24 @@ public struct RelaySettings: Sendable {
     public init(listeners: [ListenerSettings]) {
         self.listeners = listeners
     }
+
+    public var effectiveMaxPendingHeaders: Int { maxPendingHeaders ?? max(64, maxConnections / 8) }
+
+    /// The longest timeout accepted (about 31 years): well inside what nanosecond
+    /// arithmetic in Int64 holds, and longer than any connection should wait.
+    public static let maxSeconds: Double = 1e9
+
+    /// A timeout the relay can represent, or why not (for the CLI and the config file).
+    public static func checkSeconds(_ value: Double) -> String? {
+        if !value.isFinite || value < 0 { return "must be a number of seconds, 0 or more" }
+        if value > maxSeconds { return "must be at most \(Int(maxSeconds)) seconds" }
+        return nil
+    }
+}
+
+/// Seconds -> nanoseconds, saturating: never traps, whatever the input.
+@inline(__always) func nanoseconds(_ seconds: Double) -> Int64 {
+    let ns = seconds * 1e9
+    if !(ns < 9.2e18) { return Int64.max / 2 }
+    return ns <= 0 ? 0 : Int64(ns)
 }

@@ -49,8 +49,9 @@ final class TunnelContext: Sendable {
     }
 
     let replayCache = ReplayCache()
-    private let serverAddresses: [SocketAddress]
-    private let policies = Mutex<[PolicyKey: DestinationPolicy]>([:])
+    /// The server's own addresses (denied as destinations) and the policies built on them;
+    /// both replaced when the host's addresses change.
+    private let state: Mutex<(serverAddresses: [SocketAddress], policies: [PolicyKey: DestinationPolicy])>
 
     private struct PolicyKey: Hashable {
         let allow: [String]
@@ -58,15 +59,20 @@ final class TunnelContext: Sendable {
     }
 
     init(serverAddresses: [SocketAddress]) {
-        self.serverAddresses = serverAddresses
+        state = Mutex((serverAddresses, [:]))
+    }
+
+    /// The host gained or lost an address: policies are rebuilt on their next use.
+    func update(serverAddresses: [SocketAddress]) {
+        state.withLock { $0 = (serverAddresses, [:]) }
     }
 
     private func policy(for settings: TunnelSettings) -> DestinationPolicy {
         let key = PolicyKey(allow: settings.allow.map(\.description), deny: settings.deny.map(\.description))
-        return policies.withLock { cache in
-            if let p = cache[key] { return p }
-            let p = DestinationPolicy(allow: settings.allow, deny: settings.deny, serverAddresses: serverAddresses)
-            cache[key] = p
+        return state.withLock { state in
+            if let p = state.policies[key] { return p }
+            let p = DestinationPolicy(allow: settings.allow, deny: settings.deny, serverAddresses: state.serverAddresses)
+            state.policies[key] = p
             return p
         }
     }

@@ -19,19 +19,33 @@ extension Worker {
         sequence += 1
         counters.add(.accepted, 1)
         let c = table[slot]
-        c.pointee.phase = .connecting
+        let listener = listeners[li].settings
+        let readsHeader = listener.mode == .tunnelServer
+        c.pointee.move(.accept(readsHeader: readsHeader))
         c.pointee.sequence = sequence
         c.pointee.listener = li
+        listeners[li].connections += 1
         c.pointee.client = client
         c.pointee.openedAt = now
         c.pointee.lastActive = now
         c.pointee.peer = listeners[li].peer.pointee
         let clientFD = FileDescriptor(rawValue: client)
         _ = try? Socket.setOption(clientFD, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
-        let listener = listeners[li].settings
 
-        if listener.mode == .tunnelServer {
-            c.pointee.phase = .readingHeader
+        if readsHeader {
+            // Before authentication a client gets only its share of the header budget.
+            switch headerBudget.take(for: c.pointee.peer) {
+            case .granted:
+                c.pointee.holdsHeaderBudget = true
+            case .sourceFull:
+                headerRefusals.source += 1
+                refuseUnheard(slot)
+                return
+            case .allFull:
+                headerRefusals.total += 1
+                refuseUnheard(slot)
+                return
+            }
             c.pointee.up.buffer = handshakeBuffers.take()
             readTunnelHeader(slot)
             return
@@ -56,17 +70,23 @@ extension Worker {
 
     private static let targetOffset = MemoryLayout<Connection>.offset(of: \.target)!
 
+    /// A tunnel client over the pre-authentication limits: closed with a reset, unread, so
+    /// it costs no buffer and no deadline. One log line a second sums these up (tick).
+    private func refuseUnheard(_ slot: Int32) {
+        counters.add(.refused, 1)
+        counters.add(.preAuthRefused, 1)
+        beginClose(slot, reason: .refused("over the pre-authentication limits"), reset: true, quiet: true)
+    }
+
     /// Opens the upstream socket and submits its connect, linked to the connect timeout.
     func dial(_ slot: Int32, to destination: SocketAddress, mptcp: Bool, fastOpen: Bool) {
         let c = table[slot]
-        c.pointee.phase = .connecting
         let upstream: FileDescriptor
         do {
             (upstream, c.pointee.upstreamProtocol) = try Socket.openStream(family: destination.family, preferMPTCP: mptcp)
         } catch {
-            let shortage = error == .tooManyOpenFiles || error == .tooManyOpenFilesInSystem || error == .noBufferSpace || error == .noMemory
-            if shortage { pauseAccepting(error.rawValue) }
-            beginClose(slot, reason: shortage ? .resources(error.rawValue) : .connectFailed(error.rawValue), reset: true)
+            if error.isResourceShortage { pauseAccepting(error) }
+            beginClose(slot, reason: error.isResourceShortage ? .resources(error.rawValue) : .connectFailed(error.rawValue), reset: true)
             return
         }
         c.pointee.upstream = upstream.rawValue
@@ -78,16 +98,21 @@ extension Worker {
         // The slot's own storage: the kernel reads it when the SQE is submitted, after this returns.
         let target = (UnsafeMutableRawPointer(c) + Self.targetOffset).assumingMemoryBound(to: sockaddr_storage.self)
         c.pointee.targetLength = destination.write(to: target)
+        let generation = c.pointee.generation
         ring.connect(upstream.rawValue, address: UnsafeRawPointer(target), length: c.pointee.targetLength,
-                     userData: OperationToken(.connect, index: slot).raw,
+                     userData: OperationToken(.connect, index: slot, generation: generation).raw,
                      timeout: settings.connectTimeout > 0 ? connectTimeoutSpec : nil,
-                     timeoutUserData: OperationToken(.connectTimeout, index: slot).raw)
+                     timeoutUserData: OperationToken(.connectTimeout, index: slot, generation: generation).raw)
         c.pointee.pending += settings.connectTimeout > 0 ? 2 : 1
     }
 
     /// Every completion that names a connection slot comes through here.
-    func connectionOperationCompleted(_ kind: OperationToken.Kind, slot: Int32, direction d: Int, _ result: Int32) {
+    func connectionOperationCompleted(_ kind: OperationToken.Kind, _ token: OperationToken, _ result: Int32) {
+        let slot = token.index, d = token.direction
         let c = table[slot]
+        // An operation of an occupant whose slot was reclaimed at its closing deadline: its
+        // descriptors and pipes are gone already, and nothing of it may touch the new one.
+        guard c.pointee.generation == token.generation, c.pointee.phase != .free else { return }
         c.pointee.pending -= 1
         if kind == .pollIn || kind == .pollOut || kind == .spliceIn || kind == .spliceOut {
             withDirection(c, d) { $0.busy = false }
@@ -113,9 +138,9 @@ extension Worker {
             pump(slot, d)
         case .pollOut: pump(slot, d)
         case .spliceIn:
-            if readCompleted(slot, d, result) { pump(slot, d) }
+            if readCompleted(slot, d, IOOutcome(result: result)) { pump(slot, d) }
         case .spliceOut:
-            if writeCompleted(slot, d, result) { pump(slot, d) }
+            if writeCompleted(slot, d, IOOutcome(result: result)) { pump(slot, d) }
         default: break
         }
     }
@@ -126,6 +151,7 @@ extension Worker {
         if result < 0 {
             let reason: CloseReason = result == -ECANCELED ? .connectTimeout : .connectFailed(-result)
             counters.add(.connectFailures, 1)
+            if redialNextAddress(slot, listener: listener, after: reason) { return }
             if listener.mode == .tunnelServer {
                 // The gateway learns why, then closes its client; a clean close lets the reply arrive.
                 tunnelConnectFailed(slot, reason: reason)
@@ -135,7 +161,7 @@ extension Worker {
             return
         }
         shortageEnded()
-        c.pointee.phase = .relaying
+        c.pointee.move(.connected)
         c.pointee.lastActive = now
         let keepUp = c.pointee.up, keepDown = c.pointee.down
         c.pointee.up = Direction(source: c.pointee.client, sink: c.pointee.upstream)
@@ -178,6 +204,22 @@ extension Worker {
         pump(slot, 1)
     }
 
+    /// A named upstream with more addresses: the connect that failed or timed out gives way
+    /// to the next address, in the resolver's order, before the client is reset.
+    private func redialNextAddress(_ slot: Int32, listener: ListenerSettings, after reason: CloseReason) -> Bool {
+        let c = table[slot]
+        guard let upstream = listener.mode.upstream, upstream.literal == nil,
+              let addresses = upstreamAddresses[upstream.description],
+              c.pointee.upstreamAttempt + 1 < addresses.count else { return false }
+        logger.debug("conn=\(index).\(c.pointee.sequence) upstream=\(targetText(c)) \(reason.text); trying the next address of \(upstream)")
+        c.pointee.upstreamAttempt += 1
+        close(c.pointee.upstream)
+        c.pointee.upstream = -1
+        c.pointee.move(.redial)
+        dial(slot, to: addresses[c.pointee.upstreamAttempt], mptcp: settings.upstreamMPTCP && !listener.mode.acceptsMPTCP, fastOpen: false)
+        return true
+    }
+
     /// One line per connection: who, where, and whether the MPTCP side really runs MPTCP.
     func logConnected(_ c: UnsafeMutablePointer<Connection>) {
         logger.info("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) upstream=\(targetText(c)) \(c.pointee.status)")
@@ -185,12 +227,15 @@ extension Worker {
 
     /// Starts closing: with `reset`, both sockets close with RST (SO_LINGER 0) so that a
     /// peer's reset or a failure reaches the other side as a reset, not as a clean EOF.
-    func beginClose(_ slot: Int32, reason: CloseReason, reset: Bool) {
+    /// `quiet`: no log line of its own (refusals summed up elsewhere).
+    func beginClose(_ slot: Int32, reason: CloseReason, reset: Bool, quiet: Bool = false) {
         let c = table[slot]
-        guard c.pointee.phase != .closing && c.pointee.phase != .free else { return }
-        c.pointee.phase = .closing
+        guard c.pointee.move(.close) else { return }
+        c.pointee.closingSince = now
         c.pointee.reason = reason
         c.pointee.resetOnClose = reset
+        c.pointee.quietClose = quiet
+        releaseHeaderBudget(c)
         if c.pointee.pending == 0 {
             finish(slot)
             return
@@ -201,30 +246,45 @@ extension Worker {
         }
     }
 
-    /// No operation names the slot any more: close descriptors, return pipes, log, reuse.
-    private func finish(_ slot: Int32) {
+    /// A header that arrived, or a client that went: its pre-authentication budget is free.
+    func releaseHeaderBudget(_ c: UnsafeMutablePointer<Connection>) {
+        if c.pointee.holdsHeaderBudget {
+            c.pointee.holdsHeaderBudget = false
+            headerBudget.give(for: c.pointee.peer)
+        }
+    }
+
+    /// No operation names the slot any more (or its closing deadline passed): close
+    /// descriptors, return pipes, log, reuse.
+    func finish(_ slot: Int32) {
         let c = table[slot]
         let up = c.pointee.up
         let down = c.pointee.down
         if c.pointee.subflows == 0 { recordSubflows(c) }
-        let subflows = c.pointee.subflows > 0 ? " subflows=\(c.pointee.subflows)" : ""
-        let seconds = Double(now - c.pointee.openedAt) / 1e9
-        let line: Logger.Message = "closed conn=\(index).\(c.pointee.sequence) \(c.pointee.reason.text) up=\(up.bytes) down=\(down.bytes) ms=\(Int(seconds * 1000))\(subflows)"
-        switch c.pointee.reason {
-        case .completed, .idleTimeout: logger.info(line)
-        default: logger.notice(line)
+        if !c.pointee.quietClose {
+            let subflows = c.pointee.subflows > 0 ? " subflows=\(c.pointee.subflows)" : ""
+            let seconds = Double(now - c.pointee.openedAt) / 1e9
+            let line: Logger.Message = "closed conn=\(index).\(c.pointee.sequence) \(c.pointee.reason.text) up=\(up.bytes) down=\(down.bytes) ms=\(Int(seconds * 1000))\(subflows)"
+            switch c.pointee.reason {
+            case .completed, .idleTimeout: logger.info(line)
+            default: logger.notice(line)
+            }
         }
         for fd in [c.pointee.client, c.pointee.upstream] where fd >= 0 {
             if c.pointee.resetOnClose { _ = try? Socket.setResetOnClose(FileDescriptor(rawValue: fd)) }
             close(fd)
         }
-        pipes.give(up.pipe, empty: up.inPipe == 0)
-        pipes.give(down.pipe, empty: down.inPipe == 0)
+        // An operation still in flight (a reclaimed slot) may yet write into a pipe: never reuse it.
+        let drained = c.pointee.pending == 0
+        pipes.give(up.pipe, empty: drained && up.inPipe == 0)
+        pipes.give(down.pipe, empty: drained && down.inPipe == 0)
         handshakeBuffers.give(up.buffer)
         handshakeBuffers.give(down.buffer)
         counters.add(.closed, 1)
         counters.add(.bytesUp, up.bytes)
         counters.add(.bytesDown, down.bytes)
+        listeners[c.pointee.listener].connections -= 1
+        c.pointee.move(.drained)
         table.release(slot)
         connectionSlotFreed()
     }

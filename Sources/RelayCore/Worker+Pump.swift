@@ -7,167 +7,191 @@ import URing
 import SystemPackage
 
 /// The data path: per direction, splice source -> pipe, then pipe -> sink, with the
-/// ring reporting readiness. A short transfer is normal; EAGAIN means "wait for poll".
+/// ring reporting readiness. A short transfer is normal; "would block" means "wait for poll".
+/// What to do next is `Direction.nextStep` (pure); this file performs the steps.
 extension Worker {
     @inline(__always)
     func withDirection<R>(_ c: UnsafeMutablePointer<Connection>, _ d: Int, _ body: (inout Direction) -> R) -> R {
         d == 0 ? body(&c.pointee.up) : body(&c.pointee.down)
     }
 
-    private static let spliceFlags = UInt32(CNET_SPLICE_F_MOVE | CNET_SPLICE_F_NONBLOCK)
-
     /// Moves a direction forward until it must wait for the kernel.
     func pump(_ slot: Int32, _ d: Int) {
         let c = table[slot]
         while c.pointee.phase == .relaying {
-            let step = withDirection(c, d) { dir -> Step in
-                if dir.busy || dir.finished { return .wait }
-                if dir.prefixEnd > dir.prefixStart { return .writePrefix(dir.sink, dir.buffer, dir.prefixStart, dir.prefixEnd - dir.prefixStart) }
-                if dir.expectReply { return .readReply(dir.source, dir.buffer, dir.bufferFill) }
-                if dir.buffer >= 0 {
-                    handshakeBuffers.give(dir.buffer)
-                    dir.buffer = -1
-                }
-                if dir.inPipe > 0 { return .write(dir.pipe.readEnd, dir.sink, dir.inPipe) }
-                if dir.sourceEOF { return .passEOF(dir.sink) }
-                if dir.drained {
-                    // Idle direction: its pipe goes back to the pool while it waits.
-                    pipes.give(dir.pipe, empty: true)
-                    dir.pipe = .none
-                    return .pollIn(dir.source)
-                }
-                if !dir.pipe.isValid {
-                    do throws(Errno) { dir.pipe = try pipes.take() } catch { return .outOfPipes(error.rawValue) }
-                }
-                return .read(dir.source, dir.pipe.writeEnd, dir.pipe.capacity)
-            }
-            switch step {
+            let dir = d == 0 ? c.pointee.up : c.pointee.down
+            switch dir.nextStep {
             case .wait:
                 return
-            case .pollIn(let fd):
-                arm(.pollIn, slot, d, fd, events: UInt32(POLLIN) | 0x2000 /* POLLRDHUP */)
-                return
-            case .passEOF(let sink):
-                passEOF(slot, d, sink)
-                return
-            case .outOfPipes(let code):
-                if code == EMFILE || code == ENFILE { pauseAccepting(code) }
-                beginClose(slot, reason: .resources(code), reset: true)
-                return
-            case .writePrefix(let sink, let buffer, let start, let count):
-                let n = send(sink, handshakeBuffers.pointer(buffer) + start, count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
-                if !prefixWritten(slot, d, n >= 0 ? Int32(n) : -errno) { return }
-            case .readReply(let source, let buffer, let fill):
-                let n = recv(source, handshakeBuffers.pointer(buffer) + fill, HandshakeBuffers.size - fill, Int32(MSG_DONTWAIT))
-                if !replyRead(slot, d, n >= 0 ? Int32(n) : -errno) { return }
-            case .read(let source, let pipeIn, let capacity):
+            case .writePrefix:
+                let outcome = DataPath.send(dir.sink, handshakeBuffers.pointer(dir.buffer) + dir.prefixStart, count: dir.prefixEnd - dir.prefixStart)
+                if !prefixWritten(slot, d, outcome) { return }
+            case .readReply:
+                let outcome = DataPath.receive(dir.source, into: handshakeBuffers.pointer(dir.buffer) + dir.bufferFill, count: HandshakeBuffers.size - dir.bufferFill)
+                if !replyRead(slot, d, outcome) { return }
+            case .releaseBuffer:
+                handshakeBuffers.give(dir.buffer)
+                withDirection(c, d) { $0.buffer = -1; $0.prefixStart = 0; $0.prefixEnd = 0; $0.bufferFill = 0 }
+            case .write:
                 if settings.spliceEngine == .ring {
-                    submit(.spliceIn, slot, d) { ring.splice(from: source, to: pipeIn, length: UInt32(capacity), flags: Self.spliceFlags, userData: $0) }
+                    submit(.spliceOut, slot, d) { ring.splice(from: dir.pipe.readEnd, to: dir.sink, length: UInt32(dir.inPipe), flags: DataPath.spliceFlags, userData: $0) }
                     return
                 }
-                let n = cnet_splice(source, pipeIn, capacity, Self.spliceFlags)
-                if !readCompleted(slot, d, n >= 0 ? Int32(n) : -errno) { return }
-            case .write(let pipeOut, let sink, let count):
-                if settings.spliceEngine == .ring {
-                    submit(.spliceOut, slot, d) { ring.splice(from: pipeOut, to: sink, length: UInt32(count), flags: Self.spliceFlags, userData: $0) }
+                if !writeCompleted(slot, d, DataPath.splice(from: dir.pipe.readEnd, to: dir.sink, count: dir.inPipe)) { return }
+            case .passEOF:
+                passEOF(slot, d, dir.sink)
+                return
+            case .releasePipeAndPoll:
+                // Idle direction: its pipe goes back to the pool while it waits.
+                pipes.give(dir.pipe, empty: true)
+                withDirection(c, d) { $0.pipe = .none }
+                arm(.pollIn, slot, d, dir.source, events: UInt32(POLLIN) | 0x2000 /* POLLRDHUP */)
+                return
+            case .pollIn:
+                arm(.pollIn, slot, d, dir.source, events: UInt32(POLLIN) | 0x2000 /* POLLRDHUP */)
+                return
+            case .takePipe:
+                do throws(Errno) {
+                    let pipe = try pipes.take()
+                    withDirection(c, d) { $0.pipe = pipe }
+                } catch where error.isResourceShortage {
+                    // No descriptors for a pipe: this connection is healthy, so its bytes go
+                    // through a small buffer instead (a copy) until a pipe can be had again.
+                    if error.isDescriptorShortage { pauseAccepting(error) }
+                    if !copyThroughBuffer(slot, d) { return }
+                } catch {
+                    beginClose(slot, reason: .resources(error.rawValue), reset: true)
                     return
                 }
-                let n = cnet_splice(pipeOut, sink, count, Self.spliceFlags)
-                if !writeCompleted(slot, d, n >= 0 ? Int32(n) : -errno) { return }
+            case .read:
+                if settings.spliceEngine == .ring {
+                    submit(.spliceIn, slot, d) { ring.splice(from: dir.source, to: dir.pipe.writeEnd, length: UInt32(dir.pipe.capacity), flags: DataPath.spliceFlags, userData: $0) }
+                    return
+                }
+                if !readCompleted(slot, d, DataPath.splice(from: dir.source, to: dir.pipe.writeEnd, count: dir.pipe.capacity)) { return }
             }
         }
     }
 
-    private enum Step {
-        case wait
-        case pollIn(Int32)
-        case passEOF(Int32)
-        case outOfPipes(Int32)
-        case read(Int32, Int32, Int)
-        case write(Int32, Int32, Int)
-        case writePrefix(Int32, Int32, Int, Int)
-        case readReply(Int32, Int32, Int)
-    }
-
-    /// Result of sending handshake bytes (a header, or bytes read along with one).
-    private func prefixWritten(_ slot: Int32, _ d: Int, _ result: Int32) -> Bool {
+    /// The copy path beside splice: read what the source has into a handshake buffer, which
+    /// the next steps write to the sink as a prefix. False when the direction must stop here.
+    private func copyThroughBuffer(_ slot: Int32, _ d: Int) -> Bool {
         let c = table[slot]
-        if result > 0 {
+        let buffer = handshakeBuffers.take()
+        let source = withDirection(c, d) { $0.source }
+        let outcome = DataPath.receive(source, into: handshakeBuffers.pointer(buffer), count: HandshakeBuffers.size)
+        if case .moved(let n) = outcome {
             c.pointee.lastActive = now
-            withDirection(c, d) { $0.prefixStart += Int(result) }
+            withDirection(c, d) { dir in
+                dir.buffer = buffer
+                dir.prefixStart = 0
+                dir.prefixEnd = n
+                dir.bytes += UInt64(n)
+                dir.drained = n < HandshakeBuffers.size
+            }
             return true
         }
-        // EINPROGRESS: a Fast Open socket without a cookie sent a plain SYN; write once connected.
-        sinkRefused(slot, d, result, retryable: result == -EINPROGRESS || result == -ENOTCONN)
+        handshakeBuffers.give(buffer)
+        return sourceRead(slot, d, outcome)
+    }
+
+    /// Result of sending handshake bytes (a header, bytes read along with one, or copied bytes).
+    private func prefixWritten(_ slot: Int32, _ d: Int, _ outcome: IOOutcome) -> Bool {
+        let c = table[slot]
+        if case .moved(let n) = outcome {
+            c.pointee.lastActive = now
+            withDirection(c, d) { $0.prefixStart += n }
+            return true
+        }
+        // EINPROGRESS/ENOTCONN: a Fast Open socket without a cookie sent a plain SYN; write once connected.
+        if case .failed(let e) = outcome, e == .nowInProgress || e == .socketNotConnected {
+            sinkBlocked(slot, d)
+            return false
+        }
+        sinkRefused(slot, d, outcome)
         return false
     }
 
     /// Result of reading part of a tunnel reply off the upstream.
-    private func replyRead(_ slot: Int32, _ d: Int, _ result: Int32) -> Bool {
+    private func replyRead(_ slot: Int32, _ d: Int, _ outcome: IOOutcome) -> Bool {
         let c = table[slot]
-        if result > 0 {
-            withDirection(c, d) { $0.bufferFill += Int(result) }
+        switch outcome {
+        case .moved(let n):
+            withDirection(c, d) { $0.bufferFill += n }
             return tunnelReplyProgress(slot, d)
-        }
-        if result == -EAGAIN {
+        case .wouldBlock:
             let source = withDirection(c, d) { $0.source }
             arm(.pollIn, slot, d, source, events: UInt32(POLLIN))
             return false
+        case .eof:
+            beginClose(slot, reason: .refused("tunnel server closed before replying"), reset: true)
+            return false
+        case .failed(let e):
+            beginClose(slot, reason: .refused("tunnel server: \(errnoText(e.rawValue))"), reset: true)
+            return false
         }
-        beginClose(slot, reason: .refused(result == 0 ? "tunnel server closed before replying" : "tunnel server: \(errnoText(-result))"), reset: true)
-        return false
     }
 
     /// Result of a source -> pipe splice; false when the direction must stop here.
-    func readCompleted(_ slot: Int32, _ d: Int, _ result: Int32) -> Bool {
+    func readCompleted(_ slot: Int32, _ d: Int, _ outcome: IOOutcome) -> Bool {
         let c = table[slot]
-        if result > 0 {
+        if case .moved(let n) = outcome {
             c.pointee.lastActive = now
             withDirection(c, d) { dir in
-                dir.inPipe += Int(result)
-                dir.bytes += UInt64(result)
+                dir.inPipe += n
+                dir.bytes += UInt64(n)
                 // A read shorter than the pipe most likely emptied the socket: poll before the next.
-                dir.drained = Int(result) < dir.pipe.capacity
+                dir.drained = n < dir.pipe.capacity
             }
             return true
         }
-        if result == 0 {
+        return sourceRead(slot, d, outcome)
+    }
+
+    /// A read that moved nothing: EOF, empty, or the source failing.
+    private func sourceRead(_ slot: Int32, _ d: Int, _ outcome: IOOutcome) -> Bool {
+        let c = table[slot]
+        switch outcome {
+        case .moved: return true
+        case .eof:
             withDirection(c, d) { $0.sourceEOF = true }
             return true
-        }
-        if result == -EAGAIN {
+        case .wouldBlock:
             withDirection(c, d) { $0.drained = true }
             return true
+        case .failed(let e):
+            beginClose(slot, reason: d == 0 ? .resetByClient(e.rawValue) : .resetByUpstream(e.rawValue), reset: true)
+            return false
         }
-        let code = -result
-        beginClose(slot, reason: d == 0 ? .resetByClient(code) : .resetByUpstream(code), reset: true)
-        return false
     }
 
     /// Result of a pipe -> sink splice; false when the direction must stop here.
-    func writeCompleted(_ slot: Int32, _ d: Int, _ result: Int32) -> Bool {
+    func writeCompleted(_ slot: Int32, _ d: Int, _ outcome: IOOutcome) -> Bool {
         let c = table[slot]
-        if result > 0 {
+        if case .moved(let n) = outcome {
             c.pointee.lastActive = now
-            withDirection(c, d) { $0.inPipe -= Int(result) }
+            withDirection(c, d) { $0.inPipe -= n }
             return true
         }
-        sinkRefused(slot, d, result, retryable: false)
+        sinkRefused(slot, d, outcome)
         return false
     }
 
-    /// A write to the sink moved nothing. EAGAIN (or 0, or a `retryable` code) means its send
-    /// buffer is full: backpressure, so wait for POLLOUT and read nothing meanwhile. Anything
-    /// else is the sink's peer failing: reset both sides.
-    private func sinkRefused(_ slot: Int32, _ d: Int, _ result: Int32, retryable: Bool) {
-        let c = table[slot]
-        if result == -EAGAIN || result == 0 || retryable {
-            let sink = withDirection(c, d) { $0.sink }
-            arm(.pollOut, slot, d, sink, events: UInt32(POLLOUT))
-            return
+    /// A write to the sink moved nothing. Would-block (or 0) means its send buffer is full:
+    /// backpressure, so wait for POLLOUT and read nothing meanwhile. A failure is the sink's
+    /// peer failing: reset both sides.
+    private func sinkRefused(_ slot: Int32, _ d: Int, _ outcome: IOOutcome) {
+        switch outcome {
+        case .moved, .eof, .wouldBlock:
+            sinkBlocked(slot, d)
+        case .failed(let e):
+            beginClose(slot, reason: d == 0 ? .resetByUpstream(e.rawValue) : .resetByClient(e.rawValue), reset: true)
         }
-        let code = -result
-        beginClose(slot, reason: d == 0 ? .resetByUpstream(code) : .resetByClient(code), reset: true)
+    }
+
+    private func sinkBlocked(_ slot: Int32, _ d: Int) {
+        let sink = withDirection(table[slot], d) { $0.sink }
+        arm(.pollOut, slot, d, sink, events: UInt32(POLLOUT))
     }
 
     /// The source sent FIN and the pipe is empty: pass the half-close on with shutdown(SHUT_WR).
@@ -192,7 +216,7 @@ extension Worker {
     @inline(__always)
     private func submit(_ kind: OperationToken.Kind, _ slot: Int32, _ d: Int, _ prepare: (UInt64) -> Void) {
         let c = table[slot]
-        prepare(OperationToken(kind, index: slot, direction: d).raw)
+        prepare(OperationToken(kind, index: slot, direction: d, generation: c.pointee.generation).raw)
         c.pointee.pending += 1
         withDirection(c, d) { $0.busy = true }
     }

@@ -20,8 +20,7 @@ extension Worker {
         let base = handshakeBuffers.pointer(buffer)
         var length = TunnelCodec.encodeRequest(destination: destination, key: key, now: wallClock(),
                                                into: UnsafeMutableRawBufferPointer(start: base, count: HandshakeBuffers.size))
-        let early = recv(c.pointee.client, base + length, HandshakeBuffers.size - length, Int32(MSG_DONTWAIT))
-        if early > 0 {
+        if case .moved(let early) = DataPath.receive(c.pointee.client, into: base + length, count: HandshakeBuffers.size - length) {
             length += early
             c.pointee.up.bytes += UInt64(early)
         }
@@ -72,14 +71,17 @@ extension Worker {
         let base = handshakeBuffers.pointer(buffer)
         while true {
             let fill = c.pointee.up.bufferFill
-            let n = recv(c.pointee.client, base + fill, HandshakeBuffers.size - fill, Int32(MSG_DONTWAIT))
-            if n < 0 && errno == EAGAIN {
+            let n: Int
+            switch DataPath.receive(c.pointee.client, into: base + fill, count: HandshakeBuffers.size - fill) {
+            case .moved(let count): n = count
+            case .wouldBlock:
                 arm(.pollIn, slot, 0, c.pointee.client, events: UInt32(POLLIN))
                 return
-            }
-            if n <= 0 {
-                let why = n == 0 ? "client closed before sending a complete header" : errnoText(errno)
-                rejectTunnel(slot, code: TunnelCodec.malformed, reason: why)
+            case .eof:
+                rejectTunnel(slot, code: TunnelCodec.malformed, reason: "client closed before sending a complete header")
+                return
+            case .failed(let error):
+                rejectTunnel(slot, code: TunnelCodec.malformed, reason: errnoText(error.rawValue))
                 return
             }
             c.pointee.up.bufferFill += n
@@ -101,6 +103,8 @@ extension Worker {
                 c.pointee.up.prefixEnd = c.pointee.up.bufferFill
                 c.pointee.up.bytes += UInt64(c.pointee.up.bufferFill - consumed)
                 c.pointee.up.bufferFill = 0
+                c.pointee.move(.headerComplete)
+                releaseHeaderBudget(c)
                 dial(slot, to: destination, mptcp: false, fastOpen: false)
                 return
             }

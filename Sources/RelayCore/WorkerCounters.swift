@@ -4,7 +4,7 @@ import Synchronization
 /// Each worker has its own instance, so writers never contend; relaxed atomics suffice.
 public final class WorkerCounters: Sendable {
     public enum Name: CaseIterable, Sendable {
-        case accepted, closed, connectFailures, mptcpUpstreams, fallbackUpstreams, acceptPauses, bytesUp, bytesDown, refused
+        case accepted, closed, connectFailures, mptcpUpstreams, fallbackUpstreams, acceptPauses, bytesUp, bytesDown, refused, preAuthRefused
     }
 
     private let accepted = Atomic<UInt64>(0)
@@ -16,6 +16,7 @@ public final class WorkerCounters: Sendable {
     private let bytesUp = Atomic<UInt64>(0)
     private let bytesDown = Atomic<UInt64>(0)
     private let refused = Atomic<UInt64>(0)
+    private let preAuthRefused = Atomic<UInt64>(0)
 
     public init() {}
 
@@ -30,6 +31,7 @@ public final class WorkerCounters: Sendable {
         case .bytesUp: bytesUp.add(value, ordering: .relaxed)
         case .bytesDown: bytesDown.add(value, ordering: .relaxed)
         case .refused: refused.add(value, ordering: .relaxed)
+        case .preAuthRefused: preAuthRefused.add(value, ordering: .relaxed)
         }
     }
 
@@ -44,6 +46,7 @@ public final class WorkerCounters: Sendable {
         case .bytesUp: return bytesUp.load(ordering: .relaxed)
         case .bytesDown: return bytesDown.load(ordering: .relaxed)
         case .refused: return refused.load(ordering: .relaxed)
+        case .preAuthRefused: return preAuthRefused.load(ordering: .relaxed)
         }
     }
 }

@@ -3,14 +3,17 @@ import Glibc
 #endif
 import CNetLinux
 import Synchronization
+import MPTCPSocket
 import SystemPackage
 
 /// What a reload changes in one worker: the new settings, and for every listener of the
-/// new settings either the index of a socket the worker already has or a new socket.
+/// new settings either a socket the worker already has or a new one. Sockets are named by
+/// an id the control thread gives each bound address (the same in every worker), never by
+/// a position in a worker's listener records, which a reload may add to.
 struct ReloadPlan: Sendable {
     enum Socket: Sendable {
-        case keep(Int)      // index into the worker's current listeners
-        case open(Int32)    // a freshly bound socket
+        case keep(id: Int)               // a socket the worker already has
+        case open(id: Int, fd: Int32)    // a freshly bound socket
     }
     let settings: RelaySettings
     let listeners: [Socket]
@@ -24,6 +27,10 @@ final class WorkerMailbox: Sendable {
         var abort = false
         /// In order: each plan's `.keep` indices assume the ones before it were applied.
         var reloads: [ReloadPlan] = []
+        /// The host's addresses changed (an interface gained or lost one).
+        var localAddresses: LocalAddresses? = nil
+        /// Upstream host names resolved anew ("name:port" -> addresses, in order).
+        var upstreamAddresses: [String: [SocketAddress]]? = nil
     }
 
     let eventFD: Int32

@@ -79,9 +79,15 @@ public struct DestinationPolicy: Sendable {
         ("172.16.0.0", 12, "private (172.16.0.0/12)"),
         ("192.168.0.0", 16, "private (192.168.0.0/16)"),
         ("224.0.0.0", 4, "multicast (224.0.0.0/4)"),
+        ("198.18.0.0", 15, "benchmarking (198.18.0.0/15)"),
         ("240.0.0.0", 4, "reserved and broadcast (240.0.0.0/4)"),
         ("::", 128, "unspecified (::)"),
         ("::1", 128, "loopback (::1)"),
+        // Transition prefixes that lead into networks the policy cannot see through:
+        // local-use NAT64, Teredo and 6to4 relays.
+        ("64:ff9b:1::", 48, "local-use NAT64 (64:ff9b:1::/48)"),
+        ("2001::", 32, "Teredo (2001::/32)"),
+        ("2002::", 16, "6to4 (2002::/16)"),
         ("fc00::", 7, "unique local (fc00::/7)"),
         ("fe80::", 10, "link-local (fe80::/10)"),
         ("fec0::", 10, "site-local (fec0::/10)"),

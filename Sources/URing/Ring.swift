@@ -108,6 +108,15 @@ public final class Ring {
 
     /// io_uring_submit_and_wait: submits what is queued and waits for `count` completions.
     /// EINTR, EAGAIN, EBUSY and ETIME are transient here, not errors.
+    /// Set once preparing an operation could not get a submission entry because flushing the
+    /// queue kept failing: operations prepared since are lost, and the ring's owner must
+    /// give up (the relay exits non-zero so a supervisor restarts it).
+    public var failure: RingError? {
+        guard let r = ring else { return nil }
+        let code = curing_error(r)
+        return code == 0 ? nil : RingError(code: code)
+    }
+
     public func submitAndWait(_ count: UInt32) throws(RingError) {
         let rc = curing_submit_and_wait(ring!, count)
         if rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME {

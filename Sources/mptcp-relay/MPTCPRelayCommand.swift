@@ -29,6 +29,13 @@ extension SocketAddress: ExpressibleByArgument {
     }
 }
 
+extension Upstream: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let upstream = try? Upstream(parsing: argument) else { return nil }
+        self = upstream
+    }
+}
+
 extension SpliceEngine: ExpressibleByArgument {}
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}

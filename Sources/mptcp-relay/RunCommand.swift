@@ -28,8 +28,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Address to accept connections on: HOST:PORT or [IPv6]:PORT.", valueName: "host:port"))
     var listen: SocketAddress?
 
-    @Option(help: ArgumentHelp("Fixed upstream (forward mode).", valueName: "host:port"))
-    var upstream: SocketAddress?
+    @Option(help: ArgumentHelp("Fixed upstream (forward mode) or backend (--server): an address or a host name (re-resolved every 30 s; each address tried in turn).", valueName: "host:port"))
+    var upstream: Upstream?
 
     @Flag(help: "Intercepted by TPROXY: the upstream is each connection's original destination.")
     var transparent = false
@@ -70,6 +70,15 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Seconds open connections get to finish after SIGTERM/SIGINT.", valueName: "seconds"))
     var grace: Double = 30
 
+    @Option(help: ArgumentHelp("Tunnel server: seconds a client has to send its complete header.", valueName: "seconds"))
+    var headerTimeout: Double = 5
+
+    @Option(help: ArgumentHelp("Tunnel server: connections still sending their header, in all (default: max(64, max-connections / 8)).", valueName: "n"))
+    var maxPendingHeaders: Int?
+
+    @Option(help: ArgumentHelp("Tunnel server: connections still sending their header per client address (IPv6: per /64).", valueName: "n"))
+    var maxPendingPerSource: Int = 16
+
     @Option(help: "Most simultaneous connections (accepting pauses at the limit).")
     var maxConnections: Int = 8192
 
@@ -104,7 +113,12 @@ struct RunCommand: ParsableCommand {
         if proxyProtocol && !(server && upstream != nil) { throw ValidationError("--proxy-protocol needs --server --upstream BACKEND") }
         if (!allow.isEmpty || !deny.isEmpty) && !(server && upstream == nil) { throw ValidationError("--allow/--deny apply to the tunnel server (--server with --key-file)") }
         if let workers, workers < 1 || workers > 256 { throw ValidationError("--workers must be between 1 and 256") }
-        if connectTimeout < 0 || idleTimeout < 0 || grace < 0 { throw ValidationError("timeouts cannot be negative") }
+        for (flag, value) in [("--connect-timeout", connectTimeout), ("--idle-timeout", idleTimeout), ("--grace", grace), ("--header-timeout", headerTimeout)] {
+            if let problem = RelaySettings.checkSeconds(value) { throw ValidationError("\(flag) \(problem)") }
+        }
+        if headerTimeout == 0 { throw ValidationError("--header-timeout must be more than 0: a tunnel server always bounds how long a client may take to send its header") }
+        if let maxPendingHeaders, maxPendingHeaders < 1 { throw ValidationError("--max-pending-headers must be at least 1") }
+        if maxPendingPerSource < 1 { throw ValidationError("--max-pending-per-source must be at least 1") }
         if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         if pipeSize < 4096 || pipeSize > 64 << 20 { throw ValidationError("--pipe-size must be between 4096 and 67108864 bytes") }
     }
@@ -135,6 +149,9 @@ struct RunCommand: ParsableCommand {
         s.connectTimeout = connectTimeout
         s.idleTimeout = idleTimeout
         s.gracePeriod = grace
+        s.headerTimeout = headerTimeout
+        s.maxPendingHeaders = maxPendingHeaders
+        s.maxPendingPerSource = maxPendingPerSource
         s.maxConnections = maxConnections
         s.pipeSize = pipeSize
         s.spliceEngine = splice

@@ -125,7 +125,7 @@ struct TunnelSetup {
         // A short connect timeout also bounds how long a client may take to send its header.
         let server = try await env.daemon(in: env.tb.srvNS, [bin, "run", "--listen", "\(env.tb.srvIP):4000", "--server", "--key-file", key,
                                                              "--allow", "\(Integration.Tunnel.webIP)/32", "--allow", "\(Integration.Tunnel.canaryIP)/32",
-                                                             "--connect-timeout", "2"], port: 4000, log: "tunnel-server.log")
+                                                             "--connect-timeout", "2", "--header-timeout", "2"], port: 4000, log: "tunnel-server.log")
         let gateway = try await env.daemon(in: env.tb.gwNS, [bin, "run", "--listen", "0.0.0.0:7000", "--redirect",
                                                               "--via", "\(env.tb.srvIP):4000", "--key-file", key], port: 7000, log: "gateway.log")
         return TunnelSetup(env: env, keyPath: key, script: script.path, server: server, gateway: gateway)

@@ -34,7 +34,7 @@ import TunnelProtocol
         #expect(s.spliceEngine == .ring)
         #expect(s.upstreamMPTCP == false)
         #expect(s.listeners == [ListenerSettings(address: try SocketAddress(parsing: "127.0.0.1:7000"),
-                                                 mode: .forward(upstream: try SocketAddress(parsing: "[2001:db8::7]:443")))])
+                                                 mode: .forward(upstream: Upstream(try SocketAddress(parsing: "[2001:db8::7]:443"))))])
         #expect(config.listenLines == [12])
     }
 
@@ -86,7 +86,7 @@ import TunnelProtocol
             ipv6 = false
             """, origin: origin, baseDirectory: dir.path)
         let l = config.settings.listeners
-        #expect(l.map(\.mode) == [.transparent, .redirect, .server(backend: try SocketAddress(parsing: "127.0.0.1:443")), .tunnelServer])
+        #expect(l.map(\.mode) == [.transparent, .redirect, .server(backend: Upstream(try SocketAddress(parsing: "127.0.0.1:443"))), .tunnelServer])
         let key = try TunnelKey(bytes: Array(repeating: [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef] as [UInt8], count: 4).flatMap { $0 }).id
         #expect(l[0].tunnel == nil)
         #expect(l[1].tunnel?.key.id == key)

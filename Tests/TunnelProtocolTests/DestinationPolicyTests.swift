@@ -18,6 +18,8 @@ import Testing
         "[64:ff9b::7f00:1]:80", "[64:ff9b::c0a8:101]:80",  // NAT64 of loopback, 192.168.1.1
         "[::127.0.0.1]:80",  // IPv4-compatible (deprecated)
         "203.0.113.9:0",  // port 0
+        "198.18.0.1:80", "198.19.255.254:80",  // benchmarking
+        "[2002:c0a8:101::1]:80", "[2001:0:4136:e378::1]:80", "[64:ff9b:1::a00:1]:80",  // 6to4, Teredo, local NAT64
     ])
     func deniedByDefault(destination: String) {
         let decision = DestinationPolicy().decide(address(destination))

@@ -33,6 +33,8 @@ void curing_prep_cancel(curing_ring *ring, uint64_t target, uint64_t user_data);
 
 /// io_uring_submit_and_wait; returns its result (negative errno on failure).
 int curing_submit_and_wait(curing_ring *ring, unsigned wait_nr);
+/* The error that made the ring unusable while preparing an operation, or 0. */
+int curing_error(curing_ring *ring);
 /// Copies up to `max` ready completions into `out`, marks them seen, returns the count.
 unsigned curing_reap(curing_ring *ring, curing_completion *out, unsigned max);
 

@@ -1,0 +1,108 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MPTCPSocket
+
+/// A connection slot's lifecycle. Every phase change goes through `Connection.move(_:)`,
+/// so the legal paths can be read in one switch:
+///
+///     free --accept--> readingHeader (tunnel server) --headerComplete--> connecting
+///     free --accept--> connecting --connected--> relaying
+///     readingHeader | connecting | relaying --close--> closing --drained--> free
+enum Phase: Equatable { case free, readingHeader, connecting, relaying, closing }
+
+enum LifecycleEvent: Equatable {
+    /// A client was accepted; a tunnel server must first read its header.
+    case accept(readsHeader: Bool)
+    case headerComplete
+    /// The upstream connect (or, after a failure, the next address's) is submitted again.
+    case redial
+    case connected
+    /// Something ended the connection; sockets close once no operation names the slot.
+    case close
+    /// No operation names the slot any more: it can be reused.
+    case drained
+}
+
+enum LifecycleAction: Equatable {
+    case enter(Phase)
+    /// A repeated or late event with nothing left to do (a second close, say).
+    case ignore
+    case invalid
+}
+
+extension Phase {
+    /// The whole lifecycle: (phase, event) -> what to do.
+    func on(_ event: LifecycleEvent) -> LifecycleAction {
+        switch (self, event) {
+        case (.free, .accept(let readsHeader)): return .enter(readsHeader ? .readingHeader : .connecting)
+        case (.readingHeader, .headerComplete): return .enter(.connecting)
+        case (.connecting, .redial): return .enter(.connecting)
+        case (.connecting, .connected): return .enter(.relaying)
+        case (.readingHeader, .close), (.connecting, .close), (.relaying, .close): return .enter(.closing)
+        case (.closing, .close), (.free, .close): return .ignore
+        case (.closing, .drained): return .enter(.free)
+        default: return .invalid
+        }
+    }
+}
+
+struct Connection {
+    private(set) var phase = Phase.free
+    /// Bumped each time the slot is released: an operation token carries the generation it
+    /// was submitted under, so a completion for an earlier occupant is recognised and dropped.
+    var generation: UInt16 = 0
+    var sequence: UInt64 = 0
+    /// The listener record the connection was accepted under; its settings never change
+    /// (a reload that changes them makes a new record), so neither does the connection's mode.
+    var listener: Int = 0
+    var client: Int32 = -1
+    var upstream: Int32 = -1
+    var upstreamProtocol = StreamProtocol.tcp
+    var status = MPTCPStatus.plainTCP
+    /// Operations in flight that name this slot; the slot is reused only at zero.
+    var pending: Int32 = 0
+    var openedAt: Int64 = 0
+    var lastActive: Int64 = 0
+    /// When closing began; a slot whose operations never drain is reclaimed after a deadline.
+    var closingSince: Int64 = 0
+    var reason = CloseReason.completed
+    var resetOnClose = false
+    /// Closed without a log line of its own.
+    var quietClose = false
+    /// Counted against the tunnel server's pre-authentication limits while reading a header.
+    var holdsHeaderBudget = false
+    /// Forward mode with a host name: which of the resolved addresses is being tried.
+    var upstreamAttempt = 0
+    /// Subflows of the MPTCP side, read when the first direction ends (before shutdowns
+    /// start closing them); 0 when not read.
+    var subflows = 0
+    var peer = sockaddr_storage()
+    var target = sockaddr_storage()
+    var targetLength: UInt32 = 0
+    var nextFree: Int32 = -1
+    /// Tunnel: where the client wants to go (the header's Connect TLV, or the intercepted
+    /// original destination on the gateway).
+    var destination = sockaddr_storage()
+    var up = Direction()    // client -> upstream
+    var down = Direction()  // upstream -> client
+
+    /// Applies a lifecycle event; false when there is nothing to do. An illegal transition
+    /// is a bug in the relay: it traps in debug builds and is ignored in release builds.
+    @discardableResult
+    mutating func move(_ event: LifecycleEvent) -> Bool {
+        switch phase.on(event) {
+        case .enter(let next):
+            phase = next
+            return true
+        case .ignore:
+            return false
+        case .invalid:
+            assertionFailure("illegal connection transition: \(phase) on \(event)")
+            return false
+        }
+    }
+
+    /// Bytes read from one side and not yet written to the other.
+    var holdsBytes: Bool { up.holdsBytes || down.holdsBytes }
+}

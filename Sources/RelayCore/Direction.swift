@@ -1,0 +1,73 @@
+/// One direction of a relayed connection: bytes from `source` go through `pipe` to `sink`.
+struct Direction {
+    var source: Int32 = -1
+    var sink: Int32 = -1
+    var pipe = SplicePipe.none
+    /// Bytes sitting in the pipe, read from `source` but not yet written to `sink`.
+    var inPipe = 0
+    var bytes: UInt64 = 0
+    /// An operation of this direction is in flight; at most one is.
+    var busy = false
+    /// The last read found the source empty: wait for readiness before reading again.
+    var drained = false
+    var sourceEOF = false
+    /// EOF was passed on (shutdown(SHUT_WR) on the sink).
+    var finished = false
+    /// A handshake buffer (HandshakeBuffers index) or -1. Bytes [prefixStart, prefixEnd)
+    /// go to the sink before any spliced byte: a header the relay adds, bytes it read while
+    /// looking for one, or bytes copied while no pipe could be had.
+    var buffer: Int32 = -1
+    var prefixStart = 0
+    var prefixEnd = 0
+    /// Gateway side of a tunnel: the server's reply header must be read off the source
+    /// before relaying; `bufferFill` bytes of it have arrived.
+    var expectReply = false
+    var bufferFill = 0
+
+    init() {}
+
+    init(source: Int32, sink: Int32) {
+        self.source = source
+        self.sink = sink
+    }
+
+    /// Bytes read but not yet written: a close now would lose them.
+    var holdsBytes: Bool { inPipe > 0 || prefixEnd > prefixStart }
+
+    /// What the direction does next, from its state alone (no syscalls): the pump performs
+    /// the step, records its outcome, and asks again until a step must wait for the kernel.
+    var nextStep: DirectionStep {
+        if busy || finished { return .wait }
+        if prefixEnd > prefixStart { return .writePrefix }
+        if expectReply { return .readReply }
+        if buffer >= 0 { return .releaseBuffer }
+        if inPipe > 0 { return .write }
+        if sourceEOF { return .passEOF }
+        if drained { return pipe.isValid ? .releasePipeAndPoll : .pollIn }
+        if !pipe.isValid { return .takePipe }
+        return .read
+    }
+}
+
+/// The steps of `Direction.nextStep`, in the order they take priority.
+enum DirectionStep: Equatable {
+    /// An operation is in flight, or EOF was passed on: nothing until a completion.
+    case wait
+    /// Handshake (or copied) bytes go to the sink before any spliced byte.
+    case writePrefix
+    /// The tunnel server's reply must be read and checked before relaying.
+    case readReply
+    /// The handshake buffer is empty and no longer needed.
+    case releaseBuffer
+    /// Pipe -> sink.
+    case write
+    /// Source ended and everything was written: shutdown(SHUT_WR) on the sink.
+    case passEOF
+    /// Idle: the pipe goes back to the pool while the direction waits for input.
+    case releasePipeAndPoll
+    case pollIn
+    /// Bytes may be waiting and the direction has no pipe yet.
+    case takePipe
+    /// Source -> pipe.
+    case read
+}

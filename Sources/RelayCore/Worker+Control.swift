@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import URing
+
+/// The control side of a worker: requests from the control thread (stop, reload, new
+/// address lists) and the 1 s tick that enforces deadlines.
+extension Worker {
+    func wakeCompleted(_ result: Int32) {
+        let requests = mailbox.take()
+        for plan in requests.reloads {
+            if stopping {
+                // Sockets bound for a reload that will never be applied.
+                for case .open(_, let fd) in plan.listeners { close(fd) }
+            } else {
+                applyReload(plan)
+            }
+        }
+        if let addresses = requests.localAddresses { localAddresses = addresses }
+        if let resolved = requests.upstreamAddresses { upstreamAddresses = resolved }
+        if requests.abort {
+            beginStop(grace: 0)
+        } else if requests.stop {
+            beginStop(grace: settings.gracePeriod)
+        }
+        armWake()
+    }
+
+    /// Swaps in new settings; established connections keep running untouched: each keeps the
+    /// listener record it was accepted under, and a kept socket whose settings changed moves
+    /// to a new record. Removed listeners stop accepting.
+    private func applyReload(_ plan: ReloadPlan) {
+        var live = Set<Int>()
+        for (config, socket) in zip(plan.settings.listeners, plan.listeners) {
+            switch socket {
+            case .keep(let id):
+                guard let i = listeners.indices.first(where: { listeners[$0].isLive && listeners[$0].socketID == id }) else {
+                    assertionFailure("reload names socket \(id), which worker \(index) does not have")
+                    continue
+                }
+                if listeners[i].settings == config {
+                    live.insert(i)
+                } else {
+                    let fd = listeners[i].fd
+                    listeners[i].fd = -1
+                    let j = addRecord(settings: config, socketID: id, fd: fd)
+                    for k in listeners.indices where listeners[k].successor == i { listeners[k].successor = j }
+                    listeners[i].successor = j
+                    live.insert(j)
+                }
+            case .open(let id, let fd):
+                live.insert(addRecord(settings: config, socketID: id, fd: fd))
+            }
+        }
+        for i in listeners.indices where listeners[i].isLive && !live.contains(i) {
+            if listeners[i].armed {
+                ring.cancel(userData: OperationToken(.accept, index: Int32(i)).raw, userData: OperationToken(.cancel).raw)
+            }
+            close(listeners[i].fd)
+            listeners[i].fd = -1
+            listeners[i].successor = nil
+        }
+        let capacity = table.capacity
+        settings = plan.settings
+        connectTimeoutSpec.pointee = RingTimespec(duration: settings.connectTimeout)
+        maxConnections = min(capacity, Self.share(settings.maxConnections, settings.workers))
+        armAccepts()
+    }
+
+    /// A listener record for `settings`, in a retired slot nothing refers to, or a new one:
+    /// the array stays as long as the most listeners ever live at once plus those still draining.
+    private func addRecord(settings config: ListenerSettings, socketID: Int, fd: Int32) -> Int {
+        if let k = listeners.indices.first(where: { k in
+            listeners[k].isReusable && !listeners.contains { $0.successor == k }
+        }) {
+            listeners[k].reuse(settings: config, socketID: socketID, fd: fd)
+            return k
+        }
+        listeners.append(WorkerListener(settings: config, socketID: socketID, fd: fd))
+        return listeners.count - 1
+    }
+
+    private func beginStop(grace: Double) {
+        if !stopping {
+            stopping = true
+            for i in listeners.indices where listeners[i].isLive {
+                if listeners[i].armed {
+                    ring.cancel(userData: OperationToken(.accept, index: Int32(i)).raw, userData: OperationToken(.cancel).raw)
+                }
+                // The pending accept keeps its own file reference until the cancel lands.
+                close(listeners[i].fd)
+                listeners[i].fd = -1
+            }
+            stopDeadline = now + nanoseconds(grace)
+        } else {
+            stopDeadline = min(stopDeadline, now + nanoseconds(grace))
+        }
+        if grace == 0 { abortAll() }
+    }
+
+    /// Seconds a closing slot may wait for its operations to drain before it is reclaimed.
+    static let closingDeadline: Int64 = 10_000_000_000
+
+    func tick() {
+        ring.timeout(tickSpec, userData: OperationToken(.tick).raw)
+        pipes.trim()
+        if stopping && now >= stopDeadline {
+            abortAll()
+        }
+        let headerLimit = nanoseconds(settings.headerTimeout)
+        // With Fast Open the connect completes at once (the link timeout never fires), so the
+        // gateway bounds the wait for the server's reply by the connect timeout.
+        let replyLimit = settings.connectTimeout > 0 ? nanoseconds(settings.connectTimeout) : Int64.max
+        let idleLimit = settings.idleTimeout > 0 ? nanoseconds(settings.idleTimeout) : Int64.max
+        for i in 0..<table.capacity {
+            let c = table.slots + i
+            switch c.pointee.phase {
+            case .readingHeader where now - c.pointee.openedAt > headerLimit:
+                // A silent or slow client cannot hold a slot (and its buffer) for longer.
+                rejectTunnel(Int32(i), code: TunnelCodec.malformed, reason: "no complete tunnel header within \(settings.headerTimeout) s")
+            case .relaying where c.pointee.down.expectReply && now - c.pointee.openedAt > replyLimit:
+                beginClose(Int32(i), reason: .connectTimeout, reset: true)
+            case .relaying where now - c.pointee.lastActive > idleLimit:
+                // Bytes still held would be lost: a clean FIN would pass a truncated stream as whole.
+                beginClose(Int32(i), reason: .idleTimeout, reset: c.pointee.holdsBytes)
+            case .closing where now - c.pointee.closingSince > Self.closingDeadline:
+                logger.warning("conn=\(index).\(c.pointee.sequence): \(c.pointee.pending) operation(s) still pending \(Self.closingDeadline / 1_000_000_000) s after close; reclaiming the slot")
+                finish(Int32(i))
+            default:
+                break
+            }
+        }
+        if headerRefusals.total > 0 || headerRefusals.source > 0 {
+            logger.notice("tunnel: refused \(headerRefusals.source) client(s) over the per-source limit (\(headerBudget.perSource) per address or /64 on this worker) and \(headerRefusals.total) over the limit of \(headerBudget.total) headers in progress, in the last second")
+            headerRefusals = (0, 0)
+        }
+    }
+
+    func abortAll() {
+        for i in 0..<table.capacity {
+            switch table.slots[i].phase {
+            case .relaying, .connecting, .readingHeader: beginClose(Int32(i), reason: .shutdown, reset: true)
+            case .free, .closing: break
+            }
+        }
+    }
+}
