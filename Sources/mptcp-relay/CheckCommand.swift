@@ -7,13 +7,15 @@ struct CheckCommand: ParsableCommand {
         commandName: "check",
         abstract: "Validate a config file: syntax, values, key files, and that every listen address can be bound.")
 
-    @Option(help: ArgumentHelp("Config file to check.", valueName: "file"))
-    var config: String
+    @OptionGroup var file: ConfigFileOption
 
     @Flag(help: "Skip the bind probe (for checking a config while the relay already listens on it).")
     var noBind = false
 
+    func validate() throws { _ = try file.required() }
+
     func run() throws {
+        let config = try file.required()
         let loaded = try loadConfigOrExit(config)
         let problems = noBind ? [] : loaded.probeListeners()
         for p in problems { printError("\(p)") }

@@ -22,6 +22,31 @@ enum RelayVersion {
     static let string = "0.1.0"
 }
 
+/// `--config FILE`, shared by run (where it is optional), check and nft.
+struct ConfigFileOption: ParsableArguments {
+    @Option(help: ArgumentHelp("Config file (TOML, see docs/configuration.md).", valueName: "file"))
+    var config: String?
+
+    /// For commands that need the file.
+    func required() throws -> String {
+        guard let config else { throw ValidationError("give --config FILE") }
+        return config
+    }
+}
+
+/// The listener modes a command line can pick (forward is the default: --upstream alone).
+enum ListenerModeFlag: String, EnumerableFlag {
+    case transparent, redirect, server
+
+    static func help(for value: ListenerModeFlag) -> ArgumentHelp? {
+        switch value {
+        case .transparent: return "Intercepted by TPROXY: the upstream is each connection's original destination."
+        case .redirect: return "Intercepted by NAT REDIRECT: the upstream comes from SO_ORIGINAL_DST."
+        case .server: return "Server mode: accept MPTCP; with --upstream forward plain TCP to that backend, without it serve the tunnel (needs --key-file)."
+        }
+    }
+}
+
 extension SocketAddress: ExpressibleByArgument {
     public init?(argument: String) {
         guard let address = try? SocketAddress(parsing: argument) else { return nil }

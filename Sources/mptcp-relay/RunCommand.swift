@@ -22,8 +22,9 @@ struct RunCommand: ParsableCommand {
                           server   mptcp-relay run --listen [::]:4000 --server --key-file /etc/mptcp-relay/tunnel.key
             """)
 
-    @Option(help: ArgumentHelp("Config file (TOML, see docs/configuration.md); SIGHUP reloads it. Excludes the listener flags below.", valueName: "file"))
-    var config: String?
+    @OptionGroup(title: "Config file (SIGHUP reloads it; excludes the listener options below)")
+    var file: ConfigFileOption
+    var config: String? { file.config }
 
     @Option(help: ArgumentHelp("Address to accept connections on: HOST:PORT or [IPv6]:PORT.", valueName: "host:port"))
     var listen: SocketAddress?
@@ -31,14 +32,10 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Fixed upstream (forward mode) or backend (--server): an address or a host name (re-resolved every 30 s; each address tried in turn).", valueName: "host:port"))
     var upstream: Upstream?
 
-    @Flag(help: "Intercepted by TPROXY: the upstream is each connection's original destination.")
-    var transparent = false
-
-    @Flag(help: "Intercepted by NAT REDIRECT: the upstream comes from SO_ORIGINAL_DST.")
-    var redirect = false
-
-    @Flag(help: "Server mode: accept MPTCP; with --upstream forward plain TCP to that backend, without it serve the tunnel (needs --key-file).")
-    var server = false
+    @Flag var mode: ListenerModeFlag?
+    var transparent: Bool { mode == .transparent }
+    var redirect: Bool { mode == .redirect }
+    var server: Bool { mode == .server }
 
     @Option(help: ArgumentHelp("Transparent/redirect: carry each connection through this aggregation server's tunnel.", valueName: "host:port"))
     var via: SocketAddress?
@@ -55,8 +52,8 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Server mode: send a PROXY protocol v2 header to the backend.")
     var proxyProtocol = false
 
-    @Flag(help: "Tunnel gateway: do not send the header in the SYN (TCP Fast Open).")
-    var noFastOpen = false
+    @Flag(inversion: .prefixedNo, help: "Tunnel gateway: send the header in the SYN (TCP Fast Open).")
+    var fastOpen = true
 
     @Option(help: "Worker threads, each with its own io_uring (default: one per CPU).")
     var workers: Int?
@@ -96,15 +93,13 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         if config != nil {
-            if listen != nil || upstream != nil || transparent || redirect || server || via != nil || keyFile != nil {
+            if listen != nil || upstream != nil || mode != nil || via != nil || keyFile != nil {
                 throw ValidationError("--config describes the listeners: drop --listen/--upstream/--transparent/--redirect/--server/--via/--key-file")
             }
             return
         }
         guard listen != nil else { throw ValidationError("give --listen HOST:PORT (or --config FILE)") }
-        let modes = (transparent ? 1 : 0) + (redirect ? 1 : 0) + (server ? 1 : 0)
-        if modes > 1 { throw ValidationError("--transparent, --redirect and --server exclude each other: pick one") }
-        if modes == 0 && upstream == nil { throw ValidationError("give --upstream HOST:PORT (forward), --transparent, --redirect or --server") }
+        if mode == nil && upstream == nil { throw ValidationError("give --upstream HOST:PORT (forward), --transparent, --redirect or --server") }
         if (transparent || redirect) && upstream != nil { throw ValidationError("--upstream does not go with --transparent/--redirect: the upstream is each connection's original destination") }
         if via != nil && !(transparent || redirect) { throw ValidationError("--via needs --transparent or --redirect") }
         if via != nil && keyFile == nil { throw ValidationError("--via needs --key-file (the tunnel's pre-shared key)") }
@@ -139,7 +134,7 @@ struct RunCommand: ParsableCommand {
             let key: TunnelKey
             do { key = try TunnelKey.load(path: keyFile) } catch { throw ValidationError("\(error)") }
             var tunnel = TunnelSettings(key: key, via: via)
-            tunnel.fastOpen = !noFastOpen
+            tunnel.fastOpen = fastOpen
             tunnel.allow = try allow.map(Self.prefix)
             tunnel.deny = try deny.map(Self.prefix)
             listener.tunnel = tunnel

@@ -86,6 +86,19 @@ let badConfigs: [BadConfig] = [
               says: "idle_timeout = -1 cannot be negative"),
     BadConfig(name: "negative grace as float", text: "grace = -0.5\n" + forwardHead, line: 1,
               says: "grace = -0.5 cannot be negative"),
+    // Past about 9.2e9 s the nanosecond arithmetic used to trap: refused with the line.
+    BadConfig(name: "timeout too large to represent", text: "idle_timeout = 1e10\n" + forwardHead, line: 1,
+              says: "idle_timeout = 10000000000.0 must be at most 1000000000 seconds"),
+    BadConfig(name: "header timeout zero", text: "header_timeout = 0\n" + forwardHead, line: 1,
+              says: "header_timeout must be more than 0 seconds"),
+    BadConfig(name: "pending headers per source zero", text: "max_pending_per_source = 0\n" + forwardHead, line: 1,
+              says: "max_pending_per_source"),
+    BadConfig(name: "upstream that is neither address nor name", text: """
+        [[listener]]
+        listen = "0.0.0.0:7000"
+        mode = "forward"
+        upstream = "back_end!:80"
+        """, line: 4, says: "upstream = \"back_end!:80\" is not an address or host name"),
     BadConfig(name: "duplicate listener", text: """
         [[listener]]
         listen = "0.0.0.0:7000"

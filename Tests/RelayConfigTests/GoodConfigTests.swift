@@ -112,4 +112,23 @@ import TunnelProtocol
         #expect(config.path == file)
         #expect(config.settings.listeners.count == 1)
     }
+
+    /// A host name is kept as a name: the relay resolves it at run time, off the event loop.
+    @Test func upstreamByNameAndPreAuthLimits() throws {
+        let config = try RelayConfigFile.parse(text: """
+            header_timeout = 3
+            max_pending_headers = 100
+            max_pending_per_source = 4
+
+            [[listener]]
+            listen = "0.0.0.0:7000"
+            mode = "forward"
+            upstream = "backend.example:443"
+            """, origin: "gw.toml")
+        let upstream = try #require(config.settings.listeners.first?.mode.upstream)
+        #expect(upstream.name == "backend.example" && upstream.port == 443 && upstream.literal == nil)
+        #expect(config.settings.headerTimeout == 3)
+        #expect(config.settings.effectiveMaxPendingHeaders == 100)
+        #expect(config.settings.maxPendingPerSource == 4)
+    }
 }

@@ -219,3 +219,23 @@ import Testing
         #expect(OperationToken(raw: token.raw).index == slot && OperationToken(raw: token.raw).direction == 1)
     }
 }
+
+@Suite struct UpstreamParsingTests {
+    @Test func literalsStayAddressesAndNamesStayNames() throws {
+        let literal = try Upstream(parsing: "[2001:db8::7]:443")
+        #expect(literal.literal != nil && literal.name == nil)
+        let named = try Upstream(parsing: "backend.example:8443")
+        #expect(named.name == "backend.example" && named.port == 8443 && named.description == "backend.example:8443")
+    }
+
+    @Test(arguments: ["backend.example", "bad_name:80", "-x.example:80", "host:0", "host:99999", "2001:db8::1:80", "1.2.3.300:80"])
+    func refusesWhatIsNeitherAddressNorName(text: String) {
+        #expect(throws: Upstream.ParseError.self) { try Upstream(parsing: text) }
+    }
+
+    @Test func resolvesNamesThroughTheSystemResolver() throws {
+        let addresses = try Upstream(parsing: "localhost:80").resolve().get()
+        #expect(!addresses.isEmpty && addresses.allSatisfy { $0.port == 80 })
+        #expect(addresses.contains { $0.host == "127.0.0.1" || $0.host == "::1" })
+    }
+}
