@@ -38,6 +38,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
+        // Log lines off the workers: bounded buffers drained by a writer thread.
+        .target(name: "RelayLog", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // Config file (TOML) -> RelaySettings, and the nftables rules a config needs.
         .target(name: "RelayConfig", dependencies: [
             "RelayCore", "MPTCPSocket", "TunnelProtocol",
@@ -49,7 +51,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "mptcp-relay", dependencies: [
-            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol",
+            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol", "RelayLog",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -66,7 +68,7 @@ let package = Package(
         // Shared by the test targets: namespace testbed, process runner, hashing.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MPTCPSocketTests", dependencies: ["MPTCPSocket"]),
-        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
+        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "RelayLog"]),
         .testTarget(name: "RelayConfigTests", dependencies: ["RelayConfig", "RelayCore", "MPTCPSocket", "TunnelProtocol"]),
         .testTarget(name: "TunnelProtocolTests", dependencies: ["TunnelProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),

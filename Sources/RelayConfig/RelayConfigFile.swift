@@ -23,7 +23,7 @@ public struct RelayConfigFile: Sendable {
     static let topLevelKeys = [
         "log_level", "workers", "max_connections", "connect_timeout", "idle_timeout", "grace",
         "header_timeout", "max_pending_headers", "max_pending_per_source",
-        "pipe_size", "splice", "upstream_mptcp", "listener", "interception",
+        "pipe_size", "pipe_memory", "splice", "upstream_mptcp", "listener", "interception",
     ]
 
     /// Reads and checks `path`. Relative `key_file` paths are taken from the file's directory.
@@ -67,6 +67,7 @@ public struct RelayConfigFile: Sendable {
         if let n = try top.integer("max_pending_headers", in: 1...Int(Int32.max)) { settings.maxPendingHeaders = n }
         if let n = try top.integer("max_pending_per_source", in: 1...Int(Int32.max)) { settings.maxPendingPerSource = n }
         if let n = try top.integer("pipe_size", in: 4096...(64 << 20), unit: " bytes") { settings.pipeSize = n }
+        if let n = try top.integer("pipe_memory", in: 65536...Int(Int64.max), unit: " bytes") { settings.pipeMemory = n }
         if let s = try top.choice("splice", SpliceEngine.allCases.map(\.rawValue)) { settings.spliceEngine = SpliceEngine(rawValue: s)! }
         if let b = try top.bool("upstream_mptcp") { settings.upstreamMPTCP = b }
 

@@ -68,6 +68,8 @@ struct Connection {
     var closingSince: Int64 = 0
     var reason = CloseReason.completed
     var resetOnClose = false
+    /// The upstream (or tunnel) connected: the close line reports the MPTCP outcome.
+    var relayed = false
     /// Closed without a log line of its own.
     var quietClose = false
     /// Counted against the tunnel server's pre-authentication limits while reading a header.

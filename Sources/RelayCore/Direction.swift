@@ -23,6 +23,11 @@ struct Direction {
     /// before relaying; `bufferFill` bytes of it have arrived.
     var expectReply = false
     var bufferFill = 0
+    /// The direction has turned bulk (a read filled a whole copy buffer): from now on bytes
+    /// move by splice through a pipe. Until then they are copied through a small buffer:
+    /// for requests and short answers, recv+send costs no pipe and, out of an MPTCP socket
+    /// (which has no splice_read and copies anyway), no freshly allocated pipe pages.
+    var bulk = false
 
     init() {}
 
@@ -44,6 +49,7 @@ struct Direction {
         if inPipe > 0 { return .write }
         if sourceEOF { return .passEOF }
         if drained { return pipe.isValid ? .releasePipeAndPoll : .pollIn }
+        if !bulk { return .copyRead }
         if !pipe.isValid { return .takePipe }
         return .read
     }
@@ -66,6 +72,8 @@ enum DirectionStep: Equatable {
     /// Idle: the pipe goes back to the pool while the direction waits for input.
     case releasePipeAndPoll
     case pollIn
+    /// A direction that has not turned bulk reads into a small buffer (then writes it as a prefix).
+    case copyRead
     /// Bytes may be waiting and the direction has no pipe yet.
     case takePipe
     /// Source -> pipe.

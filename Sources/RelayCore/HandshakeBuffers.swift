@@ -1,10 +1,11 @@
-/// Small user-space buffers for the few bytes a relay must see or add itself: tunnel
-/// headers and replies, PROXY protocol headers, and client bytes sent along with a
-/// header. Taken only during a handshake and returned after, so the splice data path
-/// never touches them; the pool grows to the peak number of handshakes and then stops
-/// allocating.
+/// Small user-space buffers for the bytes a relay must see or add itself (tunnel headers
+/// and replies, PROXY protocol headers, client bytes sent along with a header) and for the
+/// copy path: a direction's first, small messages, and any bytes while no pipe can be had.
+/// Held only while such bytes are in flight; the pool grows to the peak number in flight
+/// and then stops allocating.
 final class HandshakeBuffers {
-    static let size = 2048
+    /// Big enough for a typical request or short answer in one read.
+    static let size = 16384
     private var chunks: [UnsafeMutableRawPointer] = []
     private var free: [Int32] = []
 

@@ -54,13 +54,14 @@ final class WorkerLaunch: @unchecked Sendable {
     let localAddresses: LocalAddresses
     let upstreamAddresses: [String: [SocketAddress]]
     let tunnelContext: TunnelContext
+    let limits: SharedLimits
     let logger: Logger
     private let stateValue = Atomic<Int>(State.starting.rawValue)
     /// Written before `state` leaves `.starting` or `.running`, read after.
     private(set) var failure = ""
 
     init(index: Int, settings: RelaySettings, listenerSockets: [(id: Int, fd: Int32)], mailbox: WorkerMailbox, counters: WorkerCounters,
-         localAddresses: LocalAddresses, upstreamAddresses: [String: [SocketAddress]], tunnelContext: TunnelContext, logger: Logger) {
+         localAddresses: LocalAddresses, upstreamAddresses: [String: [SocketAddress]], tunnelContext: TunnelContext, limits: SharedLimits, logger: Logger) {
         self.index = index
         self.settings = settings
         self.listenerSockets = listenerSockets
@@ -69,6 +70,7 @@ final class WorkerLaunch: @unchecked Sendable {
         self.localAddresses = localAddresses
         self.upstreamAddresses = upstreamAddresses
         self.tunnelContext = tunnelContext
+        self.limits = limits
         self.logger = logger
     }
 
@@ -115,9 +117,14 @@ public final class Relay {
     private var localAddresses = LocalAddresses(interfaceAddresses: [])
     private var tunnelContext = TunnelContext(serverAddresses: [])
     private var resolver: UpstreamResolver?
+    private var limits: SharedLimits?
+
+    /// max_connections at start: the size of every worker's connection table.
+    private let startCapacity: Int
 
     public init(settings: RelaySettings, logger: Logger) {
         self.settings = settings
+        startCapacity = settings.maxConnections
         self.logger = logger
         counters = (0..<settings.workers).map { _ in WorkerCounters() }
     }
@@ -152,6 +159,11 @@ public final class Relay {
         }
         self.resolver = resolver
         let upstreamAddresses = resolver.start(settings.listeners)
+        let pipeLimit = settings.pipeMemory ?? SharedLimits.defaultPipeByteLimit()
+        let limits = SharedLimits(maxConnections: settings.maxConnections, pipeByteLimit: pipeLimit) {
+            for m in mailboxList.all { m.post { $0.rearm = true } }
+        }
+        self.limits = limits
         for i in 0..<settings.workers {
             let mailbox: WorkerMailbox
             do { mailbox = try WorkerMailbox() } catch { throw .eventfd(error) }
@@ -160,7 +172,7 @@ public final class Relay {
             let sockets = zip(ids, perWorker[i]).map { (id: $0, fd: $1) }
             let launch = WorkerLaunch(index: i, settings: settings, listenerSockets: sockets, mailbox: mailbox,
                                       counters: counters[i], localAddresses: localAddresses, upstreamAddresses: upstreamAddresses,
-                                      tunnelContext: tunnelContext, logger: logger)
+                                      tunnelContext: tunnelContext, limits: limits, logger: logger)
             launches.append(launch)
             var thread = pthread_t()
             let box = Unmanaged.passRetained(launch).toOpaque()
@@ -321,6 +333,12 @@ public final class Relay {
             return (freshIDs[freshIndex], l)
         }
         settings = next
+        // Worker tables were sized at start: a reload can lower the limit, not raise it.
+        limits?.connectionLimit.store(min(next.maxConnections, startCapacity), ordering: .relaxed)
+        if next.maxConnections > startCapacity {
+            logger.notice("reload: max_connections above \(startCapacity) takes effect on restart")
+        }
+        for m in mailboxes { m.post { $0.rearm = true } }
         resolver?.update(next.listeners)
         logger.notice("reloaded: \(next.listeners.count) listener(s): \(kept.count) kept, \(fresh.count) new, \(removed) closed")
     }

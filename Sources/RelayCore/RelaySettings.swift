@@ -117,6 +117,9 @@ public struct RelaySettings: Sendable {
     public var pipeSize: Int = 256 * 1024
     /// Connections across all workers; accepting pauses at the limit.
     public var maxConnections: Int = 8192
+    /// Cap on the bytes of all splice pipes (nil: what the kernel lets this user have,
+    /// see SharedLimits.defaultPipeByteLimit). Past it, directions copy instead of splicing.
+    public var pipeMemory: Int? = nil
     public var spliceEngine: SpliceEngine = .inline
     /// Ask for MPTCP on the upstream side of client-side modes (falls back to TCP when
     /// the kernel refuses). Server modes always speak plain TCP to their backends.

@@ -16,7 +16,7 @@ extension Worker {
         for step in listeners.indices {
             let i = (acceptCursor + step) % listeners.count
             guard !listeners[i].armed && listeners[i].isLive && !hasArmedPredecessor(i) else { continue }
-            if table.active + armedCount() >= maxConnections { break }
+            if table.isFull || limits.connections.load(ordering: .relaxed) + armedCount() >= limits.connectionLimit.load(ordering: .relaxed) { break }
             listeners[i].peerLength.pointee = UInt32(MemoryLayout<sockaddr_storage>.size)
             ring.accept(listeners[i].fd, address: UnsafeMutableRawPointer(listeners[i].peer), length: listeners[i].peerLength,
                         userData: OperationToken(.accept, index: Int32(i)).raw)

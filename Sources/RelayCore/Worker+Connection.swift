@@ -25,6 +25,7 @@ extension Worker {
         c.pointee.sequence = sequence
         c.pointee.listener = li
         listeners[li].connections += 1
+        limits.connectionOpened()
         c.pointee.client = client
         c.pointee.openedAt = now
         c.pointee.lastActive = now
@@ -221,8 +222,10 @@ extension Worker {
     }
 
     /// One line per connection: who, where, and whether the MPTCP side really runs MPTCP.
+    /// At debug level: the info line comes at close, with everything known then.
     func logConnected(_ c: UnsafeMutablePointer<Connection>) {
-        logger.info("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) upstream=\(targetText(c)) \(c.pointee.status)")
+        c.pointee.relayed = true
+        logger.debug("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) upstream=\(targetText(c)) \(c.pointee.status)")
     }
 
     /// Starts closing: with `reset`, both sockets close with RST (SO_LINGER 0) so that a
@@ -262,9 +265,12 @@ extension Worker {
         let down = c.pointee.down
         if c.pointee.subflows == 0 { recordSubflows(c) }
         if !c.pointee.quietClose {
+            // The one line a connection gets at info level: who, where, how MPTCP went, why
+            // it ended, what it moved.
             let subflows = c.pointee.subflows > 0 ? " subflows=\(c.pointee.subflows)" : ""
             let seconds = Double(now - c.pointee.openedAt) / 1e9
-            let line: Logger.Message = "closed conn=\(index).\(c.pointee.sequence) \(c.pointee.reason.text) up=\(up.bytes) down=\(down.bytes) ms=\(Int(seconds * 1000))\(subflows)"
+            let status = c.pointee.relayed ? " \(c.pointee.status)" : ""
+            let line: Logger.Message = "closed conn=\(index).\(c.pointee.sequence) \(routeText(c))\(status) \(c.pointee.reason.text) up=\(up.bytes) down=\(down.bytes) ms=\(Int(seconds * 1000))\(subflows)"
             switch c.pointee.reason {
             case .completed, .idleTimeout: logger.info(line)
             default: logger.notice(line)
@@ -284,6 +290,7 @@ extension Worker {
         counters.add(.bytesUp, up.bytes)
         counters.add(.bytesDown, down.bytes)
         listeners[c.pointee.listener].connections -= 1
+        limits.connectionClosed()
         c.pointee.move(.drained)
         table.release(slot)
         connectionSlotFreed()
@@ -297,6 +304,18 @@ extension Worker {
         if let info = try? MPTCP.info(of: FileDescriptor(rawValue: mptcpSide)) {
             c.pointee.subflows = 1 + info.additionalSubflows
         }
+    }
+
+    /// The connection's ends as its log lines name them, by listener mode.
+    func routeText(_ c: UnsafeMutablePointer<Connection>) -> String {
+        let listener = listeners[c.pointee.listener].settings
+        if listener.mode == .tunnelServer {
+            return "tunnel client=\(peerText(c)) destination=\(destinationText(c))"
+        }
+        if listener.mode.intercepts && listener.tunnel?.via != nil {
+            return "client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c))"
+        }
+        return "client=\(peerText(c)) upstream=\(c.pointee.targetLength > 0 ? targetText(c) : "-")"
     }
 
     func peerAddress(_ c: UnsafeMutablePointer<Connection>) -> SocketAddress? {

@@ -18,6 +18,8 @@ extension Worker {
         }
         if let addresses = requests.localAddresses { localAddresses = addresses }
         if let resolved = requests.upstreamAddresses { upstreamAddresses = resolved }
+        // A slot came free in another worker at the connection limit.
+        if requests.rearm { armAccepts() }
         if requests.abort {
             beginStop(grace: 0)
         } else if requests.stop {
@@ -60,10 +62,8 @@ extension Worker {
             listeners[i].fd = -1
             listeners[i].successor = nil
         }
-        let capacity = table.capacity
         settings = plan.settings
         connectTimeoutSpec.pointee = RingTimespec(duration: settings.connectTimeout)
-        maxConnections = min(capacity, Self.share(settings.maxConnections, settings.workers))
         armAccepts()
     }
 

@@ -50,10 +50,13 @@ extension Worker {
             case .pollIn:
                 arm(.pollIn, slot, d, dir.source, events: UInt32(POLLIN) | 0x2000 /* POLLRDHUP */)
                 return
+            case .copyRead:
+                if !copyThroughBuffer(slot, d) { return }
             case .takePipe:
                 do throws(Errno) {
                     let pipe = try pipes.take()
                     withDirection(c, d) { $0.pipe = pipe }
+                    if pipe.capacity < pipes.size { warnPipeShortfall(pipe.capacity) }
                 } catch where error.isResourceShortage {
                     // No descriptors for a pipe: this connection is healthy, so its bytes go
                     // through a small buffer instead (a copy) until a pipe can be had again.
@@ -73,6 +76,12 @@ extension Worker {
         }
     }
 
+    /// The kernel granted a smaller pipe than asked: once per process, say so and why.
+    private func warnPipeShortfall(_ granted: Int) {
+        guard !limits.pipeShortfallWarned.exchange(true, ordering: .relaxed) else { return }
+        logger.warning("the kernel grants \(granted)-byte pipes, not the \(pipes.size) asked (pipe_size): bursts move in smaller steps. Unprivileged users get at most fs.pipe-user-pages-soft pages of pipe in all (and fs.pipe-max-size per pipe): raise them (sysctl), give the relay CAP_SYS_RESOURCE, or set pipe_memory / pipe_size lower")
+    }
+
     /// The copy path beside splice: read what the source has into a handshake buffer, which
     /// the next steps write to the sink as a prefix. False when the direction must stop here.
     private func copyThroughBuffer(_ slot: Int32, _ d: Int) -> Bool {
@@ -88,6 +97,8 @@ extension Worker {
                 dir.prefixEnd = n
                 dir.bytes += UInt64(n)
                 dir.drained = n < HandshakeBuffers.size
+                // A full buffer: more is coming than a message's worth. Splice from now on.
+                if n == HandshakeBuffers.size { dir.bulk = true }
             }
             return true
         }

@@ -50,7 +50,8 @@ extension Worker {
             }
             c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
             counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
-            logger.info("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c)) tunnel=connected \(c.pointee.status)")
+            c.pointee.relayed = true
+            logger.debug("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c)) tunnel=connected \(c.pointee.status)")
             return true
         case .failure(let text):
             counters.add(.refused, 1)
@@ -118,7 +119,8 @@ extension Worker {
         c.pointee.down.buffer = buffer
         c.pointee.down.prefixEnd = TunnelCodec.encodeReply(error: nil, into: UnsafeMutableRawBufferPointer(start: handshakeBuffers.pointer(buffer), count: HandshakeBuffers.size))
         counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
-        logger.info("conn=\(index).\(c.pointee.sequence) tunnel client=\(peerText(c)) destination=\(destinationText(c)) result=connected \(c.pointee.status)")
+        c.pointee.relayed = true
+        logger.debug("conn=\(index).\(c.pointee.sequence) tunnel client=\(peerText(c)) destination=\(destinationText(c)) result=connected \(c.pointee.status)")
     }
 
     /// The destination could not be reached: the gateway gets the RFC 8803 error code.

@@ -39,7 +39,7 @@ final class Worker {
     var stopping = false
     var stopDeadline: Int64 = 0
     var sequence: UInt64 = 0
-    var maxConnections: Int
+    let limits: SharedLimits
     var localAddresses: LocalAddresses
     /// Upstream host names and their addresses, from the control thread's resolver.
     var upstreamAddresses: [String: [SocketAddress]]
@@ -58,14 +58,17 @@ final class Worker {
         mailbox = launch.mailbox
         counters = launch.counters
         logger = launch.logger
-        maxConnections = Self.share(settings.maxConnections, settings.workers)
+        limits = launch.limits
+        let capacity = settings.maxConnections
         headerBudget = HeaderBudget(total: Self.share(settings.effectiveMaxPendingHeaders, settings.workers),
                                     perSource: Self.share(settings.maxPendingPerSource, settings.workers))
         // Up to three operations per connection (a poll or splice per direction, a cancel)
         // can complete at once, as in abortAll: the completion queue holds them all.
-        ring = try Ring(entries: settings.ringEntries, completionEntries: UInt32(min(max(maxConnections * 4, 4096), 1 << 20)))
-        table = ConnectionTable(capacity: maxConnections)
-        pipes = PipePool(size: settings.pipeSize, keepIdle: 64)
+        ring = try Ring(entries: settings.ringEntries, completionEntries: UInt32(min(max(capacity * 4, 4096), 1 << 20)))
+        // Any worker may hold every connection of the process: the limit is shared
+        // (SharedLimits), so a worker the kernel keeps hashing SYNs to never strands them.
+        table = ConnectionTable(capacity: capacity)
+        pipes = PipePool(size: settings.pipeSize, keepIdle: 64, limits: launch.limits)
         listeners = zip(settings.listeners, launch.listenerSockets).map { config, socket in
             WorkerListener(settings: config, socketID: socket.id, fd: socket.fd)
         }

@@ -31,6 +31,8 @@ final class WorkerMailbox: Sendable {
         var localAddresses: LocalAddresses? = nil
         /// Upstream host names resolved anew ("name:port" -> addresses, in order).
         var upstreamAddresses: [String: [SocketAddress]]? = nil
+        /// Accept again: the shared connection budget has room.
+        var rearm = false
     }
 
     let eventFD: Int32

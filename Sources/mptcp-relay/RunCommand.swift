@@ -7,6 +7,7 @@ import RelayConfig
 import Logging
 import MPTCPSocket
 import RelayCore
+import RelayLog
 import TunnelProtocol
 
 struct RunCommand: ParsableCommand {
@@ -82,6 +83,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Bytes per splice pipe.", valueName: "bytes"))
     var pipeSize: Int = 256 * 1024
 
+    @Option(help: ArgumentHelp("Cap on the memory of all splice pipes; past it, connections copy through small buffers (default: what the kernel grants this user).", valueName: "bytes"))
+    var pipeMemory: Int?
+
     @Option(help: "How splice runs: inline (splice(2) from the event loop on ring readiness) or ring (IORING_OP_SPLICE).")
     var splice: SpliceEngine = .inline
 
@@ -115,6 +119,7 @@ struct RunCommand: ParsableCommand {
         if let maxPendingHeaders, maxPendingHeaders < 1 { throw ValidationError("--max-pending-headers must be at least 1") }
         if maxPendingPerSource < 1 { throw ValidationError("--max-pending-per-source must be at least 1") }
         if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        if let pipeMemory, pipeMemory < 65536 { throw ValidationError("--pipe-memory must be at least 65536 bytes") }
         if pipeSize < 4096 || pipeSize > 64 << 20 { throw ValidationError("--pipe-size must be between 4096 and 67108864 bytes") }
     }
 
@@ -149,6 +154,7 @@ struct RunCommand: ParsableCommand {
         s.maxPendingPerSource = maxPendingPerSource
         s.maxConnections = maxConnections
         s.pipeSize = pipeSize
+        s.pipeMemory = pipeMemory
         s.spliceEngine = splice
         s.upstreamMPTCP = !noMptcp
         return s
@@ -165,8 +171,10 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let loaded = try config.map(loadConfigOrExit)
         let level = loaded.flatMap { Logger.Level(rawValue: $0.logLevel) } ?? logLevel
+        let sink = LogSink()
+        defer { sink.close() }
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = BufferedLogHandler(label: label, sink: sink)
             handler.logLevel = level
             return handler
         }

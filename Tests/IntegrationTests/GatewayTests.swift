@@ -22,7 +22,7 @@ extension Integration {
                 #expect(first.mbit > 80, "through the gateway: \(first.mbit) Mbit/s")
                 #expect(try await rxBytes(env.tb.gwNS, "wan2") - wan2Before > 10_000_000, "WAN 2 carried too little of the download")
                 #expect(try await Net.counter("MPTcpExtMPCapableSYNRX", ns: env.tb.srvNS) > capable, "the server saw no MPTCP connection")
-                #expect(g.relay.log.contains("upstream=\(env.tb.srvIP):8080 mptcp=yes"), "\(tail(g.relay.log))")
+                #expect(await g.relay.waitForLog("upstream=\(env.tb.srvIP):8080 mptcp=yes"), "\(tail(g.relay.log))")
 
                 // 2. WAN 1 (the initial subflow's) goes down 2 s into the download.
                 let slow = try BackgroundProcess(in: env.tb.lanNS, ["curl", "-sS", "--max-time", "60", "-o", env.tmp.file("failover.bin").path,
@@ -52,11 +52,11 @@ extension Integration {
                 let body = try await g.body(bytes: 10_000_000)
                 let got = try await g.download("http://[\(env.tb.srvIP6)]:8080/body.bin", to: "v6.bin")
                 #expect(try await Files.sha256(got.file) == body.sha)
-                #expect(g.relay.log.contains("upstream=[\(env.tb.srvIP6)]:8080 mptcp=yes"), "\(tail(g.relay.log))")
+                #expect(await g.relay.waitForLog("upstream=[\(env.tb.srvIP6)]:8080 mptcp=yes"), "\(tail(g.relay.log))")
                 // A client that talks to the listener itself would make the relay dial itself.
                 let loop = try await env.lan(["curl", "-sS", "--max-time", "5", "http://\(env.tb.gwLanIP):7000/"], timeout: 20)
                 #expect(!loop.succeeded, "a connection to the relay's own listener was relayed: \(loop.summary)")
-                #expect(g.relay.log.contains("this relay's own listener (loop)"), "\(tail(g.relay.log))")
+                #expect(await g.relay.waitForLog("this relay's own listener (loop)"), "\(tail(g.relay.log))")
             }
         }
 
@@ -78,8 +78,8 @@ extension Integration {
                     let got = try await g.download(url, to: "redirect.bin")
                     #expect(try await Files.sha256(got.file) == body.sha, "\(url)")
                 }
-                #expect(g.relay.log.contains("upstream=\(env.tb.srvIP):8080 mptcp=yes"), "\(tail(g.relay.log))")
-                #expect(g.relay.log.contains("upstream=[\(env.tb.srvIP6)]:8080 mptcp=yes"), "\(tail(g.relay.log))")
+                #expect(await g.relay.waitForLog("upstream=\(env.tb.srvIP):8080 mptcp=yes"), "\(tail(g.relay.log))")
+                #expect(await g.relay.waitForLog("upstream=[\(env.tb.srvIP6)]:8080 mptcp=yes"), "\(tail(g.relay.log))")
             }
         }
 
@@ -114,7 +114,7 @@ extension Integration {
                 #expect(try await Files.sha256(viaNew.file) == body.sha)
                 #expect(await download.waitForExit(timeout: 30) && download.exitStatus == 0, "download during reload: \(download.log)")
                 #expect(try await Files.sha256(env.tmp.file("during.bin")) == body.sha, "the established download was disturbed by the reload")
-                #expect(g.relay.log.contains("reloaded: 2 listener(s): 1 kept, 1 new"), "\(tail(g.relay.log))")
+                #expect(await g.relay.waitForLog("reloaded: 2 listener(s): 1 kept, 1 new"), "\(tail(g.relay.log))")
             }
         }
     }

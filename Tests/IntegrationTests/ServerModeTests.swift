@@ -21,11 +21,11 @@ extension Integration {
                 #expect(lines.first?.hasPrefix("proxy source=10.1.0.1:") == true && lines.first?.contains("destination=\(env.tb.srvIP):9443") == true,
                         "backend saw: \(r.stdout)")
                 #expect(lines.dropFirst().first == "echo ok", "payload after the header: \(r.stdout)")
-                #expect(relay.log.contains("mptcp=yes"), "\(tail(relay.log))")
+                #expect(await relay.waitForLog("mptcp=yes"), "\(tail(relay.log))")
                 // A plain TCP client works too (the kernel falls back on the MPTCP listener).
                 let plain = try await Proc.run(in: env.tb.gwNS, ["python3", "-c", echoClient(env.tb.srvIP, 9443)], timeout: 30)
                 #expect(plain.stdout.contains("echo ok"), "\(plain.summary)")
-                #expect(relay.log.contains("mptcp=no"), "\(tail(relay.log))")
+                #expect(await relay.waitForLog("mptcp=no"), "\(tail(relay.log))")
             }
         }
     }

@@ -38,9 +38,9 @@ extension Integration {
                 #expect(try await Files.sha256(got) == want, "body differs after the tunnel")
                 #expect(tunnelMbit > 80, "tunnel: \(tunnelMbit) Mbit/s")
                 #expect(directMbit < 60, "direct is one path, expected about 48 Mbit/s: \(directMbit)")
-                #expect(t.gateway.log.contains("destination=\(Self.webIP):8080"), "\(tail(t.gateway.log))")
-                #expect(t.gateway.log.contains("tunnel=connected mptcp=yes"), "\(tail(t.gateway.log))")
-                #expect(t.server.log.contains("destination=\(Self.webIP):8080 result=connected mptcp=yes"), "\(tail(t.server.log))")
+                #expect(await t.gateway.waitForLog("destination=\(Self.webIP):8080"), "\(tail(t.gateway.log))")
+                #expect(await t.gateway.waitForLog("via=\(env.tb.srvIP):4000 mptcp=yes"), "\(tail(t.gateway.log))")
+                #expect(await t.server.waitForLog("destination=\(Self.webIP):8080 mptcp=yes"), "\(tail(t.server.log))")
                 #expect(try await Net.counter("MPTcpExtMPJoinSynRx", ns: env.tb.srvNS) > 0, "no second subflow reached the server")
             }
         }
@@ -53,8 +53,8 @@ extension Integration {
                 // A hang would end in curl's own timeout (exit 28); a reset is 56 (or 52/7 by timing).
                 let r = try await env.lan(["curl", "-sS", "--max-time", "10", "http://\(Self.webIP):8099/"], timeout: 30)
                 #expect(r.status == 56 || r.status == 7 || r.status == 52, "curl should see a reset: \(r.summary)")
-                #expect(t.gateway.log.contains("for destination=\(Self.webIP):8099"), "\(tail(t.gateway.log))")
-                #expect(t.server.log.contains("upstream connect failed"), "\(tail(t.server.log))")
+                #expect(await t.gateway.waitForLog("for destination=\(Self.webIP):8099"), "\(tail(t.gateway.log))")
+                #expect(await t.server.waitForLog("upstream connect failed"), "\(tail(t.server.log))")
             }
         }
 
@@ -92,9 +92,9 @@ extension Integration {
                 // Only the first use of the replayed header may have reached the canary.
                 let dialled = Int((try? String(contentsOf: count, encoding: .utf8)) ?? "0") ?? 0
                 #expect(dialled == 1, "the canary was dialled \(dialled) times; only the replay test's first, valid use may reach it")
-                #expect(t.server.log.contains("replayed"), "\(tail(t.server.log))")
-                #expect(t.server.log.contains("unknown key id"), "\(tail(t.server.log))")
-                #expect(t.server.log.contains("destination denied"), "\(tail(t.server.log))")
+                #expect(await t.server.waitForLog("replayed"), "\(tail(t.server.log))")
+                #expect(await t.server.waitForLog("unknown key id"), "\(tail(t.server.log))")
+                #expect(await t.server.waitForLog("destination denied"), "\(tail(t.server.log))")
                 let good = try await attack("good")
                 #expect(good.contains("reply=ok") && good.contains("body=") && !good.contains("body=0"), "the server stopped serving: \(good)")
                 #expect(t.server.isRunning)

@@ -73,8 +73,16 @@ import Testing
 @Suite struct DirectionStepTests {
     func relaying() -> Direction { Direction(source: 3, sink: 4) }
 
-    @Test func aFreshDirectionTakesAPipeThenReads() {
+    func bulk() -> Direction {
         var d = relaying()
+        d.bulk = true
+        return d
+    }
+
+    @Test func aFreshDirectionCopiesUntilItTurnsBulk() {
+        var d = relaying()
+        #expect(d.nextStep == .copyRead)
+        d.bulk = true
         #expect(d.nextStep == .takePipe)
         d.pipe = SplicePipe(readEnd: 5, writeEnd: 6, capacity: 65536)
         #expect(d.nextStep == .read)
@@ -91,7 +99,7 @@ import Testing
     }
 
     @Test func anIdleDirectionGivesItsPipeBackThenPolls() {
-        var d = relaying()
+        var d = bulk()
         d.pipe = SplicePipe(readEnd: 5, writeEnd: 6, capacity: 65536)
         d.drained = true
         #expect(d.nextStep == .releasePipeAndPoll)

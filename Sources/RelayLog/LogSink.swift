@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Where log lines go without ever making a worker wait for the terminal, a pipe to
+/// journald or a slow disk: writers append to one of a few bounded shards (a short lock,
+/// a memcpy), and a writer thread of its own drains them to the descriptor. When the sink
+/// stalls and a shard is full, lines are dropped and counted; once the sink takes bytes
+/// again, one line says how many were lost.
+public final class LogSink: @unchecked Sendable {
+    struct Buffer {
+        var bytes: [UInt8] = []
+        var dropped = 0
+    }
+
+    final class Shard: Sendable {
+        let buffer = Mutex(Buffer())
+    }
+
+    private let shards: [Shard]
+    private let shardCapacity: Int
+    private let fd: Int32
+    private var thread: pthread_t?
+    private let stopped = Atomic<Bool>(false)
+    private let nextShard = Atomic<Int>(0)
+    /// Lines dropped since the start (for tests and metrics).
+    public let droppedTotal = Atomic<Int>(0)
+
+    /// `capacity`: bytes held at most while the sink is slow, split over `shards`.
+    public init(fd: Int32 = STDERR_FILENO, capacity: Int = 1 << 20, shards count: Int = 8) {
+        self.fd = fd
+        shards = (0..<count).map { _ in Shard() }
+        shardCapacity = max(4096, capacity / count)
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var t = pthread_t()
+        if pthread_create(&t, nil, { arg in
+            let sink = Unmanaged<LogSink>.fromOpaque(arg!).takeRetainedValue()
+            sink.drainLoop()
+            return nil
+        }, box) == 0 {
+            thread = t
+        } else {
+            Unmanaged<LogSink>.fromOpaque(box).release()
+        }
+    }
+
+    /// Each thread keeps to one shard, so workers rarely meet on a lock.
+    private static let shardKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    private func shardIndex() -> Int {
+        let key = Self.shardKey
+        if let v = pthread_getspecific(key) { return (Int(bitPattern: v) - 1) % shards.count }
+        let i = nextShard.wrappingAdd(1, ordering: .relaxed).oldValue
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: i + 1))
+        return i % shards.count
+    }
+
+    /// Appends one line (a newline is added); never blocks on the descriptor.
+    public func write(_ line: String) {
+        var line = line
+        line.append("\n")
+        let i = shardIndex()
+        let stored = line.withUTF8 { utf8 in
+            shards[i].buffer.withLock { shard -> Bool in
+                guard shard.bytes.count + utf8.count <= shardCapacity else {
+                    shard.dropped += 1
+                    return false
+                }
+                shard.bytes.append(contentsOf: utf8)
+                return true
+            }
+        }
+        if !stored { droppedTotal.add(1, ordering: .relaxed) }
+    }
+
+    /// Writes what is buffered now and stops the writer thread (at exit).
+    public func close() {
+        stopped.store(true, ordering: .releasing)
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+        drainOnce()
+    }
+
+    private func drainLoop() {
+        while !stopped.load(ordering: .acquiring) {
+            if !drainOnce() {
+                var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+                nanosleep(&pause, nil)
+            }
+        }
+    }
+
+    /// One pass over the shards; true when it wrote anything.
+    @discardableResult
+    private func drainOnce() -> Bool {
+        var wrote = false
+        for shard in shards {
+            let (bytes, dropped) = shard.buffer.withLock { s -> ([UInt8], Int) in
+                defer { s.bytes = []; s.bytes.reserveCapacity(1024); s.dropped = 0 }
+                return (s.bytes, s.dropped)
+            }
+            if !bytes.isEmpty {
+                writeAll(bytes)
+                wrote = true
+            }
+            if dropped > 0 {
+                // The sink took bytes again (the write above returned): say what was lost.
+                writeAll(Array("log: \(dropped) line(s) dropped while the log output was not keeping up\n".utf8))
+                wrote = true
+            }
+        }
+        return wrote
+    }
+
+    /// Blocking write on the writer thread only: a stalled sink stalls nobody else.
+    private func writeAll(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EAGAIN {
+                        var pollFD = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                        _ = poll(&pollFD, 1, 1000)
+                        continue
+                    }
+                    return  // a closed or broken sink: nothing more to do with these bytes
+                }
+                offset += n
+            }
+        }
+    }
+}
