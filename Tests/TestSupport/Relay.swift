@@ -20,6 +20,11 @@ public final class Relay: @unchecked Sendable {
             log: log)
         do {
             try await Net.waitListening(ns: ns, port: port, alive: { [process] in process.isRunning })
+            // The socket listens before the workers' rings exist; "listening on" is logged
+            // once every worker runs (descriptor counts taken earlier would miss the rings).
+            guard await process.waitForLog("listening on", timeout: 10) else {
+                throw ProcError("the relay listens but never logged that its workers run")
+            }
         } catch {
             await process.stop()
             throw ProcError("\(error); relay log:\n\(process.log)")
