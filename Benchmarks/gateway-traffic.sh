@@ -97,7 +97,7 @@ for arm in relay relay-quiet; do
 done
 cat >"$WORK/haproxy.cfg" <<CFG
 global
-    maxconn 20000
+    maxconn 4000
 defaults
     mode tcp
     option splice-auto
@@ -116,7 +116,8 @@ backend sockperf
     server s1 127.0.0.1:11111
 CFG
 inns mptcpize run haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
-wait_listen "${HTTP_PORT[haproxy]}"
+HAPROXY_LOG=$WORK/haproxy.log
+wait_listen "${HTTP_PORT[haproxy]}" || { cat "$HAPROXY_LOG" >&2; exit 1; }
 
 RESULTS=$WORK/results.tsv   # arm round rps p50_us p99_us
 run_arm() {

@@ -270,6 +270,9 @@ public final class Relay {
                     } catch {
                         throw .listen(l.address, error)
                     }
+                    // Accepted sockets inherit TCP_NODELAY from the listener (TCP and MPTCP
+                    // alike): one setsockopt per listener instead of one per connection.
+                    try? Socket.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
                     if l.mode == .tunnelServer {
                         // Gateways send their header in the SYN; accept it there (TCP_FASTOPEN queue).
                         try? Socket.setOption(fd, level: Int32(IPPROTO_TCP), name: CNET_TCP_FASTOPEN, value: 256)

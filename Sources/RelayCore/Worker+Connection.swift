@@ -31,7 +31,6 @@ extension Worker {
         c.pointee.lastActive = now
         c.pointee.peer = listeners[li].peer.pointee
         let clientFD = FileDescriptor(rawValue: client)
-        _ = try? Socket.setOption(clientFD, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
 
         if readsHeader {
             // Before authentication a client gets only its share of the header budget.
