@@ -32,8 +32,8 @@ final class UpstreamResolver: @unchecked Sendable {
     func start(_ listeners: [ListenerSettings]) -> [String: [SocketAddress]] {
         let names = Self.named(listeners)
         state.withLock { $0.upstreams = names }
-        guard !names.isEmpty else { return [:] }
-        let result = resolveAll()
+        // The thread runs even without names now: a reload may bring some.
+        let result = names.isEmpty ? [:] : resolveAll()
         let box = Unmanaged.passRetained(self).toOpaque()
         var t = pthread_t()
         if pthread_create(&t, nil, { arg in

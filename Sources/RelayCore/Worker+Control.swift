@@ -45,9 +45,13 @@ extension Worker {
                 } else {
                     let fd = listeners[i].fd
                     listeners[i].fd = -1
+                    // Nothing refers to the old record (no connection, no accept in flight):
+                    // addRecord may hand back the same record, updated in place.
                     let j = addRecord(settings: config, socketID: id, fd: fd)
-                    for k in listeners.indices where listeners[k].successor == i { listeners[k].successor = j }
-                    listeners[i].successor = j
+                    if j != i {
+                        for k in listeners.indices where listeners[k].successor == i { listeners[k].successor = j }
+                        listeners[i].successor = j
+                    }
                     live.insert(j)
                 }
             case .open(let id, let fd):

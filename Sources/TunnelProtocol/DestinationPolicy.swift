@@ -27,7 +27,7 @@ public struct DestinationPolicy: Sendable {
     let defaults: [Rule]
 
     /// `serverAddresses`: the server's own addresses (all interfaces when it listens on a
-    /// wildcard; see `DestinationPolicy.localAddresses()`); denied by default, any port.
+    /// wildcard: `Socket.interfaceAddresses()`, re-read by the relay as they change); denied by default, any port.
     public init(allow: [IPPrefix] = [], deny: [IPPrefix] = [], serverAddresses: [SocketAddress] = []) {
         self.allow = allow.map { Rule($0, label: "allow \($0)") }
         self.deny = deny.map { Rule($0, label: "deny \($0)") }

@@ -69,7 +69,7 @@ import Testing
     }
 
     @Test func localAddressesIncludeLoopback() {
-        let local = DestinationPolicy.localAddresses()
+        let local = Socket.interfaceAddresses()
         #expect(local.contains { $0.host == "127.0.0.1" })
     }
 }
