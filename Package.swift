@@ -51,7 +51,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "mptcp-relay", dependencies: [
-            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol", "RelayLog",
+            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol", "RelayLog", "URing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -68,7 +68,7 @@ let package = Package(
         // Shared by the test targets: namespace testbed, process runner, hashing.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MPTCPSocketTests", dependencies: ["MPTCPSocket"]),
-        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "RelayLog"]),
+        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "RelayLog", "URing", "MPTCPSocket"]),
         .testTarget(name: "RelayConfigTests", dependencies: ["RelayConfig", "RelayCore", "MPTCPSocket", "TunnelProtocol"]),
         .testTarget(name: "TunnelProtocolTests", dependencies: ["TunnelProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),

@@ -17,6 +17,7 @@ public struct RingTimespec {
 /// An error code returned by the ring itself (not by an operation).
 public struct RingError: Error, CustomStringConvertible {
     public let code: Int32
+    public init(code: Int32) { self.code = code }
     public var description: String { String(cString: strerror(code)) }
 }
 

@@ -1,6 +1,11 @@
 import ArgumentParser
 import Foundation
 import RelayConfig
+import MPTCPSocket
+import URing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,9 +17,22 @@ struct CheckCommand: ParsableCommand {
     @Flag(help: "Skip the bind probe (for checking a config while the relay already listens on it).")
     var noBind = false
 
-    func validate() throws { _ = try file.required() }
+    @Flag(help: "Print what this kernel supports (probed) and what the relay does without each feature.")
+    var kernel = false
+
+    func validate() throws {
+        if !kernel { _ = try file.required() }
+    }
 
     func run() throws {
+        if kernel {
+            var uts = utsname()
+            uname(&uts)
+            let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            print("kernel \(release)")
+            for line in RingFeatures.detect().report + MPTCPFeatures.detect().report { print("  " + line) }
+            guard file.config != nil else { return }
+        }
         let config = try file.required()
         let loaded = try loadConfigOrExit(config)
         let problems = noBind ? [] : loaded.probeListeners()
