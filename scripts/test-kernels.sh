@@ -40,8 +40,8 @@ if [[ ! -f $KROOT/boot/vmlinuz-$KVER ]]; then
 fi
 
 # A busybox initramfs: load the virtio and 9p modules, mount the host's root read-only,
-# give it writable tmpfs where tests write, put this kernel's modules where modprobe looks,
-# chroot and run the checks, power off.
+# give it writable tmpfs where tests write, send the kernel's module requests to the host
+# root's modprobe with this kernel's unpacked modules, chroot and run the checks, power off.
 INITRD=$WORK/initrd-$KVER.cpio.gz
 build_initrd() {
     local dir=$WORK/initrd-$KVER
@@ -66,9 +66,12 @@ done
 grep -q " /mnt " /proc/mounts || { echo "KERNEL-CHECK FAIL mount host root: \$(cat /modules/order | tr '\\n' ' ')"; ls /sys/bus/virtio/devices; poweroff -f; }
 for d in proc sys dev; do mount --rbind /\$d /mnt/\$d; done
 for d in tmp run var/tmp var/lib/nftables root; do [ -d /mnt/\$d ] && mount -t tmpfs tmpfs /mnt/\$d; done
-mount -t tmpfs tmpfs /mnt/lib/modules 2>/dev/null || mount -t tmpfs tmpfs /mnt/usr/lib/modules
-mkdir -p /mnt/lib/modules/$KVER && mount --bind /mnt$KROOT/lib/modules/$KVER /mnt/lib/modules/$KVER
-chroot /mnt /bin/bash $REPO/scripts/kernel-checks.sh $REPO
+# The kernel runs modprobe (for veth, qdiscs, nft expressions) in the initramfs's root:
+# hand those requests to the host root's modprobe, which knows this kernel's modules.
+printf '#!/bin/busybox sh\nexec chroot /mnt /sbin/modprobe -d $KROOT "\$@"\n' >/bin/modprobe-host
+chmod +x /bin/modprobe-host
+echo /bin/modprobe-host >/proc/sys/kernel/modprobe
+chroot /mnt /bin/bash $REPO/scripts/kernel-checks.sh $REPO $KROOT
 echo "KERNEL-CHECK DONE rc=\$?"
 poweroff -f
 INIT
