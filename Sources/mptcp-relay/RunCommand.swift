@@ -8,6 +8,7 @@ import Logging
 import MPTCPSocket
 import RelayCore
 import TunnelProtocol
+import WanManager
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -174,13 +175,15 @@ struct RunCommand: ParsableCommand {
         if !MPTCP.isAvailable() && settings.upstreamMPTCP {
             logger.warning("this kernel or namespace refuses MPTCP sockets (net.mptcp.enabled=0?): connections will be plain TCP")
         }
+        let wan = try Self.startWanManager(loaded, logger: logger)
+        defer { wan?.stop() }
         let systemd = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
         systemd.notify("READY=1\nSTATUS=relaying on \(settings.listeners.count) listener(s)")
         let status = relay.runUntilStopped(
             onReload: config.map { path in
                 {
                     systemd.reloading()
-                    Self.reload(relay, from: path, logLevel: level, logger: logger)
+                    Self.reload(relay, from: path, logLevel: level, logger: logger, wan: wan)
                     systemd.notify("READY=1")
                 }
             },
@@ -189,7 +192,7 @@ struct RunCommand: ParsableCommand {
     }
 
     /// SIGHUP: a config that does not load leaves the running one untouched.
-    private static func reload(_ relay: Relay, from path: String, logLevel: Logger.Level, logger: Logger) {
+    private static func reload(_ relay: Relay, from path: String, logLevel: Logger.Level, logger: Logger, wan: WanManager? = nil) {
         let next: RelayConfigFile
         do { next = try RelayConfigFile.load(path: path) } catch {
             logger.error("reload refused, keeping the running config: \(error)")
@@ -200,7 +203,10 @@ struct RunCommand: ParsableCommand {
         }
         do { try relay.reload(next.settings) } catch {
             logger.error("reload refused, keeping the running config: \(error)")
+            return
         }
+        wan?.update(next.wan)
+        if wan == nil && !next.wan.wans.isEmpty { logger.notice("reload: [[wan]] uplinks added to a running relay are managed after a restart") }
     }
 }
 
