@@ -183,6 +183,11 @@ extension Integration {
                 #expect(try await Files.sha256(got.file) == body.sha)
                 #expect(try await Net.counter("MPTcpExtMPJoinSynAckRx", ns: env.tb.gwNS) > joins, "no subflow joined over the backup WAN")
                 #expect(Double(onBackup) < 0.01 * 30_000_000, "the backup WAN carried \(onBackup) bytes while WAN 1 was up")
+                let status = try await Proc.run(in: env.tb.gwNS, [try await RelayBinary.path(), "wan", "--config", config.path])
+                #expect(status.succeeded, "\(status.summary)")
+                for line in ["wan2: link up, table 1002, backup", "endpoint:  id 102 10.2.0.1 subflow,backup", "gateways:  10.1.0.2 fd00:1::2"] {
+                    #expect(status.stdout.contains(line), "`mptcp-relay wan` lacks '\(line)':\n\(status.stdout)")
+                }
 
                 let curl = try BackgroundProcess(in: env.tb.lanNS, ["curl", "-sS", "--max-time", "90", "-o", env.tmp.file("failover.bin").path,
                                                                     "http://\(env.tb.gwLanIP):8081/body.bin"], log: env.tmp.file("curl-failover.log"))
