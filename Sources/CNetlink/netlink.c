@@ -15,6 +15,7 @@
 #include <linux/if_link.h>
 #include <linux/if_addr.h>
 #include <linux/mptcp.h>
+#include <arpa/inet.h>
 
 #define CNL_BUF 65536
 
@@ -230,6 +231,101 @@ int cnl_pm_get_limits(cnl_socket *s, uint32_t *subflows, uint32_t *add_addr_acce
     *subflows = l.subflows;
     *add_addr_accepted = l.accepted;
     return ret;
+}
+
+// ---------------------------------------------------------------- mptcp_pm_events
+
+struct group_lookup { uint16_t family; uint32_t group; };
+
+static int group_cb(const struct nlmsghdr *nlh, void *data) {
+    struct group_lookup *g = data;
+    const struct nlattr *a, *grp, *x;
+    mnl_attr_for_each(a, nlh, sizeof(struct genlmsghdr)) {
+        switch (mnl_attr_get_type(a)) {
+        case CTRL_ATTR_FAMILY_ID: g->family = mnl_attr_get_u16(a); break;
+        case CTRL_ATTR_MCAST_GROUPS:
+            mnl_attr_for_each_nested(grp, a) {
+                const char *name = NULL;
+                uint32_t id = 0;
+                mnl_attr_for_each_nested(x, grp) {
+                    if (mnl_attr_get_type(x) == CTRL_ATTR_MCAST_GRP_NAME) name = mnl_attr_get_str(x);
+                    if (mnl_attr_get_type(x) == CTRL_ATTR_MCAST_GRP_ID) id = mnl_attr_get_u32(x);
+                }
+                if (name && strcmp(name, MPTCP_PM_EV_GRP_NAME) == 0) g->group = id;
+            }
+            break;
+        }
+    }
+    return MNL_CB_OK;
+}
+
+int cnl_pm_join_events(cnl_socket *s) {
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    struct nlmsghdr *nlh = genl_header(buf, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, NLM_F_ACK);
+    mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, MPTCP_PM_NAME);
+    struct group_lookup g = { 0, 0 };
+    int ret = transact(s, nlh, group_cb, &g);
+    if (ret) return ret;
+    if (!g.family || !g.group) return -ENOENT;
+    s->pm_family = g.family;
+    int group = (int)g.group;
+    if (mnl_socket_setsockopt(s->nl, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0) return -errno;
+    int fd = mnl_socket_get_fd(s->nl);
+    int size = 1 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return 0;
+}
+
+static void parse_pm_event(const struct nlmsghdr *nlh, cnl_pm_event *ev) {
+    const struct genlmsghdr *g = mnl_nlmsg_get_payload(nlh);
+    memset(ev, 0, sizeof *ev);
+    ev->type = g->cmd;
+    const struct nlattr *a;
+    mnl_attr_for_each(a, nlh, sizeof *g) {
+        switch (mnl_attr_get_type(a)) {
+        case MPTCP_ATTR_TOKEN: ev->token = mnl_attr_get_u32(a); break;
+        case MPTCP_ATTR_FAMILY: ev->family = (uint8_t)mnl_attr_get_u16(a); break;
+        case MPTCP_ATTR_LOC_ID: ev->loc_id = mnl_attr_get_u8(a); break;
+        case MPTCP_ATTR_REM_ID: ev->rem_id = mnl_attr_get_u8(a); break;
+        case MPTCP_ATTR_SADDR4: case MPTCP_ATTR_SADDR6: copy_addr(ev->saddr, a); break;
+        case MPTCP_ATTR_DADDR4: case MPTCP_ATTR_DADDR6: copy_addr(ev->daddr, a); break;
+        case MPTCP_ATTR_SPORT: ev->sport = ntohs(mnl_attr_get_u16(a)); break;
+        case MPTCP_ATTR_DPORT: ev->dport = ntohs(mnl_attr_get_u16(a)); break;
+        case MPTCP_ATTR_BACKUP: ev->backup = mnl_attr_get_u8(a); break;
+        case MPTCP_ATTR_ERROR: ev->error = mnl_attr_get_u8(a); break;
+        case MPTCP_ATTR_FLAGS: ev->flags = mnl_attr_get_u16(a); break;
+        case MPTCP_ATTR_IF_IDX: ev->ifindex = (int32_t)mnl_attr_get_u32(a); break;
+        }
+    }
+}
+
+int cnl_pm_ev_drain(cnl_socket *s, cnl_pm_event *out, int cap, int *count) {
+    *count = 0;
+    char *buf = malloc(CNL_BUF);
+    if (!buf) return -ENOMEM;
+    for (;;) {
+        ssize_t n = recv(mnl_socket_get_fd(s->nl), buf, CNL_BUF, MSG_DONTWAIT);
+        if (n < 0) {
+            int e = errno;
+            if (e == EINTR) continue;
+            if (e == EAGAIN || e == EWOULDBLOCK) break;
+            if (e == ENOBUFS) {
+                if (*count < cap) memset(&out[(*count)++], 0, sizeof *out);
+                continue;
+            }
+            free(buf);
+            return -e;
+        }
+        const struct nlmsghdr *nlh = (const struct nlmsghdr *)buf;
+        int len = (int)n;
+        for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
+            if (nlh->nlmsg_type != s->pm_family || *count >= cap) continue;
+            parse_pm_event(nlh, &out[(*count)++]);
+        }
+    }
+    free(buf);
+    return 0;
 }
 
 // ---------------------------------------------------------------- rtnetlink dumps

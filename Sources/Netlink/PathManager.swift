@@ -105,3 +105,51 @@ public struct PathLimits: Hashable, Sendable, CustomStringConvertible {
     }
     public var description: String { "subflows \(subflows) add_addr_accepted \(addAddrAccepted)" }
 }
+
+/// One message of the `mptcp_pm_events` multicast group.
+public struct PathManagerEvent: Hashable, Sendable {
+    public enum Kind: UInt8, Sendable {
+        case overrun = 0
+        case created = 1, established = 2, closed = 3, announced = 6, removed = 7
+        case subflowEstablished = 10, subflowClosed = 11, subflowPriority = 13
+        case listenerCreated = 15, listenerClosed = 16
+    }
+    public var kind: Kind
+    public var token: UInt32
+    public var source: IPAddress?
+    public var destination: IPAddress?
+    public var sourcePort: UInt16
+    public var destinationPort: UInt16
+    public var localID: UInt8
+    public var ifindex: Int32
+    public var backup: Bool
+    /// errno of a closed subflow (0: closed cleanly or not given).
+    public var error: UInt8
+}
+
+/// A generic netlink socket joined to `mptcp_pm_events`: connection and subflow events.
+public final class PathManagerEventSocket {
+    let socket: NetlinkSocket
+
+    public init() throws(Errno) {
+        socket = try NetlinkSocket(bus: .generic)
+        try check(cnl_pm_join_events(socket.handle))
+    }
+
+    public var fileDescriptor: Int32 { socket.fileDescriptor }
+
+    /// Everything queued, without blocking; unknown event types are skipped.
+    public func drain() throws(Errno) -> [PathManagerEvent] {
+        var buf = [cnl_pm_event](repeating: cnl_pm_event(), count: 256)
+        var count: Int32 = 0
+        let ret = buf.withUnsafeMutableBufferPointer { cnl_pm_ev_drain(socket.handle, $0.baseAddress!, 256, &count) }
+        try check(ret)
+        return buf.prefix(Int(count)).compactMap { e in
+            guard let kind = PathManagerEvent.Kind(rawValue: e.type) else { return nil }
+            return PathManagerEvent(kind: kind, token: e.token, source: IPAddress(rawFamily: e.family, e.saddr),
+                                    destination: IPAddress(rawFamily: e.family, e.daddr), sourcePort: e.sport,
+                                    destinationPort: e.dport, localID: e.loc_id, ifindex: e.ifindex,
+                                    backup: e.backup != 0, error: e.error)
+        }
+    }
+}

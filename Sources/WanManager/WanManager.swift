@@ -28,6 +28,9 @@ public final class WanManager: @unchecked Sendable {
     private let routing: RoutingClient
     private let pm: PathManagerClient
     private let events: RoutingEventSocket
+    /// Subflow events; nil on a kernel without the group (then counts stay empty).
+    private let subflowEvents: PathManagerEventSocket?
+    private let subflows = SubflowTable()
     /// Self-pipe: stop() and update() wake the poll loop.
     private let wakeFD: Int32
     private let wakeWriteFD: Int32
@@ -45,6 +48,10 @@ public final class WanManager: @unchecked Sendable {
         routing = try RoutingClient()
         pm = try PathManagerClient()
         events = try RoutingEventSocket()
+        do { subflowEvents = try PathManagerEventSocket() } catch {
+            logger.warning("wan: cannot join mptcp_pm_events (\(error)): subflows are not tracked")
+            subflowEvents = nil
+        }
         var ends: [Int32] = [0, 0]
         guard pipe(&ends) == 0 else { throw Errno(rawValue: errno) }
         for fd in ends {
@@ -97,9 +104,10 @@ public final class WanManager: @unchecked Sendable {
 
     private func run() {
         var fds = [pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+                   pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: subflowEvents?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0)]
         while true {
-            let n = poll(&fds, 2, Self.period * 1000)
+            let n = poll(&fds, 3, Self.period * 1000)
             if n < 0 && errno != EINTR {
                 logger.error("wan: poll failed: \(String(describing: Errno(rawValue: errno)))")
                 usleep(500_000)
@@ -109,6 +117,9 @@ public final class WanManager: @unchecked Sendable {
                 _ = read(wakeFD, &sink, 64)
             }
             if lock.withLock({ stopping }) { break }
+            if fds[2].revents != 0 { drainSubflowEvents() }
+            // Subflow events alone change nothing the reconciler looks at.
+            if n > 0 && fds[0].revents == 0 && fds[1].revents == 0 { continue }
             if let next = lock.withLock({ () -> WanPlan? in defer { pendingPlan = nil }; return pendingPlan }) {
                 if next != plan { logger.notice("wan: config reloaded: \(next.enabledWans.map(\.interface).joined(separator: ", "))") }
                 plan = next
@@ -130,6 +141,37 @@ public final class WanManager: @unchecked Sendable {
             }
         } catch {
             logger.warning("wan: reading rtnetlink events failed: \(error)")
+        }
+    }
+
+    /// Live subflows per WAN interface, from `mptcp_pm_events`.
+    public func subflowsPerInterface() -> [String: Int] { subflows.perInterface() }
+
+    private func drainSubflowEvents() {
+        guard let subflowEvents else { return }
+        let events: [PathManagerEvent]
+        do { events = try subflowEvents.drain() } catch {
+            logger.warning("wan: reading mptcp_pm_events failed: \(error)")
+            return
+        }
+        let names = Dictionary((try? routing.links())?.map { ($0.ifindex, $0.name) } ?? [], uniquingKeysWith: { a, _ in a })
+        let addresses = (try? routing.addresses()) ?? []
+        let wanNames = Set(plan.wans.map(\.interface))
+        for event in events {
+            // The kernel gives the interface for subflows; the initial one is found by address.
+            let ifindex = event.ifindex != 0 ? event.ifindex : addresses.first { $0.address == event.source }?.ifindex ?? 0
+            guard let name = names[ifindex], wanNames.contains(name) else {
+                if event.kind == .closed || event.kind == .overrun { subflows.apply(event, interface: "") }
+                continue
+            }
+            subflows.apply(event, interface: name)
+            switch event.kind {
+            case .established, .subflowEstablished:
+                logger.debug("wan: subflow established over \(name): \(event.source.map(String.init(describing:)) ?? "?") -> \(event.destination.map(String.init(describing:)) ?? "?")\(event.backup ? " (backup)" : "")")
+            case .subflowClosed:
+                logger.debug("wan: subflow closed over \(name): \(event.source.map(String.init(describing:)) ?? "?") -> \(event.destination.map(String.init(describing:)) ?? "?")\(event.error != 0 ? " (error \(event.error))" : "")")
+            default: break
+            }
         }
     }
 

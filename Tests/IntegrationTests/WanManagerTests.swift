@@ -43,12 +43,14 @@ struct WanProbe {
 /// A forward-mode relay on the gateway's LAN address with `[[wan]]` tables `wans`.
 func wanConfig(_ env: Env, wans: String, extra: String = "") throws -> URL {
     let file = env.tmp.file("wan.toml")
+    // `extra` holds top-level keys: they must come before the first table.
     try Files.write("""
+        \(extra)
         [[listener]]
         listen = "\(env.tb.gwLanIP):8081"
         mode = "forward"
         upstream = "\(env.tb.srvIP):8080"
-        \(extra)
+
         \(wans)
         """, to: file)
     return file
@@ -152,7 +154,8 @@ extension Integration {
         @Test func linkDownUpRegainsThePath() async throws {
             try await withEnv(wans: 2, rateMbit: 50, bare: true) { env in
                 let probe = WanProbe(env: env)
-                let config = try wanConfig(env, wans: "[[wan]]\ninterface = \"wan1\"\n[[wan]]\ninterface = \"wan2\"\n")
+                // debug: the manager logs the subflow events it reads from mptcp_pm_events.
+                let config = try wanConfig(env, wans: "[[wan]]\ninterface = \"wan1\"\n[[wan]]\ninterface = \"wan2\"\n", extra: "log_level = \"debug\"")
                 let g = try await GatewaySetup.start(env, config: config.path, port: 8081, intercept: false)
                 let body = try await g.body(bytes: 150_000_000)
                 let curl = try BackgroundProcess(in: env.tb.lanNS, ["curl", "-sS", "--max-time", "90", "-o", env.tmp.file("long.bin").path,
@@ -176,6 +179,11 @@ extension Integration {
                 #expect(wan1rx1 - wan1rx0 > 6_000_000, "WAN 1 carried \(wan1rx1 - wan1rx0) bytes in 2 s after it came back")
                 #expect(await curl.waitForExit(timeout: 90) && curl.exitStatus == 0, "download: \(curl.log)")
                 #expect(try await Files.sha256(env.tmp.file("long.bin")) == body.sha)
+                // mptcp_pm_events: the rejoin over WAN 1 after it came back was seen.
+                let log = g.relay.log
+                let rejoin = log.range(of: "add endpoint id 100 10.1.0.1 dev wan1", options: .backwards)
+                    .map { log[$0.upperBound...].contains("subflow established over wan1: 10.1.0.1 -> \(env.tb.srvIP)") } ?? false
+                #expect(rejoin, "no subflow event over WAN 1 after it came back:\n\(tail(log, lines: 40))")
             }
         }
 
@@ -193,7 +201,7 @@ extension Integration {
                 let joins = try await Net.counter("MPTcpExtMPJoinSynAckRx", ns: env.tb.gwNS)
                 let got = try await g.download("http://\(env.tb.gwLanIP):8081/body.bin", to: "primary.bin")
                 let onBackup = try await rxBytes(env.tb.gwNS, "wan2") - before
-                print("wan manager, backup WAN: \(onBackup) of \(body.url.lastPathComponent) 30 MB over the backup (\(String(format: "%.3f", Double(onBackup) / 300_000)) %)")
+                print("wan manager, backup WAN: \(onBackup) bytes of a 30 MB download over the backup (\(String(format: "%.3f", Double(onBackup) / 300_000)) %)")
                 #expect(try await Files.sha256(got.file) == body.sha)
                 #expect(try await Net.counter("MPTcpExtMPJoinSynAckRx", ns: env.tb.gwNS) > joins, "no subflow joined over the backup WAN")
                 #expect(Double(onBackup) < 0.01 * 30_000_000, "the backup WAN carried \(onBackup) bytes while WAN 1 was up")

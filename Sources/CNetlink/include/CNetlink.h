@@ -48,6 +48,44 @@ int cnl_pm_dump_addrs(cnl_socket *s, cnl_endpoint *out, int cap, int *total);
 int cnl_pm_set_limits(cnl_socket *s, uint32_t subflows, uint32_t add_addr_accepted);
 int cnl_pm_get_limits(cnl_socket *s, uint32_t *subflows, uint32_t *add_addr_accepted);
 
+// ---- mptcp_pm_events multicast group ----
+// Event types (MPTCP_EVENT_*) and, newer than Debian 12's headers, the listener events
+// (Linux 6.2) and the MPTCP_ATTR_FLAGS bits (Linux 6.4+).
+#define CNL_PM_EVENT_CREATED          1
+#define CNL_PM_EVENT_ESTABLISHED      2
+#define CNL_PM_EVENT_CLOSED           3
+#define CNL_PM_EVENT_ANNOUNCED        6
+#define CNL_PM_EVENT_REMOVED          7
+#define CNL_PM_EVENT_SUB_ESTABLISHED  10
+#define CNL_PM_EVENT_SUB_CLOSED       11
+#define CNL_PM_EVENT_SUB_PRIORITY     13
+#define CNL_PM_EVENT_LISTENER_CREATED 15
+#define CNL_PM_EVENT_LISTENER_CLOSED  16
+#define CNL_PM_EV_FLAG_DENY_JOIN_ID0  (1u << 0)
+#define CNL_PM_EV_FLAG_SERVER_SIDE    (1u << 1)
+
+typedef struct {
+    uint8_t type;        /* CNL_PM_EVENT_* */
+    uint8_t family;
+    uint8_t loc_id;
+    uint8_t rem_id;
+    uint8_t backup;
+    uint8_t error;       /* errno of a closed subflow, 0 if none */
+    uint16_t flags;      /* CNL_PM_EV_FLAG_* */
+    uint16_t sport, dport;  /* host order */
+    uint32_t token;
+    int32_t ifindex;
+    uint8_t saddr[16];
+    uint8_t daddr[16];
+} cnl_pm_event;
+
+/// Joins the `mptcp_pm_events` group on a NETLINK_GENERIC socket (resolves the family too)
+/// and makes the socket non-blocking.
+int cnl_pm_join_events(cnl_socket *s);
+/// Reads what is queued without blocking; like cnl_ev_drain. An overrun (ENOBUFS) is
+/// reported as type 0.
+int cnl_pm_ev_drain(cnl_socket *s, cnl_pm_event *out, int cap, int *count);
+
 // ---- rtnetlink ----
 typedef struct {
     int32_t ifindex;
