@@ -125,6 +125,20 @@ public struct PathManagerEvent: Hashable, Sendable {
     public var backup: Bool
     /// errno of a closed subflow (0: closed cleanly or not given).
     public var error: UInt8
+
+    public init(kind: Kind, token: UInt32, source: IPAddress?, destination: IPAddress?, sourcePort: UInt16,
+                destinationPort: UInt16, localID: UInt8, ifindex: Int32, backup: Bool, error: UInt8) {
+        self.kind = kind
+        self.token = token
+        self.source = source
+        self.destination = destination
+        self.sourcePort = sourcePort
+        self.destinationPort = destinationPort
+        self.localID = localID
+        self.ifindex = ifindex
+        self.backup = backup
+        self.error = error
+    }
 }
 
 /// A generic netlink socket joined to `mptcp_pm_events`: connection and subflow events.

@@ -14,7 +14,7 @@ public enum EndpointKind: String, Sendable, CaseIterable {
         switch self {
         case .subflow: return .subflow
         case .fullmesh: return [.subflow, .fullmesh]
-        case .laminar: return [.laminar]
+        case .laminar: return [.subflow, .laminar]
         }
     }
 }
