@@ -24,6 +24,9 @@ public final class WanManager: @unchecked Sendable {
     /// The limits found at start, restored on stop.
     private var originalLimits: PathLimits?
     private var lastNotes: [String] = []
+    /// The kernel state of the last reconciliation: subflow events are mapped to WANs with
+    /// it (a dump per event would cost too much under connection churn).
+    private var lastView = KernelView()
 
     private let routing: RoutingClient
     private let pm: PathManagerClient
@@ -154,8 +157,8 @@ public final class WanManager: @unchecked Sendable {
             logger.warning("wan: reading mptcp_pm_events failed: \(error)")
             return
         }
-        let names = Dictionary((try? routing.links())?.map { ($0.ifindex, $0.name) } ?? [], uniquingKeysWith: { a, _ in a })
-        let addresses = (try? routing.addresses()) ?? []
+        let names = Dictionary(lastView.links.map { ($0.ifindex, $0.name) }, uniquingKeysWith: { a, _ in a })
+        let addresses = lastView.addresses
         let wanNames = Set(plan.wans.map(\.interface))
         for event in events {
             // The kernel gives the interface for subflows; the initial one is found by address.
@@ -181,6 +184,7 @@ public final class WanManager: @unchecked Sendable {
             logger.error("wan: cannot read the kernel's state over netlink: \(error)")
             return
         }
+        lastView = view
         let up = Set(view.links.filter(\.isUp).map(\.ifindex))
         let flapped = seenDown.intersection(up)
         seenDown = []
