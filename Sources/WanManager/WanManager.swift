@@ -216,6 +216,7 @@ public final class WanManager: @unchecked Sendable {
         case .deleteEndpoint(let e):
             do { try pm.delete(id: e.id) } catch .noSuchFileOrDirectory {}
         case .addEndpoint(let e, _): try pm.add(e)
+        case .setEndpointFlags(let e): try pm.setFlags(id: e.id, e.flags)
         case .deleteRule(let r):
             do { try routing.delete(r) } catch .noSuchFileOrDirectory {}
         case .addRule(let r):

@@ -44,6 +44,7 @@ public enum WanReconciler {
         let wanted = Set(desired.endpoints.map(\.endpoint.address))
         var deletes: [Endpoint] = mine.filter { !wanted.contains($0.address) }
         var adds: [(Endpoint, String)] = []
+        var flagChanges: [Endpoint] = []
         var usedIDs = Set(view.endpoints.map(\.id))
         for (want, wan) in desired.endpoints {
             if let have = observedByAddress[want.address] {
@@ -51,8 +52,14 @@ public enum WanReconciler {
                     out.notes.append("\(wan): \(want.address) is already endpoint id \(have.id), not created by mptcp-relay: left as it is")
                     continue
                 }
-                if have.ifindex == want.ifindex && have.flags == want.flags && !flapped.contains(want.ifindex) {
+                if have.ifindex == want.ifindex && !flapped.contains(want.ifindex)
+                    && have.flags.symmetricDifference(want.flags).isSubset(of: .backup) {
                     out.owned.insert(OwnedEndpoint(id: have.id, address: have.address))
+                    if have.flags != want.flags {
+                        var changed = have
+                        changed.flags = want.flags
+                        flagChanges.append(changed)
+                    }
                     continue
                 }
                 deletes.append(have)
@@ -85,6 +92,7 @@ public enum WanReconciler {
         out.actions += routeAdds.map(WanAction.addRoute)
         out.actions += ruleAdds.map(WanAction.addRule)
         out.actions += adds.sorted { $0.0.id < $1.0.id }.map { WanAction.addEndpoint($0.0, wan: $0.1) }
+        out.actions += flagChanges.map(WanAction.setEndpointFlags)
         return out
     }
 

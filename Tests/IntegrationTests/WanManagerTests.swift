@@ -221,6 +221,16 @@ extension Integration {
                 #expect(await curl.waitForExit(timeout: 90) && curl.exitStatus == 0, "download after WAN 1 failed: \(curl.log)")
                 #expect(try await Files.sha256(env.tmp.file("failover.bin")) == body.sha, "body differs after failing over to the backup")
                 #expect(try await rxBytes(env.tb.gwNS, "wan2") - backupBefore > 5_000_000, "the backup WAN did not carry the rest")
+
+                // SIGHUP without `backup`: the flag is switched in place (SET_FLAGS), not by
+                // replacing the endpoint.
+                try Files.write(try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: "backup = true\n", with: ""), to: config)
+                g.relay.signal(SIGHUP)
+                let switched = try await probe.within(2) { (try await probe.endpoints()).contains("10.2.0.1 id 102 subflow dev wan2") }
+                let now = try await probe.endpoints()
+                #expect(switched, "backup flag still set after reload:\n\(now)")
+                #expect(g.relay.log.contains("set endpoint id 102 10.2.0.1 subflow"), "\(tail(g.relay.log))")
+                #expect(!g.relay.log.contains("delete endpoint id 102"), "the endpoint was replaced, not switched")
             }
         }
 

@@ -31,6 +31,9 @@ struct FakeKernel {
             case .addEndpoint(let e, _):
                 precondition(!view.endpoints.contains { $0.id == e.id || $0.address == e.address }, "EEXIST for \(e)")
                 view.endpoints.append(e)
+            case .setEndpointFlags(let e):
+                guard let i = view.endpoints.firstIndex(where: { $0.id == e.id }) else { preconditionFailure("ENOENT for \(e)") }
+                view.endpoints[i].flags = e.flags
             case .deleteRule(let r): view.rules.removeAll { $0 == r }
             case .addRule(let r): view.rules.append(r)
             case .deleteRoute(let r): view.routes.removeAll { $0 == r }

@@ -145,9 +145,17 @@ struct ReconcilerTests {
         let owned = converge(backup, &k)
         #expect(k.view.endpoints.filter { $0.ifindex == 4 }.allSatisfy { $0.flags == [.subflow, .backup] })
         #expect(k.view.endpoints.filter { $0.ifindex == 3 }.allSatisfy { $0.flags == .subflow })
+        // Only the backup bit changes: switched in place (SET_FLAGS), subflows kept.
         let r = WanReconciler.reconcile(plan, k.view, owned: owned, limits: plan.limits)
+        #expect(r.actions.count == 2 && r.actions.allSatisfy { if case .setEndpointFlags = $0 { return true } else { return false } }, "\(r.actions)")
         k.apply(r.actions)
+        #expect(r.owned == owned)
         #expect(k.view.endpoints.filter { $0.ifindex == 4 }.allSatisfy { $0.flags == .subflow })
+        // Another kind is a different endpoint: replaced.
+        var mesh = plan
+        mesh.paths.endpointKind = .fullmesh
+        let m = WanReconciler.reconcile(mesh, k.view, owned: r.owned, limits: mesh.limits)
+        #expect(m.actions.filter { if case .deleteEndpoint = $0 { return true } else { return false } }.count == 4)
     }
 
     @Test func fullmeshKind() {
