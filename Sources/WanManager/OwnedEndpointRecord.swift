@@ -12,11 +12,25 @@ public struct OwnedEndpointRecord: Sendable {
 
     public init(path: String) { self.path = path }
 
-    /// The default file: one per network namespace, since endpoints are per namespace.
+    /// The default file: one per network namespace, since endpoints are per namespace. Named
+    /// by the namespace's cookie (SO_NETNS_COOKIE, Linux 5.14+), which the kernel never
+    /// reuses during a boot, unlike the namespace's inode: a record left by a namespace that
+    /// is gone must not be taken for a new one's.
     public static func defaultPath() -> String {
+        "/run/mptcp-relay/wan-endpoints-\(namespaceKey())"
+    }
+
+    static func namespaceKey() -> String {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        if fd >= 0 {
+            defer { close(fd) }
+            var cookie: UInt64 = 0
+            var len = socklen_t(MemoryLayout<UInt64>.size)
+            // SO_NETNS_COOKIE = 71 (asm-generic/socket.h); Glibc's module predates it.
+            if getsockopt(fd, SOL_SOCKET, 71, &cookie, &len) == 0 { return "c\(cookie)" }
+        }
         var st = stat()
-        let ns = stat("/proc/self/ns/net", &st) == 0 ? "\(st.st_ino)" : "default"
-        return "/run/mptcp-relay/wan-endpoints-\(ns)"
+        return stat("/proc/self/ns/net", &st) == 0 ? "i\(st.st_ino)" : "default"
     }
 
     public func load() -> Set<OwnedEndpoint> {
