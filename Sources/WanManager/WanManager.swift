@@ -27,6 +27,9 @@ public final class WanManager: @unchecked Sendable {
     /// The kernel state of the last reconciliation: subflow events are mapped to WANs with
     /// it (a dump per event would cost too much under connection churn).
     private var lastView = KernelView()
+    /// Changes that failed last time: a change the kernel keeps refusing (a flag this kernel
+    /// lacks) is retried every pass but logged once.
+    private var lastFailures: Set<String> = []
 
     private let routing: RoutingClient
     private let pm: PathManagerClient
@@ -197,15 +200,19 @@ public final class WanManager: @unchecked Sendable {
         // Record before adding: a kill between the add and the save must not orphan an endpoint.
         save(owned.union(result.owned))
         var failed: Set<OwnedEndpoint> = []
+        var failures: Set<String> = []
         for action in result.actions {
             do {
                 try apply(action)
                 logger.notice("wan: \(action)")
             } catch {
-                logger.warning("wan: \(action) failed: \(error)")
+                let line = "\(action) failed: \(error)"
+                if !lastFailures.contains(line) { logger.warning("wan: \(line) (retried every \(Self.period) s, logged once)") }
+                failures.insert(line)
                 if case .addEndpoint(let e, _) = action { failed.insert(OwnedEndpoint(id: e.id, address: e.address)) }
             }
         }
+        lastFailures = failures
         owned = result.owned.subtracting(failed)
         save(owned)
     }
