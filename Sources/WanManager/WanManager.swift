@@ -86,7 +86,14 @@ public final class WanManager: @unchecked Sendable {
         }
         t.name = "wan-manager"
         thread = t
+        // The thread inherits the creator's signal mask: created with every signal blocked,
+        // it never takes SIGTERM/SIGHUP meant for the relay's control loop (sigtimedwait),
+        // whichever is started first.
+        var all = sigset_t(), previous = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_BLOCK, &all, &previous)
         t.start()
+        pthread_sigmask(SIG_SETMASK, &previous, nil)
     }
 
     /// SIGHUP: the next reconciliation uses `plan` (a WAN gone from it loses its endpoints,

@@ -166,6 +166,9 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(1)
         }
         let relay = Relay(settings: settings, logger: logger)
+        // Uplinks first: once the listeners accept, endpoints, rules and routes are in place.
+        let wan = try Self.startWanManager(loaded, logger: logger)
+        defer { wan?.stop() }
         do {
             try relay.start()
         } catch {
@@ -175,8 +178,6 @@ struct RunCommand: ParsableCommand {
         if !MPTCP.isAvailable() && settings.upstreamMPTCP {
             logger.warning("this kernel or namespace refuses MPTCP sockets (net.mptcp.enabled=0?): connections will be plain TCP")
         }
-        let wan = try Self.startWanManager(loaded, logger: logger)
-        defer { wan?.stop() }
         let systemd = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
         systemd.notify("READY=1\nSTATUS=relaying on \(settings.listeners.count) listener(s)")
         let status = relay.runUntilStopped(
