@@ -26,6 +26,21 @@ let package = Package(
         // Kernel interfaces reached from C: liburing and the Linux socket headers Glibc's module omits.
         .target(name: "CURing", linkerSettings: [.linkedLibrary("uring")]),
         .target(name: "CNetLinux"),
+        // BEGIN wan targets
+        // Netlink (mptcp_pm generic netlink + rtnetlink) over Debian's libmnl, its Swift
+        // wrappers, and the multi-WAN manager (pure reconcile logic + the thread applying it).
+        .target(name: "CNetlink", linkerSettings: [.linkedLibrary("mnl")]),
+        .target(name: "Netlink", dependencies: [
+            "CNetlink",
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+        .target(name: "WanManager", dependencies: [
+            "Netlink",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+        .testTarget(name: "WanManagerTests", dependencies: ["WanManager", "Netlink", "RelayConfig"]),
+        // END wan targets
 
         // Library layers: the ring knows nothing of relaying, the relay nothing of the CLI.
         .target(name: "MPTCPSocket", dependencies: [
@@ -42,7 +57,7 @@ let package = Package(
         .target(name: "RelayLog", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // Config file (TOML) -> RelaySettings, and the nftables rules a config needs.
         .target(name: "RelayConfig", dependencies: [
-            "RelayCore", "MPTCPSocket", "TunnelProtocol",
+            "RelayCore", "MPTCPSocket", "TunnelProtocol", "WanManager",
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         // Wire format of the gateway <-> aggregation server tunnel header (RFC 8803 based).
@@ -51,7 +66,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "mptcp-relay", dependencies: [
-            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol", "RelayLog", "URing",
+            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol", "RelayLog", "URing", "WanManager", "Netlink",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

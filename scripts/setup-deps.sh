@@ -5,6 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
     liburing-dev   # the relay's io_uring
+    libmnl-dev     # netlink (mptcp_pm, rtnetlink) for the WAN manager
     iproute2       # ip netns / ip mptcp / tc (testbed)
     nftables       # packet loss and blackholes in the testbed
     iperf3 curl wget python3 socat   # peers in tests and demo

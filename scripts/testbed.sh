@@ -7,7 +7,12 @@
 # namespaces isolate one testbed from another, so only the NAME must be unique per run.
 #
 # Subcommands:
-#   up NAME [--wans N] [--rate MBIT]   create the testbed, print KEY=VALUE lines for `eval`
+#   up NAME [--wans N] [--rate MBIT] [--bare]
+#                                      create the testbed, print KEY=VALUE lines for `eval`;
+#                                      --bare: no MPTCP endpoints, limits or policy routes on
+#                                      the gateway (the relay's [[wan]] manager does them), and
+#                                      every WAN has a main-table default route (metric 100*K
+#                                      for K >= 2), as DHCP on each uplink would leave it
 #   down NAME                          kill its processes and delete it (idempotent)
 #   link NAME K down|up                take WAN K down/up on both ends
 #   loss NAME K PERCENT                drop PERCENT % of packets on WAN K both ways (0 removes)
@@ -47,9 +52,10 @@ shape() {
 cmd_up() {
     local name=${1:-}; [[ -n $name ]] || die "usage: up NAME [--wans N] [--rate MBIT]"
     shift
-    local wans=2 rate=50
+    local wans=2 rate=50 bare=0
     while (($#)); do
         case $1 in
+            --bare) bare=1; shift ;;
             --wans) wans=${2:?--wans needs a number}; shift 2 ;;
             --rate) rate=${2:?--rate needs Mbit/s}; shift 2 ;;
             *) die "unknown option '$1' for up" ;;
@@ -105,6 +111,13 @@ cmd_up() {
         shape "$gw" "wan$k" "$rate"
         shape "$srv" "wan$k" "$rate"
 
+        if ((bare)); then
+            if ((k >= 2)); then
+                nsx "$gw" ip route add default via "10.$k.0.2" dev "wan$k" metric $((100 * k))
+                nsx "$gw" ip -6 route add default via "fd00:$k::2" dev "wan$k" metric $((1024 + 100 * k))
+            fi
+            continue
+        fi
         # Policy routing: a subflow bound to WAN k's address leaves through WAN k.
         local table=$((100 + k))
         nsx "$gw" ip route add "10.$k.0.0/24" dev "wan$k" table "$table"
@@ -121,7 +134,7 @@ cmd_up() {
     done
     nsx "$gw" ip route add default via 10.1.0.2 dev wan1
     nsx "$gw" ip -6 route add default via fd00:1::2 dev wan1
-    nsx "$gw" ip mptcp limits set subflows 8 add_addr_accepted 8
+    ((bare)) || nsx "$gw" ip mptcp limits set subflows 8 add_addr_accepted 8
     nsx "$srv" ip mptcp limits set subflows 8 add_addr_accepted 8
     nsx "$srv" ip route add 192.168.50.0/24 via 10.1.0.1 dev wan1
     nsx "$srv" ip -6 route add fd00:50::/64 via fd00:1::1 dev wan1
@@ -181,7 +194,19 @@ cmd_link() {
     need_root; wan_check "$name" "$k"
     nsx "$name-gw" ip link set "wan$k" "$state"
     nsx "$name-srv" ip link set "wan$k" "$state"
-    if [[ $state == up ]]; then
+    if [[ $state == up && -z $(nsx "$name-gw" ip -4 rule show table $((100 + k))) ]]; then
+        # A --bare testbed: DHCP would restore the uplink's default route; the relay
+        # restores its own tables.
+        if [[ $k == 1 ]]; then
+            nsx "$name-gw" ip route replace default via 10.1.0.2 dev wan1
+            nsx "$name-gw" ip -6 route replace default via fd00:1::2 dev wan1
+            nsx "$name-srv" ip route replace 192.168.50.0/24 via 10.1.0.1 dev wan1
+            nsx "$name-srv" ip -6 route replace fd00:50::/64 via fd00:1::1 dev wan1
+        else
+            nsx "$name-gw" ip route replace default via "10.$k.0.2" dev "wan$k" metric $((100 * k))
+            nsx "$name-gw" ip -6 route replace default via "fd00:$k::2" dev "wan$k" metric $((1024 + 100 * k))
+        fi
+    elif [[ $state == up ]]; then
         # Routes through a downed device are flushed by the kernel; put them back.
         nsx "$name-gw" ip route replace "10.$k.0.0/24" dev "wan$k" table $((100 + k))
         nsx "$name-gw" ip route replace default via "10.$k.0.2" dev "wan$k" table $((100 + k))
@@ -234,7 +259,7 @@ cmd_down_all() {
 }
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {

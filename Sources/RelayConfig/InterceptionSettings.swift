@@ -15,6 +15,8 @@ public struct InterceptionSettings: Sendable, Equatable {
     public var routeTable: UInt32 = 100
     /// Also intercept IPv6.
     public var ipv6 = true
+    /// Reject LAN UDP to port 443 (QUIC) so browsers fall back to TCP, which is relayed.
+    public var blockQUIC = false
 
     public init() {}
 
@@ -31,7 +33,7 @@ public struct InterceptionSettings: Sendable, Equatable {
 }
 
 extension InterceptionSettings {
-    static let keys = ["lan_interfaces", "exclude", "mark", "table", "ipv6"]
+    static let keys = ["lan_interfaces", "exclude", "mark", "table", "ipv6", "block_quic"]
 
     /// Reads `[interception]`.
     init(reading r: TableReader) throws(ConfigError) {
@@ -65,6 +67,10 @@ extension InterceptionSettings {
             routeTable = UInt32(table)
         }
         if let ipv6 = try r.bool("ipv6") { self.ipv6 = ipv6 }
+        if let block = try r.bool("block_quic") { blockQUIC = block }
+        if blockQUIC && lanInterfaces.isEmpty {
+            throw r.error("block_quic", "block_quic needs lan_interfaces = [\"...\"] (QUIC is rejected only when it comes from the LAN)")
+        }
     }
 
     static func isInterfaceName(_ name: String) -> Bool {

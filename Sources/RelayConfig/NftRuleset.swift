@@ -76,6 +76,7 @@ public enum NftRuleset {
         if plan.tproxy.isEmpty && plan.redirect.isEmpty {
             out.append("\t# no transparent or redirect listener: nothing to intercept")
         }
+        if i.blockQUIC { out += quicRejection(i) }
         out.append("}")
         return out.joined(separator: "\n") + "\n"
     }
@@ -133,6 +134,16 @@ public enum NftRuleset {
             return "\(v4.host):\(address.port)"
         }
         return address.description
+    }
+
+    /// LAN UDP to port 443 (QUIC) is answered with ICMP port unreachable: a browser falls
+    /// back to TCP at once (a drop would make it wait for its QUIC timeout), and TCP is
+    /// what the relay intercepts and aggregates. Only forwarded packets: the gateway's own
+    /// services stay reachable.
+    static func quicRejection(_ i: InterceptionSettings) -> [String] {
+        chain("block_quic", hook: "type filter hook forward priority filter; policy accept;", rules: [
+            "iifname { \(i.lanInterfaces.map { "\"\($0)\"" }.joined(separator: ", ")) } udp dport 443 reject",
+        ])
     }
 
     private static func set(_ name: String, type: String, elements: [String]) -> [String] {

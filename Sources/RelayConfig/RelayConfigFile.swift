@@ -4,6 +4,7 @@ import Glibc
 import MPTCPSocket
 import RelayCore
 import TOMLKit
+import WanManager
 
 /// A parsed and checked config file (schema: docs/configuration.md). `run`, `check`, `nft`
 /// and SIGHUP reload all start from `load(path:)`.
@@ -18,12 +19,15 @@ public struct RelayConfigFile: Sendable {
     public var path: String
     /// Line of each listener's `listen` key, parallel to `settings.listeners`.
     public var listenLines: [Int?]
+    /// `[[wan]]` and `[paths]`: the uplinks the WAN manager keeps (empty: it does not run).
+    public var wan = WanPlan(wans: [])
 
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     static let topLevelKeys = [
         "log_level", "workers", "max_connections", "connect_timeout", "idle_timeout", "grace",
         "header_timeout", "max_pending_headers", "max_pending_per_source",
         "pipe_size", "pipe_memory", "splice", "upstream_mptcp", "listener", "interception",
+        "wan", "paths",
     ]
 
     /// Reads and checks `path`. Relative `key_file` paths are taken from the file's directory.
@@ -80,8 +84,10 @@ public struct RelayConfigFile: Sendable {
         }
         try checkInterception(parsed, interception, top)
 
-        return RelayConfigFile(settings: settings, logLevel: logLevel, interception: interception,
-                               path: origin, listenLines: parsed.map(\.listenLine))
+        var config = RelayConfigFile(settings: settings, logLevel: logLevel, interception: interception,
+                                     path: origin, listenLines: parsed.map(\.listenLine))
+        config.wan = try WanParsing.parse(top, interceptionTable: interception.routeTable)
+        return config
     }
 
     private static func readListeners(_ top: TableReader) throws(ConfigError) -> [ParsedListener] {

@@ -34,6 +34,12 @@ public final class LogSink: @unchecked Sendable {
         shardCapacity = max(4096, capacity / count)
         let box = Unmanaged.passRetained(self).toOpaque()
         var t = pthread_t()
+        // The writer never takes a signal: the control thread waits for them with
+        // sigtimedwait, and a SIGHUP delivered here would end the process.
+        var all = sigset_t(), previous = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_SETMASK, &all, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         if pthread_create(&t, nil, { arg in
             let sink = Unmanaged<LogSink>.fromOpaque(arg!).takeRetainedValue()
             sink.drainLoop()

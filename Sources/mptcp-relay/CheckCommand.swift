@@ -38,6 +38,7 @@ struct CheckCommand: ParsableCommand {
         let problems = noBind ? [] : loaded.probeListeners()
         for p in problems { printError("\(p)") }
         if !problems.isEmpty { throw ExitCode(1) }
+        for warning in loaded.wanWarnings() { printError(warning) }
         let modes = loaded.settings.listeners.map { "\($0.address) \($0.mode)" }.joined(separator: "; ")
         print("\(config): OK: \(loaded.settings.listeners.count) listener(s): \(modes)")
     }

@@ -9,6 +9,7 @@ import MPTCPSocket
 import RelayCore
 import RelayLog
 import TunnelProtocol
+import WanManager
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -185,6 +186,9 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(1)
         }
         let relay = Relay(settings: settings, logger: logger)
+        // Uplinks first: once the listeners accept, endpoints, rules and routes are in place.
+        let wan = try Self.startWanManager(loaded, logger: logger)
+        defer { wan?.stop() }
         do {
             try relay.start()
         } catch {
@@ -200,7 +204,7 @@ struct RunCommand: ParsableCommand {
             onReload: config.map { path in
                 {
                     systemd.reloading()
-                    Self.reload(relay, from: path, logLevel: level, logger: logger)
+                    Self.reload(relay, from: path, logLevel: level, logger: logger, wan: wan)
                     systemd.notify("READY=1")
                 }
             },
@@ -209,7 +213,7 @@ struct RunCommand: ParsableCommand {
     }
 
     /// SIGHUP: a config that does not load leaves the running one untouched.
-    private static func reload(_ relay: Relay, from path: String, logLevel: Logger.Level, logger: Logger) {
+    private static func reload(_ relay: Relay, from path: String, logLevel: Logger.Level, logger: Logger, wan: WanManager? = nil) {
         let next: RelayConfigFile
         do { next = try RelayConfigFile.load(path: path) } catch {
             logger.error("reload refused, keeping the running config: \(error)")
@@ -220,7 +224,10 @@ struct RunCommand: ParsableCommand {
         }
         do { try relay.reload(next.settings) } catch {
             logger.error("reload refused, keeping the running config: \(error)")
+            return
         }
+        wan?.update(next.wan)
+        if wan == nil && !next.wan.wans.isEmpty { logger.notice("reload: [[wan]] uplinks added to a running relay are managed after a restart") }
     }
 }
 

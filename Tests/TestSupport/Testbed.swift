@@ -26,10 +26,11 @@ public final class Testbed: @unchecked Sendable {
 
     /// Builds a testbed with a unique name "<prefix>-<pid>-<n>". Testbeds left by a test
     /// process that died are removed first.
-    public init(prefix: String = "it", wans: Int = 2, rateMbit: Int = 50) async throws {
+    /// `bare`: testbed.sh --bare (no endpoints, limits or policy routes on the gateway).
+    public init(prefix: String = "it", wans: Int = 2, rateMbit: Int = 50, bare: Bool = false) async throws {
         await Testbed.reapStale(prefix: prefix)
         let name = "\(prefix)-\(getpid())-\(Testbed.counter.next())"
-        let out = try await Proc.check([Testbed.script.path, "up", name, "--wans", "\(wans)", "--rate", "\(rateMbit)"])
+        let out = try await Proc.check([Testbed.script.path, "up", name, "--wans", "\(wans)", "--rate", "\(rateMbit)"] + (bare ? ["--bare"] : []))
         var kv: [String: String] = [:]
         for line in out.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)

@@ -1,0 +1,94 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Netlink
+import WanManager
+
+/// `[[wan]]` tables and `[paths]` -> `WanPlan` (schema: docs/configuration.md, "Uplinks").
+enum WanParsing {
+    static let wanKeys = ["interface", "gateway", "gateway6", "backup", "table", "enabled"]
+    static let pathKeys = ["subflows", "add_addr_accepted", "endpoint"]
+
+    static func parse(_ top: TableReader, interceptionTable: UInt32) throws(ConfigError) -> WanPlan {
+        var wans: [WanSpec] = []
+        var lines: [Int?] = []
+        if let value = top.table["wan"] {
+            guard let array = value.array else {
+                throw top.error("wan", "uplinks are written [[wan]] (double brackets), one table per WAN interface")
+            }
+            for (index, element) in array.enumerated() {
+                guard let table = element.table else {
+                    throw top.error("wan", "every WAN must be a table: write [[wan]] followed by interface = \"...\"")
+                }
+                let r = TableReader(table: table, scope: .item("wan", index), context: top.context)
+                let wan = try parseWan(r, position: index + 1)
+                if let k = wans.firstIndex(where: { $0.interface == wan.interface }) {
+                    throw r.error("interface", "WAN interface '\(wan.interface)' is listed twice (first at line \(lines[k].map(String.init) ?? "?")): keep one [[wan]] per interface")
+                }
+                if let k = wans.firstIndex(where: { $0.table == wan.table }) {
+                    throw r.error("table", "WANs '\(wans[k].interface)' and '\(wan.interface)' share routing table \(wan.table): give each its own table")
+                }
+                if wan.table == interceptionTable {
+                    throw r.error("table", "table = \(wan.table) is [interception]'s table (TPROXY's local route): give the WAN another one")
+                }
+                wans.append(wan)
+                lines.append(r.line(of: "interface"))
+            }
+        }
+        var paths = PathSettings()
+        if let value = top.table["paths"] {
+            guard let table = value.table else {
+                throw top.error("paths", "'paths' must be a table: write [paths] on its own line, then its keys")
+            }
+            let r = TableReader(table: table, scope: .table("paths"), context: top.context)
+            try r.rejectUnknownKeys(allowed: pathKeys)
+            // The kernel caps both at 8 (MPTCP_PM_ADDR_MAX).
+            paths.subflows = try r.integer("subflows", in: 0...8)
+            paths.addAddrAccepted = try r.integer("add_addr_accepted", in: 0...8)
+            if let kind = try r.choice("endpoint", EndpointKind.allCases.map(\.rawValue)) { paths.endpointKind = EndpointKind(rawValue: kind)! }
+        }
+        return WanPlan(wans: wans, paths: paths)
+    }
+
+    static func parseWan(_ r: TableReader, position: Int) throws(ConfigError) -> WanSpec {
+        try r.rejectUnknownKeys(allowed: wanKeys)
+        guard let name = try r.string("interface") else {
+            throw r.error(nil, "a [[wan]] needs interface = \"NAME\" (the uplink's network interface, like \"eth1\" or \"wwan0\")")
+        }
+        guard InterceptionSettings.isInterfaceName(name), !name.hasSuffix("*") else {
+            throw r.error("interface", "'\(name)' is not an interface name (up to 15 letters, digits, '-', '_', '.'; no wildcard)")
+        }
+        var wan = WanSpec(interface: name, table: WanPlan.firstTable + UInt32(position - 1))
+        for (key, family) in [("gateway", IPAddress.Family.v4), ("gateway6", .v6)] {
+            guard let text = try r.string(key) else { continue }
+            guard let address = IPAddress(text) else {
+                throw r.error(key, "\(key) = \"\(text)\" is not an IP address (write the next hop's address, without a port or prefix)")
+            }
+            guard address.family == family else {
+                throw r.error(key, family == .v4 ? "gateway = \"\(text)\" is IPv6: write it as gateway6" : "gateway6 = \"\(text)\" is IPv4: write it as gateway")
+            }
+            wan.gateways.append(address)
+        }
+        if let b = try r.bool("backup") { wan.backup = b }
+        if let e = try r.bool("enabled") { wan.enabled = e }
+        if let table = try r.integer("table", in: 1...Int(UInt32.max)) {
+            guard !(253...255).contains(table) else {
+                throw r.error("table", "table = \(table) is a system routing table (default/main/local): pick another, like \(WanPlan.firstTable)")
+            }
+            wan.table = UInt32(table)
+        }
+        return wan
+    }
+}
+
+extension RelayConfigFile {
+    /// What `check` says about the WANs without failing: interfaces that do not exist yet
+    /// (a modem may appear later) are managed once they do.
+    public func wanWarnings() -> [String] {
+        wan.enabledWans.compactMap { w in
+            if_nametoindex(w.interface) == 0
+                ? "\(path): warning: WAN interface '\(w.interface)' does not exist (yet): it is managed once it appears"
+                : nil
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import Netlink
+
+/// One netlink change the reconciler asks for. Applied in the order given.
+public enum WanAction: Hashable, Sendable, CustomStringConvertible {
+    case setLimits(PathLimits)
+    case deleteEndpoint(Endpoint)
+    case deleteRule(Rule)
+    case deleteRoute(Route)
+    case addRoute(Route)
+    case addRule(Rule)
+    case addEndpoint(Endpoint, wan: String)
+    /// Only the backup bit changed: MPTCP_PM_CMD_SET_FLAGS switches it on the endpoint and
+    /// its subflows (MP_PRIO) without closing them.
+    case setEndpointFlags(Endpoint)
+
+    public var description: String {
+        switch self {
+        case .setLimits(let l): return "limits \(l)"
+        case .deleteEndpoint(let e): return "delete endpoint id \(e.id) \(e.address)"
+        case .addEndpoint(let e, let wan): return "add endpoint id \(e.id) \(e.address) dev \(wan) \(e.flags)"
+        case .setEndpointFlags(let e): return "set endpoint id \(e.id) \(e.address) \(e.flags)"
+        case .deleteRule(let r): return "delete rule from \(r.source) lookup \(r.table)"
+        case .addRule(let r): return "add rule from \(r.source) lookup \(r.table)"
+        case .deleteRoute(let r): return "delete route \(Self.route(r))"
+        case .addRoute(let r): return "add route \(Self.route(r))"
+        }
+    }
+
+    static func route(_ r: Route) -> String {
+        let dst = r.isDefault ? "default" : "\(r.destination)/\(r.prefixLength)"
+        return "\(dst)\(r.gateway.map { " via \($0)" } ?? "") table \(r.table)"
+    }
+}

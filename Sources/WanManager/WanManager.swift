@@ -1,0 +1,264 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import Netlink
+import SystemPackage
+
+/// Keeps the kernel's MPTCP endpoints, limits, per-WAN rules and routes in step with the
+/// config and the links, on its own thread (never a worker's ring): a rtnetlink event
+/// (address, link, route) triggers a reconciliation at once; one runs every few seconds
+/// anyway, so a missed event or a failed change is retried. On `stop()` everything it
+/// created is removed.
+public final class WanManager: @unchecked Sendable {
+    private let logger: Logger
+    private let record: OwnedEndpointRecord
+    private let lock = NSLock()
+    private var pendingPlan: WanPlan?
+    private var stopping = false
+    private var plan: WanPlan
+    private var owned: Set<OwnedEndpoint> = []
+    /// Interfaces seen going down since the last reconciliation.
+    private var seenDown: Set<Int32> = []
+    /// The limits found at start, restored on stop.
+    private var originalLimits: PathLimits?
+    private var lastNotes: [String] = []
+    /// The kernel state of the last reconciliation: subflow events are mapped to WANs with
+    /// it (a dump per event would cost too much under connection churn).
+    private var lastView = KernelView()
+    /// Changes that failed last time: a change the kernel keeps refusing (a flag this kernel
+    /// lacks) is retried every pass but logged once.
+    private var lastFailures: Set<String> = []
+
+    private let routing: RoutingClient
+    private let pm: PathManagerClient
+    private let events: RoutingEventSocket
+    /// Subflow events; nil on a kernel without the group (then counts stay empty).
+    private let subflowEvents: PathManagerEventSocket?
+    private let subflows = SubflowTable()
+    /// Self-pipe: stop() and update() wake the poll loop.
+    private let wakeFD: Int32
+    private let wakeWriteFD: Int32
+    private var thread: Thread?
+    private let done = DispatchSemaphore(value: 0)
+
+    /// Seconds between reconciliations without events.
+    static let period: Int32 = 5
+
+    /// Opens the netlink sockets and records which endpoints are ours; nothing changes yet.
+    public init(plan: WanPlan, record: OwnedEndpointRecord, logger: Logger) throws(Errno) {
+        self.plan = plan
+        self.record = record
+        self.logger = logger
+        routing = try RoutingClient()
+        pm = try PathManagerClient()
+        events = try RoutingEventSocket()
+        do { subflowEvents = try PathManagerEventSocket() } catch {
+            logger.warning("wan: cannot join mptcp_pm_events (\(error)): subflows are not tracked")
+            subflowEvents = nil
+        }
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw Errno(rawValue: errno) }
+        for fd in ends {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        wakeFD = ends[0]
+        wakeWriteFD = ends[1]
+        owned = record.load()
+    }
+
+    deinit {
+        close(wakeFD)
+        close(wakeWriteFD)
+    }
+
+    /// First reconciliation on the caller's thread (so the log shows the WANs before
+    /// "ready"), then the event thread.
+    public func start() {
+        originalLimits = try? pm.limits()
+        logger.info("wan: managing \(plan.enabledWans.map(\.interface).joined(separator: ", ")) (\(plan.limits))")
+        reconcile()
+        let t = Thread { [self] in
+            run()
+            done.signal()
+        }
+        t.name = "wan-manager"
+        thread = t
+        // The thread inherits the creator's signal mask: created with every signal blocked,
+        // it never takes SIGTERM/SIGHUP meant for the relay's control loop (sigtimedwait),
+        // whichever is started first.
+        var all = sigset_t(), previous = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_BLOCK, &all, &previous)
+        t.start()
+        pthread_sigmask(SIG_SETMASK, &previous, nil)
+    }
+
+    /// SIGHUP: the next reconciliation uses `plan` (a WAN gone from it loses its endpoints,
+    /// rules and routes).
+    public func update(_ plan: WanPlan) {
+        lock.withLock { pendingPlan = plan }
+        wake()
+    }
+
+    /// Removes everything it created, restores the limits it found, and returns once done.
+    public func stop() {
+        lock.withLock { stopping = true }
+        wake()
+        if thread != nil { done.wait() }
+    }
+
+    private func wake() {
+        var one: UInt8 = 1
+        _ = write(wakeWriteFD, &one, 1)
+    }
+
+    private func run() {
+        var fds = [pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: subflowEvents?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0)]
+        while true {
+            let n = poll(&fds, 3, Self.period * 1000)
+            if n < 0 && errno != EINTR {
+                logger.error("wan: poll failed: \(String(describing: Errno(rawValue: errno)))")
+                usleep(500_000)
+            }
+            if fds[1].revents != 0 {
+                var sink = [UInt8](repeating: 0, count: 64)
+                _ = read(wakeFD, &sink, 64)
+            }
+            if lock.withLock({ stopping }) { break }
+            if fds[2].revents != 0 { drainSubflowEvents() }
+            // Subflow events alone change nothing the reconciler looks at.
+            if n > 0 && fds[0].revents == 0 && fds[1].revents == 0 { continue }
+            if let next = lock.withLock({ () -> WanPlan? in defer { pendingPlan = nil }; return pendingPlan }) {
+                if next != plan { logger.notice("wan: config reloaded: \(next.enabledWans.map(\.interface).joined(separator: ", "))") }
+                plan = next
+            }
+            if fds[0].revents != 0 {
+                // A change usually comes as a burst (link down flushes routes): take it whole.
+                usleep(50_000)
+                drainEvents()
+            }
+            reconcile()
+        }
+        teardown()
+    }
+
+    private func drainEvents() {
+        do {
+            for event in try events.drain() {
+                if case .link(let ifindex, let up, _) = event, !up { seenDown.insert(ifindex) }
+            }
+        } catch {
+            logger.warning("wan: reading rtnetlink events failed: \(error)")
+        }
+    }
+
+    /// Live subflows per WAN interface, from `mptcp_pm_events`.
+    public func subflowsPerInterface() -> [String: Int] { subflows.perInterface() }
+
+    private func drainSubflowEvents() {
+        guard let subflowEvents else { return }
+        let events: [PathManagerEvent]
+        do { events = try subflowEvents.drain() } catch {
+            logger.warning("wan: reading mptcp_pm_events failed: \(error)")
+            return
+        }
+        let names = Dictionary(lastView.links.map { ($0.ifindex, $0.name) }, uniquingKeysWith: { a, _ in a })
+        let addresses = lastView.addresses
+        let wanNames = Set(plan.wans.map(\.interface))
+        for event in events {
+            // The kernel gives the interface for subflows; the initial one is found by address.
+            let ifindex = event.ifindex != 0 ? event.ifindex : addresses.first { $0.address == event.source }?.ifindex ?? 0
+            guard let name = names[ifindex], wanNames.contains(name) else {
+                if event.kind == .closed || event.kind == .overrun { subflows.apply(event, interface: "") }
+                continue
+            }
+            subflows.apply(event, interface: name)
+            switch event.kind {
+            case .established, .subflowEstablished:
+                logger.debug("wan: subflow established over \(name): \(event.source.map(String.init(describing:)) ?? "?") -> \(event.destination.map(String.init(describing:)) ?? "?")\(event.backup ? " (backup)" : "")")
+            case .subflowClosed:
+                logger.debug("wan: subflow closed over \(name): \(event.source.map(String.init(describing:)) ?? "?") -> \(event.destination.map(String.init(describing:)) ?? "?")\(event.error != 0 ? " (error \(event.error))" : "")")
+            default: break
+            }
+        }
+    }
+
+    private func reconcile() {
+        let view: KernelView
+        do { view = try KernelView.read(routing: routing, pm: pm) } catch {
+            logger.error("wan: cannot read the kernel's state over netlink: \(error)")
+            return
+        }
+        lastView = view
+        let up = Set(view.links.filter(\.isUp).map(\.ifindex))
+        let flapped = seenDown.intersection(up)
+        seenDown = []
+        let result = WanReconciler.reconcile(plan, view, owned: owned, flapped: flapped, limits: plan.limits)
+        if result.notes != lastNotes {
+            for note in result.notes where !lastNotes.contains(note) { logger.warning("wan: \(note)") }
+            lastNotes = result.notes
+        }
+        guard !result.actions.isEmpty else { return }
+        // Record before adding: a kill between the add and the save must not orphan an endpoint.
+        save(owned.union(result.owned))
+        var failed: Set<OwnedEndpoint> = []
+        var failures: Set<String> = []
+        for action in result.actions {
+            do {
+                try apply(action)
+                logger.notice("wan: \(action)")
+            } catch {
+                let line = "\(action) failed: \(error)"
+                if !lastFailures.contains(line) { logger.warning("wan: \(line) (retried every \(Self.period) s, logged once)") }
+                failures.insert(line)
+                if case .addEndpoint(let e, _) = action { failed.insert(OwnedEndpoint(id: e.id, address: e.address)) }
+            }
+        }
+        lastFailures = failures
+        owned = result.owned.subtracting(failed)
+        save(owned)
+    }
+
+    private func apply(_ action: WanAction) throws(Errno) {
+        switch action {
+        case .setLimits(let l): try pm.setLimits(l)
+        case .deleteEndpoint(let e):
+            do { try pm.delete(id: e.id) } catch .noSuchFileOrDirectory {}
+        case .addEndpoint(let e, _): try pm.add(e)
+        case .setEndpointFlags(let e): try pm.setFlags(id: e.id, e.flags)
+        case .deleteRule(let r):
+            do { try routing.delete(r) } catch .noSuchFileOrDirectory {}
+        case .addRule(let r):
+            do { try routing.add(r) } catch .fileExists {}
+        case .deleteRoute(let r):
+            do { try routing.delete(r) } catch .noSuchProcess {}
+        case .addRoute(let r): try routing.add(r)
+        }
+    }
+
+    private func save(_ owned: Set<OwnedEndpoint>) {
+        do { try record.save(owned) } catch {
+            logger.warning("wan: cannot record owned endpoints in \(record.path): \(error) (after a crash they would be left behind)")
+        }
+    }
+
+    private func teardown() {
+        let view: KernelView
+        do { view = try KernelView.read(routing: routing, pm: pm) } catch {
+            logger.error("wan: cannot read the kernel's state to clean up: \(error)")
+            return
+        }
+        let empty = WanPlan(wans: [], paths: plan.paths)
+        let result = WanReconciler.reconcile(empty, view, owned: owned, limits: originalLimits)
+        for action in result.actions {
+            do { try apply(action) } catch { logger.warning("wan: cleanup: \(action) failed: \(error)") }
+        }
+        record.remove()
+        logger.info("wan: removed \(result.actions.count) change(s) on exit")
+    }
+}

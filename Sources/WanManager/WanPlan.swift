@@ -1,0 +1,87 @@
+import Netlink
+
+/// Which endpoint flag the gateway's WAN addresses get (`[paths] endpoint`).
+public enum EndpointKind: String, Sendable, CaseIterable {
+    /// One subflow per endpoint towards the server's address (the usual gateway setup).
+    case subflow
+    /// Subflows from this endpoint to every address the server announces (needed behind a
+    /// server that sets the C flag; see NOTES.md).
+    case fullmesh
+    /// Linux 6.18+: like fullmesh for announced addresses, without the full mesh.
+    case laminar
+
+    var flags: EndpointFlags {
+        switch self {
+        case .subflow: return .subflow
+        case .fullmesh: return [.subflow, .fullmesh]
+        case .laminar: return [.subflow, .laminar]
+        }
+    }
+}
+
+/// One `[[wan]]` table: an uplink whose endpoints, rule and routes the manager keeps.
+public struct WanSpec: Sendable, Equatable {
+    public var interface: String
+    /// Configured gateways (at most one per family); a family without one is learned from
+    /// the interface's default route in the main table.
+    public var gateways: [IPAddress] = []
+    /// Standby: the scheduler uses it only when no regular subflow works.
+    public var backup = false
+    /// Routing table of this WAN's `from ADDR lookup TABLE` rule.
+    public var table: UInt32
+    public var enabled = true
+
+    public init(interface: String, gateways: [IPAddress] = [], backup: Bool = false, table: UInt32, enabled: Bool = true) {
+        self.interface = interface
+        self.gateways = gateways
+        self.backup = backup
+        self.table = table
+        self.enabled = enabled
+    }
+}
+
+/// The `[paths]` table.
+public struct PathSettings: Sendable, Equatable {
+    /// nil: derived from the number of WANs (`WanPlan.limits`).
+    public var subflows: Int?
+    public var addAddrAccepted: Int?
+    public var endpointKind: EndpointKind = .subflow
+    public init() {}
+}
+
+/// What the config asks of the kernel: the input of `WanReconciler`.
+public struct WanPlan: Sendable, Equatable {
+    public var wans: [WanSpec]
+    public var paths: PathSettings
+
+    /// RTPROT value marking the routes and rules the manager installs (`ip route show proto
+    /// 245`); anything else is someone else's and never touched.
+    public static let routeProtocol: UInt8 = 245
+    /// Priority of the `from ADDR lookup TABLE` rules: after administrators' usual rules,
+    /// before the main table (32766), whose default route goes through one WAN only.
+    public static let rulePriority: UInt32 = 31000
+    /// Tables given to WANs without `table`: 1000 + position (1-based). Table 100 is the
+    /// TPROXY default.
+    public static let firstTable: UInt32 = 1001
+    /// Where new endpoint ids start (the kernel numbers `ip mptcp endpoint add` from 1).
+    public static let firstEndpointID: UInt8 = 100
+
+    public init(wans: [WanSpec], paths: PathSettings = PathSettings()) {
+        self.wans = wans
+        self.paths = paths
+    }
+
+    public var enabledWans: [WanSpec] { wans.filter(\.enabled) }
+
+    /// `[paths]` limits, or per WAN one extra subflow for each family, and one accepted
+    /// ADD_ADDR per WAN; at most 8 each (the kernel's cap).
+    public var limits: PathLimits {
+        let n = max(1, enabledWans.count)
+        return PathLimits(subflows: paths.subflows ?? min(8, max(2, 2 * n)),
+                          addAddrAccepted: paths.addAddrAccepted ?? min(8, n))
+    }
+
+    public func endpointFlags(_ wan: WanSpec) -> EndpointFlags {
+        wan.backup ? paths.endpointKind.flags.union(.backup) : paths.endpointKind.flags
+    }
+}
