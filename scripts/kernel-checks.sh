@@ -142,8 +142,42 @@ if ip netns exec "$GW_NS" "$RELAY" nft --config "$T/gw.toml" >"$T/rules.nft" &&
 else
     fail transparent "rules did not load: $(cat "$T/nft.err")"
 fi
+stop_relay() {  # pattern: SIGTERM, then wait until it is gone (it removes what it set up)
+    pkill -f "$1" 2>/dev/null
+    for _ in $(seq 100); do pgrep -f "$1" >/dev/null || return 0; sleep 0.2; done
+    pkill -9 -f "$1" 2>/dev/null
+}
+stop_relay "run --config $T/gw.toml"
+
+# 2b. The WAN manager: the same gateway with the uplinks taken from [[wan]] alone (the
+# hand-made endpoint, rule and table removed first): the daemon puts them back over netlink.
+ip -n "$GW_NS" mptcp endpoint flush
+ip -n "$GW_NS" rule del from 10.2.0.1 table 102
+ip -n "$GW_NS" route flush table 102
+cat "$T/gw.toml" - >"$T/wan.toml" <<TOML
+
+[[wan]]
+interface = "wan1"
+
+[[wan]]
+interface = "wan2"
+TOML
+sleep 1
+ip netns exec "$GW_NS" "$RELAY" run --config "$T/wan.toml" >"$T/wan.log" 2>&1 &
+if wait_port "$GW_NS" 7000; then
+    sleep 1
+    endpoints=$(ip -n "$GW_NS" mptcp endpoint show)
+    joins=$(counter "$SRV_NS" MPTcpExtMPJoinSynRx)
+    ip netns exec "$LAN_NS" curl -sS -o "$T/wan.bin" "http://$SRV_IP:8080/body.bin" && check_hash wan-manager "$T/wan.bin" "$WANT" && {
+        if ! grep -q "10.2.0.1" <<<"$endpoints"; then fail wan-manager "no endpoint for wan2: $endpoints"
+        elif (( $(counter "$SRV_NS" MPTcpExtMPJoinSynRx) <= joins )); then fail wan-manager "no subflow joined over wan2 ($endpoints)"
+        else pass wan-manager; fi
+    }
+else
+    fail wan-manager "relay did not start: $(grep -v 'descriptor limit' "$T/wan.log" | tail -3 | tr '\n' ' ')"
+fi
+stop_relay "run --config $T/wan.toml"
 ip netns exec "$GW_NS" nft delete table inet mptcp_relay 2>/dev/null
-pkill -f "run --config $T/gw.toml" 2>/dev/null
 
 # 3. The tunnel: gateway (redirect, --via) -> our server -> a plain TCP server.
 umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/tunnel.key"; umask 022
