@@ -5,7 +5,7 @@
 #
 # Environment: BUILD_DIR (folder holding libmptcpize.so; default: a release build),
 # CLASSIC_LIB (default: Debian's libmptcpwrap.so.0), RUNS (median of, default 5),
-# N_SOCKETS (per socket() run, default 200000), N_CONNS (per connection run, default 5000),
+# N_EXEC (programs started per exec run, default 300), N_SOCKETS (per socket() run, default 200000), N_CONNS (per connection run, default 5000),
 # WRK_SECONDS (default 3). Runs as root: everything happens on the loopback of a private
 # network namespace, removed on exit. Prints figures; asserts nothing.
 set -Eeuo pipefail
@@ -14,6 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 RUNS=${RUNS:-5}
 N_SOCKETS=${N_SOCKETS:-200000}
+N_EXEC=${N_EXEC:-300}
 N_CONNS=${N_CONNS:-5000}
 WRK_SECONDS=${WRK_SECONDS:-3}
 
@@ -42,6 +43,7 @@ trap cleanup EXIT
 
 "$CC" -O2 -o "$work/socket_loop" "$here/socket_loop.c"
 "$CC" -O2 -o "$work/conn_loop" "$here/conn_loop.c"
+"$CC" -O2 -o "$work/exec_loop" "$here/exec_loop.c"
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 
@@ -64,6 +66,21 @@ echo "mptcpize shim benchmark: kernel $(uname -r), $(nproc) cores, median of $RU
 echo "ours: $OURS"
 echo "classic: $CLASSIC"
 echo
+echo "== exec cost: /bin/true started $N_EXEC times per run, microseconds per program"
+echo "   what the preload costs every process it is loaded into (loading, relocation, constructor)"
+declare -A exec_samples=()
+for _ in $(seq "$RUNS"); do
+    for cfg in "${ORDER[@]}"; do
+        exec_samples[$cfg]+="$(nsx "${ENVS[$cfg]}" "$work/exec_loop" "$N_EXEC" /bin/true) "
+    done
+done
+declare -A exec_med=()
+for cfg in "${ORDER[@]}"; do exec_med[$cfg]=$(tr ' ' '\n' <<<"${exec_samples[$cfg]}" | grep . | median); done
+printf "%10s %10s %10s %12s %14s\n" plain classic ours ours-scoped "ours/classic"
+printf "%10s %10s %10s %12s %14s\n" "${exec_med[plain]}" "${exec_med[classic]}" "${exec_med[ours]}" \
+    "${exec_med[ours-scoped]}" "$(ratio "${exec_med[ours]}" "${exec_med[classic]}")"
+echo
+
 # Configurations alternate inside every run (A B C D A B C D ...) so that load changing over
 # time (other jobs on the machine) spreads over all of them instead of skewing one.
 echo "== socket() cost, ns per call incl. close() ($N_SOCKETS calls per run)"
