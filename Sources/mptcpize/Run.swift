@@ -32,6 +32,7 @@ struct Run: ParsableCommand {
         setenv("LD_PRELOAD", Self.preloadValue(adding: library, to: getenv("LD_PRELOAD").map { String(cString: $0) }), 1)
         if debug { setenv("MPTCPIZE_DEBUG", "1", 1) }
         for (name, value) in scope.environment { setenv(name, value, 1) }
+        setenv(GoDebug.variable, GoDebug.adding(to: getenv(GoDebug.variable).map { String(cString: $0) }), 1)
 
         var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) }
         argv.append(nil)

@@ -15,6 +15,26 @@ struct SystemdDropIn {
     var path: String { "\(dropInDirectory)/\(Self.fileName)" }
 
     /// systemctl's rule: a name without a type suffix means a service.
+    /// The unit file and its other drop-ins, where they can be found: in `directory`, and for
+    /// the default directory also where packages install units.
+    func unitFiles() -> [String] {
+        var dirs = [directory]
+        if directory == Self.defaultDirectory { dirs = ["/lib/systemd/system", "/usr/lib/systemd/system", directory] }
+        var files: [String] = []
+        for dir in dirs {
+            files.append("\(dir)/\(unit)")
+            guard let listing = opendir("\(dir)/\(unit).d") else { continue }
+            var names: [String] = []
+            while let entry = readdir(listing) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                if name.hasSuffix(".conf") && name != Self.fileName { names.append(name) }
+            }
+            closedir(listing)
+            files += names.sorted().map { "\(dir)/\(unit).d/\($0)" }
+        }
+        return files
+    }
+
     static func normalize(_ name: String) throws -> String {
         guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
             throw CLIError("'\(name)' is not a unit name; give one like nginx or nginx.service")

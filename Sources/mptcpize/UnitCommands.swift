@@ -36,6 +36,7 @@ struct Enable: ParsableCommand {
         let dropIn = try options.dropIn()
         var environment = scope.environment
         if debug { environment.append(("MPTCPIZE_DEBUG", "1")) }
+        environment.append((GoDebug.variable, GoDebug.adding(to: GoDebug.unitValue(unitFiles: dropIn.unitFiles()))))
         try dropIn.write(SystemdDropIn.contents(library: try ShimLocator.locate(), environment: environment))
         print("Wrote \(dropIn.path).")
         print(try SystemdReload.perform(skip: options.noReload))

@@ -50,6 +50,7 @@ import Testing
             "Environment=\"LD_PRELOAD=\(library)\"",
             "Environment=\"MPTCPIZE_SCOPE=listen\"",
             "Environment=\"MPTCPIZE_PORTS=80,443\"",
+            "Environment=\"GODEBUG=multipathtcp=1\"",
         ], "\(text)")
         #expect(try sha256(ofFile: unit) == unitHash, "the unit file itself must not change")
 
@@ -82,6 +83,31 @@ import Testing
         let outcome = try run([Build.cli, "enable", "--unit-dir", dir.path, "--no-reload", "web.socket"])
         #expect(outcome.status != 0)
         #expect(outcome.stderr.contains("SocketProtocol=mptcp"), "\(outcome.stderr)")
+    }
+}
+
+/// Go programs are reached through GODEBUG, added to the user's own settings (issue 9).
+@Suite struct GoDebugTests {
+    @Test(arguments: [
+        (nil, "multipathtcp=1"),
+        ("http2client=0", "http2client=0,multipathtcp=1"),
+        ("multipathtcp=0,http2client=0", "multipathtcp=0,http2client=0"),  // the user's choice stands
+    ] as [(String?, String)])
+    func runAddsMultipathTCP(_ existing: String?, _ expected: String) throws {
+        try Build.require()
+        let outcome = try runChecked(["env"] + (existing == nil ? ["-u", "GODEBUG"] : ["GODEBUG=\(existing!)"])
+                                     + [Build.cli, "run", "sh", "-c", "echo \"$GODEBUG\""])
+        #expect(outcome.stdout == expected + "\n")
+    }
+
+    @Test func enableKeepsTheUnitsGODEBUG() throws {
+        try Build.require()
+        let dir = try ScratchDir()
+        defer { dir.remove() }
+        _ = try dir.write("goapp.service", "[Service]\nEnvironment=\"GODEBUG=http2server=0\"\nExecStart=/usr/local/bin/goapp\n")
+        try runChecked([Build.cli, "enable", "--unit-dir", dir.path, "--no-reload", "goapp"])
+        let text = try String(contentsOfFile: dir.file("goapp.service.d/mptcpize.conf"), encoding: .utf8)
+        #expect(text.contains("Environment=\"GODEBUG=http2server=0,multipathtcp=1\"\n"), "\(text)")
     }
 }
 
