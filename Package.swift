@@ -69,7 +69,10 @@ let package = Package(
                 "-Xlinker", "-z", "-Xlinker", "defs",
             ])]
         ),
+        // Supervisor mode (seccomp user notification) for static binaries and raw syscalls.
+        .target(name: "CMPTCPizeSupervisor"),
         .executableTarget(name: "mptcpize", dependencies: [
+            "CMPTCPizeSupervisor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Drives the built binaries (`swift test` builds every product of the package first).
