@@ -57,11 +57,14 @@ struct Run: ParsableCommand {
         if scope.scope != nil || scope.ports != nil || scope.excludePorts != nil {
             throw ValidationError("--scope, --ports and --exclude-ports need the preload; the supervisor mode (\(reason)) converts every TCP socket")
         }
-        if debug { printError("mptcpize: supervisor mode (\(reason))") }
+        // `enable --seccomp --debug` passes debug through the unit's environment.
+        let fromEnv = getenv("MPTCPIZE_DEBUG").map { String(cString: $0) }
+        let debugOn = debug || (fromEnv.map { !$0.isEmpty && $0 != "0" && $0 != "no" } ?? false)
+        if debugOn { printError("mptcpize: supervisor mode (\(reason))") }
         var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) }
         argv.append(nil)
         var err = [CChar](repeating: 0, count: 512)
-        let status = mz_supervise(argv, debug ? 1 : 0, &err, UInt(err.count))
+        let status = mz_supervise(argv, debugOn ? 1 : 0, &err, UInt(err.count))
         if status < 0 {
             let message = String(decoding: err.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw CLIError("mptcpize: supervisor mode failed: \(message)")

@@ -65,6 +65,23 @@ struct SystemdDropIn {
         return text
     }
 
+    /// The supervisor variant: the unit's command lines wrapped in `mptcpize run --seccomp`.
+    static func supervisedContents(execStart: [String], environment: [(String, String)]) -> String {
+        var text = """
+            # Written by `mptcpize enable --seccomp`; `mptcpize disable` removes it.
+            # Runs the service under the mptcpize seccomp supervisor, which creates its TCP
+            # sockets as MPTCP (static binaries included); where the kernel refuses MPTCP they
+            # stay TCP. The ExecStart= lines repeat the unit's own, wrapped.
+            [Service]
+
+            """
+        for (name, value) in environment {
+            text += "Environment=\"\(name)=\(value)\"\n"
+        }
+        for line in execStart { text += line + "\n" }
+        return text
+    }
+
     func write(_ text: String) throws {
         if mkdir(dropInDirectory, 0o755) != 0 && errno != EEXIST {
             throw CLIError("cannot create \(dropInDirectory): \(String(cString: strerror(errno)))")

@@ -76,6 +76,23 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.file("web.service.d/mptcpize.conf")))
     }
 
+    /// --seccomp wraps the unit's own command lines (prefixes kept) in `mptcpize run --seccomp`.
+    @Test func enableSeccompWrapsExecStart() throws {
+        try Build.require()
+        let dir = try ScratchDir()
+        defer { dir.remove() }
+        _ = try dir.write("static.service", "[Service]\nExecStart=-/usr/local/bin/server --port 80\n")
+        try runChecked([Build.cli, "enable", "--seccomp", "--unit-dir", dir.path, "--no-reload", "static"])
+        let text = try String(contentsOfFile: dir.file("static.service.d/mptcpize.conf"), encoding: .utf8)
+        let cli = URL(fileURLWithPath: Build.cli).resolvingSymlinksInPath().path
+        #expect(text.contains("\nExecStart=\nExecStart=-\(cli) run --seccomp /usr/local/bin/server --port 80\n"), "\(text)")
+        #expect(!text.contains("LD_PRELOAD"), "\(text)")
+
+        _ = try dir.write("renamed.service", "[Service]\nExecStart=@/usr/bin/server srv\n")
+        let refused = try run([Build.cli, "enable", "--seccomp", "--unit-dir", dir.path, "--no-reload", "renamed"])
+        #expect(refused.status != 0 && refused.stderr.contains("@ prefix"), "\(refused.summary)")
+    }
+
     @Test func socketUnitsAreRefusedWithAPointer() throws {
         try Build.require()
         let dir = try ScratchDir()
