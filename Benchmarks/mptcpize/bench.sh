@@ -72,7 +72,7 @@ echo "mptcpize shim benchmark: kernel $(uname -r), $(nproc) cores, median of $RU
 echo "ours: $OURS"
 echo "classic: $CLASSIC"
 echo
-echo "== exec cost: /bin/true started $N_EXEC times per run, microseconds per program"
+echo "== exec cost: /bin/true started $N_EXEC times per run, CPU microseconds (user+sys) per program"
 echo "   what the preload costs every process it is loaded into (loading, relocation, constructor)"
 declare -A exec_samples=()
 for _ in $(seq "$RUNS"); do
