@@ -107,4 +107,25 @@ import Testing
             #expect(unsigned.stderr.contains("timed out"), "\(unsigned.stderr)")
         }
     }
+
+    /// Once a socket is connected it cannot become TCP again: a security option then gets the
+    /// kernel's real error (never a silent success), and the shim says why even without -d.
+    @Test func securityOptionAfterConnectGetsTheRealError() throws {
+        try Build.require()
+        let outcome = try NetnsPair.with { pair in
+            try run(NetnsPair.exec(pair.client, env: ["LD_PRELOAD": Build.library], ["/usr/bin/python3", "-c", """
+                import errno, socket
+                l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+                c = socket.create_connection(l.getsockname())
+                try:
+                    c.setsockopt(socket.IPPROTO_TCP, 14, bytes(216))  # TCP_MD5SIG
+                    print("accepted")
+                except OSError as e:
+                    print(errno.errorcode[e.errno], c.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))
+                """]))
+        }
+        #expect(outcome.status == 0, "\(outcome.summary)")
+        #expect(outcome.stdout == "ENOPROTOOPT 262\n", "\(outcome.stdout)")
+        #expect(outcome.stderr.contains("TCP_MD5SIG is refused on MPTCP and the socket cannot become TCP again"), "\(outcome.stderr)")
+    }
 }
