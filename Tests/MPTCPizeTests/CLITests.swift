@@ -139,6 +139,10 @@ import Testing
         #expect(outcome.stdout.contains("net.mptcp.enabled:    \(enabled ? 1 : 0)"), "\(outcome.stdout)")
         #expect(outcome.stdout.contains("path manager:"))
         #expect(outcome.stdout.contains("limits:"))
+        // The supervisor tests need user notification, so where they pass, check must say so.
+        #expect(outcome.stdout.contains("seccomp supervisor:   available"), "\(outcome.stdout)")
+        let hasHook = try run(["grep", "-qw", "update_socket_protocol", "/proc/kallsyms"]).status == 0
+        #expect(outcome.stdout.contains(hasHook ? "BPF hook:             update_socket_protocol exists" : "BPF hook:             no update_socket_protocol"), "\(outcome.stdout)")
         #expect(outcome.stdout.contains(enabled ? "IPv4 MPTCP socket:    created" : "IPv4 MPTCP socket:    refused"), "\(outcome.stdout)")
         #expect(outcome.stdout.contains(enabled ? "MPTCP works here" : "MPTCP does not work here"), "\(outcome.stdout)")
     }
