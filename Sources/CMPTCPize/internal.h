@@ -44,6 +44,8 @@ struct mz_real {
     int (*getsockopt)(int, int, int, void *, socklen_t *);
     int (*close)(int);
     int (*epoll_ctl)(int, int, int, struct epoll_event *);
+    int (*accept)(int, struct sockaddr *, socklen_t *);
+    int (*accept4)(int, struct sockaddr *, socklen_t *, int);
 };
 
 HIDDEN extern struct mz_config mz_cfg;

@@ -26,6 +26,8 @@ static void init(void) {
     mz_real.getsockopt = (int (*)(int, int, int, void *, socklen_t *))dlsym(RTLD_NEXT, "getsockopt");
     mz_real.close = (int (*)(int))dlsym(RTLD_NEXT, "close");
     mz_real.epoll_ctl = (int (*)(int, int, int, struct epoll_event *))dlsym(RTLD_NEXT, "epoll_ctl");
+    mz_real.accept = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "accept");
+    mz_real.accept4 = (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(RTLD_NEXT, "accept4");
 
     char err[256];
     if (!mz_parse_config(&mz_cfg, err, sizeof err)) {
@@ -95,6 +97,22 @@ int close(int fd) {
     mz_init();
     if (mz_fd_flags(fd)) mz_fd_forget(fd);
     return mz_real.close(fd);
+}
+
+// An accepted socket may take a number whose previous socket was closed behind close()'s back
+// (by libc itself, or a raw syscall): what was known about that number must not apply to it.
+int accept(int fd, struct sockaddr *sa, socklen_t *len) {
+    mz_init();
+    int rc = mz_real.accept(fd, sa, len);
+    if (rc >= 0 && mz_fd_flags(rc)) mz_fd_forget(rc);
+    return rc;
+}
+
+int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags) {
+    mz_init();
+    int rc = mz_real.accept4(fd, sa, len, flags);
+    if (rc >= 0 && mz_fd_flags(rc)) mz_fd_forget(rc);
+    return rc;
 }
 
 // Once a socket connects or listens, it is never swapped again: stop recording its epoll use.
