@@ -119,10 +119,12 @@ int setsockopt(int fd, int level, int name, const void *val, socklen_t len) {
 
 int getsockopt(int fd, int level, int name, void *val, socklen_t *len) {
     mz_init();
+    // A remembered hint wins even where the kernel can answer (SO_MAX_PACING_RATE is readable
+    // on MPTCP): the program reads back what it set, as on TCP.
+    if ((mz_fd_flags(fd) & MZ_FD_HAS_VALUES) && mz_values_lookup(fd, level, name, val, len)) return 0;
     int rc = mz_real.getsockopt(fd, level, name, val, len);
     if (rc == 0 || !is_refusal(errno)) return rc;
     int err = errno;
-    if (mz_values_lookup(fd, level, name, val, len)) return 0;
     // A hint never set here: what plain TCP would answer, read from a throwaway TCP socket.
     if (mz_cfg.mode != MZ_OFF && mz_opt_policy(level, name, NULL) == MZ_OPT_HINT && shim_mptcp(fd)) {
         int family;
