@@ -24,20 +24,29 @@ __attribute__((constructor)) static void register_fork_handlers(void) {
     pthread_atfork(before_fork, after_fork, after_fork);
 }
 
+// A record counts only while its descriptor has MZ_FD_HAS_EPOLL: close() and connect() clear
+// the flag without taking the lock, which retires the descriptor's records at once.
+static bool live(const struct record *r) { return r->used && (mz_fd_flags(r->fd) & MZ_FD_HAS_EPOLL); }
+
 static struct record *find(int epfd, int fd) {
     for (size_t i = 0; i < RECORDS; i++)
-        if (records[i].used && records[i].fd == fd && records[i].epfd == epfd) return &records[i];
+        if (live(&records[i]) && records[i].fd == fd && records[i].epfd == epfd) return &records[i];
     return NULL;
 }
 
 static void note(int epfd, int op, int fd, const struct epoll_event *ev) {
     pthread_mutex_lock(&lock);
+    if (!(mz_fd_flags(fd) & MZ_FD_HAS_EPOLL)) {
+        // Records left by an earlier socket with this number must not come back to life.
+        for (size_t i = 0; i < RECORDS; i++)
+            if (records[i].used && records[i].fd == fd) records[i].used = false;
+    }
     struct record *r = find(epfd, fd);
     if (op == EPOLL_CTL_DEL) {
         if (r) r->used = false;
     } else if (ev) {
         for (size_t i = 0; !r && i < RECORDS; i++)
-            if (!records[i].used) r = &records[i];
+            if (!live(&records[i])) r = &records[i];
         if (r) {
             *r = (struct record){ .fd = fd, .epfd = epfd, .ev = *ev, .used = true };
             mz_fd_set(fd, MZ_FD_HAS_EPOLL);
@@ -60,13 +69,6 @@ int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
     return rc;
 }
 
-void mz_epoll_forget(int fd) {
-    pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < RECORDS; i++)
-        if (records[i].used && records[i].fd == fd) records[i].used = false;
-    pthread_mutex_unlock(&lock);
-}
-
 // Removes fd's registrations from their sets while fd still names the old file. Without this,
 // a copy of the old file kept by another process (fork) would stay registered under the same
 // number and data, and the set would report for a socket the program no longer uses.
@@ -74,7 +76,7 @@ void mz_epoll_detach(int fd) {
     if (!(mz_fd_flags(fd) & MZ_FD_HAS_EPOLL)) return;
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < RECORDS; i++)
-        if (records[i].used && records[i].fd == fd) mz_real.epoll_ctl(records[i].epfd, EPOLL_CTL_DEL, fd, NULL);
+        if (live(&records[i]) && records[i].fd == fd) mz_real.epoll_ctl(records[i].epfd, EPOLL_CTL_DEL, fd, NULL);
     pthread_mutex_unlock(&lock);
 }
 
@@ -84,7 +86,7 @@ bool mz_epoll_replay(int fd) {
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < RECORDS; i++) {
         struct record *r = &records[i];
-        if (!r->used || r->fd != fd) continue;
+        if (!live(r) || r->fd != fd) continue;
         struct epoll_event ev = r->ev;
         if (mz_real.epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
             ok = false;

@@ -16,9 +16,8 @@ void mz_fd_clear(int fd, unsigned flags) {
     if (tracked(fd)) __atomic_fetch_and(&fd_flags[fd], (unsigned char)~flags, __ATOMIC_ACQ_REL);
 }
 
+// Lock-free, so close() stays async-signal-safe: the tables' entries for fd become invalid
+// with the HAS_VALUES / HAS_EPOLL flags, and are purged when fd next gets entries.
 void mz_fd_forget(int fd) {
-    if (!tracked(fd)) return;
-    unsigned old = __atomic_exchange_n(&fd_flags[fd], 0, __ATOMIC_ACQ_REL);
-    if (old & MZ_FD_HAS_VALUES) mz_values_forget(fd);
-    if (old & MZ_FD_HAS_EPOLL) mz_epoll_forget(fd);
+    if (tracked(fd)) __atomic_store_n(&fd_flags[fd], 0, __ATOMIC_RELEASE);
 }

@@ -78,7 +78,7 @@ enum {
 HIDDEN unsigned mz_fd_flags(int fd);
 HIDDEN void mz_fd_set(int fd, unsigned flags);    // adds flags
 HIDDEN void mz_fd_clear(int fd, unsigned flags);  // removes flags
-// Forgets everything about fd (closed, or a new socket took the number).
+// Forgets everything about fd (closed, or a new socket took the number). Lock-free.
 HIDDEN void mz_fd_forget(int fd);
 
 // Socket option policy (sockopt.c): what to do when MPTCP refuses an option TCP accepts.
@@ -94,10 +94,8 @@ HIDDEN bool mz_values_remember(int fd, int level, int name, const void *val, soc
 HIDDEN bool mz_values_lookup(int fd, int level, int name, void *val, socklen_t *len);
 // Applies every remembered value of fd to it for real (after a swap back to TCP), then forgets them.
 HIDDEN void mz_values_apply(int fd);
-HIDDEN void mz_values_forget(int fd);
 
 // epoll registrations of watched descriptors (epoll.c).
-HIDDEN void mz_epoll_forget(int fd);
 // Takes fd out of the sets it is registered in (before its file is replaced).
 HIDDEN void mz_epoll_detach(int fd);
 // Registers fd, now a new file, again in every epoll set it was in, with the same events and data.

@@ -26,18 +26,27 @@ __attribute__((constructor)) static void register_fork_handlers(void) {
     pthread_atfork(before_fork, after_fork, after_fork);
 }
 
+// A slot counts only while its descriptor has MZ_FD_HAS_VALUES: close() clears the flag without
+// taking the lock, which retires the descriptor's slots at once.
+static bool live(const struct slot *s) { return s->used && (mz_fd_flags(s->fd) & MZ_FD_HAS_VALUES); }
+
 static struct slot *find(int fd, int level, int name) {
     for (size_t i = 0; i < SLOTS; i++)
-        if (slots[i].used && slots[i].fd == fd && slots[i].level == level && slots[i].name == name) return &slots[i];
+        if (live(&slots[i]) && slots[i].fd == fd && slots[i].level == level && slots[i].name == name) return &slots[i];
     return NULL;
 }
 
 bool mz_values_remember(int fd, int level, int name, const void *val, socklen_t len) {
     if (len > VALUE_MAX || (len > 0 && !val) || fd < 0 || fd >= MZ_FD_LIMIT) return false;
     pthread_mutex_lock(&lock);
+    if (!(mz_fd_flags(fd) & MZ_FD_HAS_VALUES)) {
+        // Slots left by an earlier socket with this number must not come back to life.
+        for (size_t i = 0; i < SLOTS; i++)
+            if (slots[i].used && slots[i].fd == fd) slots[i].used = false;
+    }
     struct slot *s = find(fd, level, name);
     for (size_t i = 0; !s && i < SLOTS; i++)
-        if (!slots[i].used) s = &slots[i];
+        if (!live(&slots[i])) s = &slots[i];
     if (s) {
         *s = (struct slot){ .fd = fd, .level = level, .name = name, .len = len, .used = true };
         memcpy(s->value, val, len);
@@ -65,7 +74,7 @@ void mz_values_apply(int fd) {
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < SLOTS; i++) {
         struct slot *s = &slots[i];
-        if (!s->used || s->fd != fd) continue;
+        if (!live(s) || s->fd != fd) continue;
         if (mz_real.setsockopt(fd, s->level, s->name, s->value, s->len) != 0 && mz_cfg.debug) {
             const char *label = "option";
             mz_opt_policy(s->level, s->name, &label);
@@ -74,12 +83,5 @@ void mz_values_apply(int fd) {
         s->used = false;
     }
     mz_fd_clear(fd, MZ_FD_HAS_VALUES);
-    pthread_mutex_unlock(&lock);
-}
-
-void mz_values_forget(int fd) {
-    pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < SLOTS; i++)
-        if (slots[i].used && slots[i].fd == fd) slots[i].used = false;
     pthread_mutex_unlock(&lock);
 }

@@ -93,6 +93,7 @@ int socket(int domain, int type, int protocol) {
     return track_new_socket(fd, 0);
 }
 
+// Async-signal-safe like the real one: one atomic store, no lock.
 int close(int fd) {
     mz_init();
     if (mz_fd_flags(fd)) mz_fd_forget(fd);
@@ -118,9 +119,7 @@ int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags) {
 // Once a socket connects or listens, it is never swapped again: stop recording its epoll use.
 static void settled(int fd) {
     if (mz_fd_flags(fd) & MZ_FD_WATCH) {
-        mz_fd_clear(fd, MZ_FD_WATCH | MZ_FD_PINNED_TCP | MZ_FD_UNSWAPPABLE);
-        mz_epoll_forget(fd);
-        mz_fd_clear(fd, MZ_FD_HAS_EPOLL);
+        mz_fd_clear(fd, MZ_FD_WATCH | MZ_FD_PINNED_TCP | MZ_FD_UNSWAPPABLE | MZ_FD_HAS_EPOLL);
     }
 }
 
