@@ -8,6 +8,8 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -41,24 +44,79 @@ static void say(const char *fmt, ...) {
     (void)w;
 }
 
-// Notify on socket(AF_INET or AF_INET6, SOCK_STREAM[|flags], *); allow everything else. The
-// protocol is checked by the supervisor (0 and IPPROTO_TCP become MPTCP).
+// setsockopt() options MPTCP refuses (see the option policy in docs/mptcpize.md), by level.
+static const unsigned tcp_hints[] = { 18, 12, 7, 10, 8, 16, 17, 37 };  // USER_TIMEOUT QUICKACK SYNCNT WINDOW_CLAMP LINGER2 THIN_LINEAR THIN_DUPACK TX_DELAY
+static const unsigned tcp_needs_tcp[] = { 14, 32, 38, 39, 40, 31, 27 };  // MD5SIG MD5SIG_EXT AO_ADD_KEY AO_DEL_KEY AO_INFO ULP SAVE_SYN
+static const unsigned sol_hints[] = { 47 };                              // SO_MAX_PACING_RATE
+static const unsigned sol_needs_tcp[] = { 26, 50, 51, 52, 60 };          // ATTACH_FILTER ATTACH_BPF ATTACH_REUSEPORT_CBPF/EBPF ZEROCOPY
+static const unsigned ip_needs_tcp[] = { 10 };                           // IP_MTU_DISCOVER
+static const unsigned ipv6_needs_tcp[] = { 23 };                         // IPV6_MTU_DISCOVER
+
+static bool listed(const unsigned *list, size_t n, unsigned v) {
+    for (size_t i = 0; i < n; i++)
+        if (list[i] == v) return true;
+    return false;
+}
+#define LISTED(list, v) listed(list, sizeof list / sizeof list[0], v)
+
+enum opt_policy { OPT_PASS, OPT_HINT, OPT_NEEDS_TCP };
+static enum opt_policy policy(int level, int name) {
+    unsigned n = (unsigned)name;
+    switch (level) {
+    case IPPROTO_TCP: return LISTED(tcp_hints, n) ? OPT_HINT : LISTED(tcp_needs_tcp, n) ? OPT_NEEDS_TCP : OPT_PASS;
+    case SOL_SOCKET: return LISTED(sol_hints, n) ? OPT_HINT : LISTED(sol_needs_tcp, n) ? OPT_NEEDS_TCP : OPT_PASS;
+    case IPPROTO_IP: return LISTED(ip_needs_tcp, n) ? OPT_NEEDS_TCP : OPT_PASS;
+    case IPPROTO_IPV6: return LISTED(ipv6_needs_tcp, n) ? OPT_NEEDS_TCP : OPT_PASS;
+    default: return OPT_PASS;
+    }
+}
+
+struct filter_builder {
+    struct sock_filter code[128];
+    unsigned short n;
+};
+static void emit(struct filter_builder *b, struct sock_filter insn) { b->code[b->n++] = insn; }
+#define LD_ARG(i) (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[i]))
+#define RET(v) (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, v)
+
+// "if args[1] == level and args[2] is one of opts: notify", falling through otherwise.
+static void emit_level(struct filter_builder *b, unsigned level, const unsigned *a, size_t na, const unsigned *c, size_t nc) {
+    emit(b, LD_ARG(1));
+    emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, level, 0, (unsigned char)(1 + 2 * (na + nc))));
+    emit(b, LD_ARG(2));
+    for (size_t i = 0; i < na + nc; i++) {
+        emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, i < na ? a[i] : c[i - na], 0, 1));
+        emit(b, RET(SECCOMP_RET_USER_NOTIF));
+    }
+}
+#define LEVEL(b, level, a, c) emit_level(b, level, a, sizeof a / sizeof a[0], c, sizeof c / sizeof c[0])
+
+// Notify on socket(AF_INET or AF_INET6, SOCK_STREAM[|flags], *) and on setsockopt() of the
+// options above; allow everything else. The rest is decided by the supervisor.
 static int install_filter(void) {
-    struct sock_filter code[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 8),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 6),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, 1, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET6, 0, 3),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
-        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf),  // SOCK_TYPE_MASK
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SOCK_STREAM, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-    };
-    struct sock_fprog prog = { .len = sizeof code / sizeof code[0], .filter = code };
+    static const unsigned none[] = { 0 };
+    struct filter_builder b = { .n = 0 };
+    emit(&b, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+    emit(&b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+    emit(&b, RET(SECCOMP_RET_ALLOW));
+    emit(&b, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+    emit(&b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 8));
+    emit(&b, LD_ARG(0));
+    emit(&b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, 1, 0));
+    emit(&b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET6, 0, 4));
+    emit(&b, LD_ARG(1));
+    emit(&b, (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf));  // SOCK_TYPE_MASK
+    emit(&b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SOCK_STREAM, 0, 1));
+    emit(&b, RET(SECCOMP_RET_USER_NOTIF));
+    emit(&b, RET(SECCOMP_RET_ALLOW));
+    emit(&b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_setsockopt, 1, 0));
+    emit(&b, RET(SECCOMP_RET_ALLOW));
+    LEVEL(&b, IPPROTO_TCP, tcp_hints, tcp_needs_tcp);
+    LEVEL(&b, SOL_SOCKET, sol_hints, sol_needs_tcp);
+    emit_level(&b, IPPROTO_IP, none, 0, ip_needs_tcp, 1);
+    emit_level(&b, IPPROTO_IPV6, none, 0, ipv6_needs_tcp, 1);
+    emit(&b, RET(SECCOMP_RET_ALLOW));
+    struct sock_fprog prog = { .len = b.n, .filter = b.code };
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
     return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
 }
@@ -90,7 +148,100 @@ static int recv_fd(int sock) {
     return fd;
 }
 
-// Answers one socket() call: an MPTCP socket installed in the caller, or its own call run as is.
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
+
+// The caller's socket `tfd`, duplicated into the supervisor (pidfd_getfd), or -1.
+static int caller_fd(int tid, int tfd) {
+    int pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+    if (pidfd < 0) pidfd = (int)syscall(SYS_pidfd_open, tid, 0);
+    if (pidfd < 0) return -1;
+    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, tfd, 0);
+    close(pidfd);
+    return fd;
+}
+
+// Whether the caller's descriptor tfd has close-on-exec (from /proc/PID/fdinfo).
+static bool caller_cloexec(int tid, int tfd) {
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", tid, tfd);
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    if (f < 0) return false;
+    ssize_t n = read(f, buf, sizeof buf - 1);
+    close(f);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    char *flags = strstr(buf, "flags:");
+    return flags && (strtoul(flags + 6, NULL, 8) & O_CLOEXEC);
+}
+
+// A socket that has not started connecting or listening and holds no local address: one the
+// supervisor can replace without losing anything the program set, beyond its options.
+static bool fresh_unbound(int fd, int *family) {
+    unsigned char state;
+    socklen_t len = sizeof state;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &state, &len) != 0 || state != 7 /* TCP_CLOSE */) return false;
+    struct sockaddr_storage ss;
+    len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return false;
+    *family = ss.ss_family;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        return a->sin_port == 0 && a->sin_addr.s_addr == htonl(INADDR_ANY);
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        return a->sin6_port == 0 && IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr);
+    }
+    return false;
+}
+
+// setsockopt() of an option MPTCP refuses, on an MPTCP socket (the policy of the shim):
+// a hint is applied if the kernel takes it and reported as set either way; a needs-TCP option
+// on a fresh unbound socket gets a plain TCP socket in its place (ADDFD onto the same number),
+// then runs for real. Everything else runs as asked, and the program gets the kernel's answer.
+static void answer_setsockopt(int listener, const struct seccomp_notif *req, struct seccomp_notif_resp *resp) {
+    int tfd = (int)req->data.args[0], level = (int)req->data.args[1], name = (int)req->data.args[2];
+    int fd = caller_fd((int)req->pid, tfd);
+    if (fd < 0) return;
+    int proto = 0;
+    socklen_t plen = sizeof proto;
+    bool mptcp = getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &plen) == 0 && proto == MZ_IPPROTO_MPTCP;
+    enum opt_policy p = mptcp ? policy(level, name) : OPT_PASS;
+    if (p == OPT_HINT) {
+        unsigned char value[64];
+        size_t len = req->data.args[4] < sizeof value ? (size_t)req->data.args[4] : sizeof value;
+        struct iovec local = { value, len }, remote = { (void *)(uintptr_t)req->data.args[3], len };
+        if (process_vm_readv((pid_t)req->pid, &local, 1, &remote, 1, 0) == (ssize_t)len)
+            (void)setsockopt(fd, level, name, value, (socklen_t)len);  // taken if a later kernel knows it
+        resp->flags = 0;
+        resp->val = 0;
+        if (debug_on) say("pid %d: fd %d: option %d/%d is not available on MPTCP; reported as set", (int)req->pid, tfd, level, name);
+    } else if (p == OPT_NEEDS_TCP) {
+        int family;
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0 && fresh_unbound(fd, &family)) {
+            int tcp = socket(family, SOCK_STREAM | ((fl & O_NONBLOCK) ? SOCK_NONBLOCK : 0), IPPROTO_TCP);
+            if (tcp >= 0) {
+                struct seccomp_notif_addfd addfd = {
+                    .id = req->id, .flags = SECCOMP_ADDFD_FLAG_SETFD, .srcfd = (unsigned)tcp, .newfd = (unsigned)tfd,
+                    .newfd_flags = caller_cloexec((int)req->pid, tfd) ? O_CLOEXEC : 0,
+                };
+                if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd) >= 0 && debug_on)
+                    say("pid %d: fd %d: option %d/%d needs TCP: the socket is plain TCP again", (int)req->pid, tfd, level, name);
+                close(tcp);
+            }
+        } else {
+            say("pid %d: fd %d: option %d/%d is refused on MPTCP and the socket cannot become TCP again", (int)req->pid, tfd, level, name);
+        }
+        // CONTINUE: the program's own setsockopt() now runs, on the TCP socket if it was replaced.
+    }
+    close(fd);
+}
+
+// Answers one notification: socket() gets an MPTCP socket installed in the caller, or its own
+// call run as is; setsockopt() follows the option policy.
 static void answer(int listener) {
     struct seccomp_notif req;
     struct seccomp_notif_resp resp;
@@ -99,6 +250,11 @@ static void answer(int listener) {
     memset(&resp, 0, sizeof resp);
     resp.id = req.id;
     resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    if (req.data.nr == __NR_setsockopt) {
+        answer_setsockopt(listener, &req, &resp);
+        ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+        return;
+    }
 
     int domain = (int)req.data.args[0], type = (int)req.data.args[1], protocol = (int)req.data.args[2];
     if (protocol == 0 || protocol == IPPROTO_TCP) {

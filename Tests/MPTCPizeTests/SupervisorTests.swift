@@ -89,4 +89,40 @@ import Testing
         #expect(outcome.status == 7, "\(outcome.summary)")
         #expect(outcome.stdout == "262 262 17 0 none\n", "\(outcome.stdout) \(outcome.stderr)")
     }
+
+    /// The option policy holds under the supervisor too: a hint on an MPTCP socket is reported
+    /// as set, a needs-TCP option turns the fresh socket into TCP (ADDFD onto the same number)
+    /// and is applied for real.
+    static let optionClient = #"""
+        #include <netinet/in.h>
+        #include <netinet/tcp.h>
+        #include <stdio.h>
+        #include <sys/socket.h>
+
+        static int proto(int s) { int p = -1; socklen_t l = sizeof p; getsockopt(s, SOL_SOCKET, SO_PROTOCOL, &p, &l); return p; }
+
+        int main(void) {
+            int s = socket(AF_INET, SOCK_STREAM, 0), v = 5000, one = 1, z = 0;
+            int r = setsockopt(s, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v);
+            printf("user_timeout %d %d\n", r, proto(s));
+            r = setsockopt(s, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof one);
+            socklen_t l = sizeof z;
+            getsockopt(s, SOL_SOCKET, SO_ZEROCOPY, &z, &l);
+            printf("zerocopy %d %d %d\n", r, proto(s), z);
+            return 0;
+        }
+        """#
+
+    @Test func optionPolicyUnderSupervisor() throws {
+        try Build.require()
+        let dir = try ScratchDir()
+        defer { dir.remove() }
+        let source = try dir.write("option_client.c", Self.optionClient)
+        let client = dir.file("option_client")
+        try runChecked(["gcc", "-static", "-O2", "-o", client, source])
+        let outcome = try NetnsPair.with { pair in try run(NetnsPair.exec(pair.client, [Build.cli, "run", "-d", client])) }
+        #expect(outcome.status == 0, "\(outcome.summary)")
+        #expect(outcome.stdout == "user_timeout 0 262\nzerocopy 0 6 1\n", "\(outcome.stdout) \(outcome.stderr)")
+        #expect(outcome.stderr.contains("needs TCP: the socket is plain TCP again"), "\(outcome.stderr)")
+    }
 }
