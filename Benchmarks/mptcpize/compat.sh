@@ -173,11 +173,12 @@ for row in "${rows[@]}"; do
         setup
         W=$(wrapper $mode $role)
         before=$(acks)
-        ( $fn ) >/dev/null 2>&1
+        ( $fn ) >/dev/null 2>"$work/err"
         rc=$?
         after=$(acks)
         if ((rc == 2)); then cell="not run"
         elif ((rc == 0)); then cell="works, $( ((after > before)) && echo MPTCP || echo TCP)"
+        elif grep -q "need the preload" "$work/err"; then cell="refused by the CLI (--scope needs the preload)"
         else cell="FAILS"
         fi
         line+=" $cell |"
