@@ -72,8 +72,24 @@ let package = Package(
         ]),
 
         // BEGIN mptcpize targets
-        .target(name: "CMPTCPize", linkerSettings: [.linkedLibrary("dl")]),
+        // The preload must not pull the Swift runtime (or libstdc++) into every program, so
+        // swiftc's link is told to add nothing: -nostartfiles drops swiftrt.o (the only
+        // reference to libswiftCore), -static-stdlib turns -lswiftCore into an archive nothing
+        // is taken from, link-stubs answers -lstdc++/-lm with empty scripts, and -z defs
+        // proves every symbol comes from libc. `ldd libmptcpize.so` shows libc only (tested).
+        .target(
+            name: "CMPTCPize",
+            exclude: ["link-stubs"],
+            linkerSettings: [.unsafeFlags([
+                "-nostartfiles", "-static-stdlib",
+                "-L", Context.packageDirectory + "/Sources/CMPTCPize/link-stubs",
+                "-Xlinker", "-z", "-Xlinker", "defs",
+            ])]
+        ),
+        // Supervisor mode (seccomp user notification) for static binaries and raw syscalls.
+        .target(name: "CMPTCPizeSupervisor"),
         .executableTarget(name: "mptcpize", dependencies: [
+            "CMPTCPizeSupervisor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Drives the built binaries (`swift test` builds every product of the package first).

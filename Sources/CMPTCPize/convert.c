@@ -1,6 +1,7 @@
-// Lazy conversion: swap a not-yet-connected plain TCP socket for an MPTCP one on the same
-// fd number (dup3), carrying over what the program already set on it. Every refusal along
-// the way leaves the original TCP socket in place: the program then runs as without us.
+// Swapping the socket behind a descriptor number (dup3), carrying over what the program set
+// on it. Scoped mode swaps a fresh TCP socket for MPTCP at connect()/listen(); the option
+// policy swaps a fresh MPTCP socket back to TCP for an option only TCP has. Every refusal
+// along the way leaves the original socket in place.
 #include "internal.h"
 
 #include <errno.h>
@@ -46,16 +47,24 @@ static const struct sockopt sockopts[] = {
     OPT(IPPROTO_TCP, TCP_DEFER_ACCEPT), OPT(IPPROTO_TCP, TCP_FASTOPEN), OPT(IPPROTO_TCP, TCP_FASTOPEN_CONNECT),
     OPT(IPPROTO_TCP, TCP_USER_TIMEOUT), OPT(IPPROTO_TCP, TCP_SYNCNT), OPT(IPPROTO_TCP, TCP_LINGER2),
     OPT(IPPROTO_TCP, TCP_WINDOW_CLAMP), OPT(IPPROTO_TCP, TCP_NOTSENT_LOWAT), OPT(IPPROTO_TCP, TCP_CONGESTION),
+    OPT(IPPROTO_TCP, TCP_QUICKACK), OPT(SOL_SOCKET, SO_MAX_PACING_RATE),
 };
 
 static int get_int(int fd, int level, int name, int *out) {
     socklen_t len = sizeof *out;
-    return getsockopt(fd, level, name, out, &len);
+    return mz_real.getsockopt(fd, level, name, out, &len);
 }
 
-// Copies every option of `from` that differs from `fresh` (a new TCP socket) onto `to`.
-// Returns the label of the option MPTCP refused, or NULL when all went over.
-static const char *copy_sockopts(int from, int fresh, int to, int family) {
+struct pending_hint {
+    int level, name;
+    socklen_t len;
+    unsigned char value[64];
+};
+
+// Copies every option of `from` that differs from `fresh` (a new socket like `from`) onto `to`.
+// A hint that `to` refuses is put in `hints` (remembered once the swap is done). Returns the
+// label of an option `to` refused otherwise, or NULL when all went over.
+static const char *copy_sockopts(int from, int fresh, int to, int family, struct pending_hint *hints, size_t *nhints) {
     for (size_t i = 0; i < sizeof sockopts / sizeof sockopts[0]; i++) {
         const struct sockopt *o = &sockopts[i];
         if (o->level == IPPROTO_IPV6 && family != AF_INET6) continue;
@@ -63,8 +72,8 @@ static const char *copy_sockopts(int from, int fresh, int to, int family) {
         socklen_t cur_len = sizeof cur, def_len = sizeof def;
         memset(cur, 0, sizeof cur);
         memset(def, 0, sizeof def);
-        if (getsockopt(from, o->level, o->name, cur, &cur_len) != 0) continue;  // not on this kernel
-        if (getsockopt(fresh, o->level, o->name, def, &def_len) == 0 && def_len == cur_len
+        if (mz_real.getsockopt(from, o->level, o->name, cur, &cur_len) != 0) continue;  // not on this kernel
+        if (mz_real.getsockopt(fresh, o->level, o->name, def, &def_len) == 0 && def_len == cur_len
             && memcmp(cur, def, cur_len) == 0)
             continue;  // the program left it alone
         if (o->halve && cur_len == sizeof(int)) {
@@ -73,7 +82,16 @@ static const char *copy_sockopts(int from, int fresh, int to, int family) {
             v /= 2;
             memcpy(cur, &v, sizeof v);
         }
-        if (setsockopt(to, o->level, o->name, cur, cur_len) != 0) return o->label;
+        if (mz_real.setsockopt(to, o->level, o->name, cur, cur_len) == 0) continue;
+        if (mz_opt_policy(o->level, o->name, NULL) == MZ_OPT_HINT && *nhints < sizeof sockopts / sizeof sockopts[0]) {
+            struct pending_hint *h = &hints[(*nhints)++];
+            h->level = o->level;
+            h->name = o->name;
+            h->len = cur_len;
+            memcpy(h->value, cur, cur_len);
+            continue;
+        }
+        return o->label;
     }
     return NULL;
 }
@@ -98,80 +116,102 @@ static bool rebind(int from, int to, const struct sockaddr_storage *ss, socklen_
     int one = 1, orig_from = 0, orig_to = 0;
     if (get_int(from, SOL_SOCKET, SO_REUSEADDR, &orig_from) != 0) return false;
     if (get_int(to, SOL_SOCKET, SO_REUSEADDR, &orig_to) != 0) return false;
-    if (setsockopt(from, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) return false;
-    bool ok = setsockopt(to, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0
+    if (mz_real.setsockopt(from, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) return false;
+    bool ok = mz_real.setsockopt(to, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0
            && bind(to, (const struct sockaddr *)ss, len) == 0
-           && setsockopt(to, SOL_SOCKET, SO_REUSEADDR, &orig_to, sizeof orig_to) == 0;
-    if (!ok) setsockopt(from, SOL_SOCKET, SO_REUSEADDR, &orig_from, sizeof orig_from);
+           && mz_real.setsockopt(to, SOL_SOCKET, SO_REUSEADDR, &orig_to, sizeof orig_to) == 0;
+    if (!ok) mz_real.setsockopt(from, SOL_SOCKET, SO_REUSEADDR, &orig_from, sizeof orig_from);
     return ok;
 }
 
-// True when fd is a plain TCP socket of an inet family that has not started connecting or
-// listening yet; family receives its address family.
-static bool is_fresh_tcp(int fd, int *family) {
-    int proto, type;
+bool mz_is_fresh_stream(int fd, int *family, int *protocol) {
+    int type;
     unsigned char state;
     socklen_t len = sizeof state;
-    if (get_int(fd, SOL_SOCKET, SO_PROTOCOL, &proto) != 0 || proto != IPPROTO_TCP) return false;
+    if (get_int(fd, SOL_SOCKET, SO_PROTOCOL, protocol) != 0) return false;
+    if (*protocol != IPPROTO_TCP && *protocol != MZ_IPPROTO_MPTCP) return false;
     if (get_int(fd, SOL_SOCKET, SO_TYPE, &type) != 0 || type != SOCK_STREAM) return false;
     if (get_int(fd, SOL_SOCKET, SO_DOMAIN, family) != 0) return false;
     if (*family != AF_INET && *family != AF_INET6) return false;
-    // tcpi_state is the first byte of struct tcp_info; TCP_CLOSE (7) means not yet in use.
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &state, &len) != 0 || len < 1) return false;
+    // tcpi_state is the first byte of struct tcp_info (MPTCP answers too); TCP_CLOSE (7) means not yet in use.
+    if (mz_real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &state, &len) != 0 || len < 1) return false;
     return state == TCP_CLOSE;
 }
 
-static const char *swap_in_mptcp(int fd, int family) {
+const char *mz_swap_socket(int fd, int family, int from_protocol, int protocol) {
+    if (mz_fd_flags(fd) & MZ_FD_UNSWAPPABLE) return "more epoll registrations than the shim records";
+    if (fd >= MZ_FD_LIMIT) return "descriptor number too high to track";
     int fl = fcntl(fd, F_GETFL), fdfl = fcntl(fd, F_GETFD);
     if (fl < 0 || fdfl < 0) return "fcntl failed";
     int type = SOCK_STREAM | ((fl & O_NONBLOCK) ? SOCK_NONBLOCK : 0) | ((fdfl & FD_CLOEXEC) ? SOCK_CLOEXEC : 0);
 
-    int nfd = mz_real.socket(family, type, MZ_IPPROTO_MPTCP);
+    int nfd = mz_real.socket(family, type, protocol);
     if (nfd < 0) return mz_errno_name(errno);
-    int fresh = mz_real.socket(family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    int fresh = mz_real.socket(family, SOCK_STREAM | SOCK_CLOEXEC, from_protocol);
     if (fresh < 0) {
-        close(nfd);
+        mz_real.close(nfd);
         return mz_errno_name(errno);
     }
-    const char *why = copy_sockopts(fd, fresh, nfd, family);
-    close(fresh);
+    struct pending_hint hints[sizeof sockopts / sizeof sockopts[0]];
+    size_t nhints = 0;
+    const char *why = copy_sockopts(fd, fresh, nfd, family, hints, &nhints);
+    mz_real.close(fresh);
     if (why) {
-        close(nfd);
+        mz_real.close(nfd);
         return why;
     }
     // O_ASYNC and its owner, should the program use SIGIO.
     if ((fl & O_ASYNC) && (fcntl(nfd, F_SETOWN, fcntl(fd, F_GETOWN)) != 0 || fcntl(nfd, F_SETFL, fl) != 0)) {
-        close(nfd);
+        mz_real.close(nfd);
         return "O_ASYNC";
     }
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
-        close(nfd);
+        mz_real.close(nfd);
         return mz_errno_name(errno);
     }
     if (is_bound(&ss) && !rebind(fd, nfd, &ss, len)) {
-        close(nfd);
+        mz_real.close(nfd);
         return "the local address could not be taken over";
     }
-    // Atomically points fd at the MPTCP socket; the TCP one is released with its last reference.
+    // Atomically points fd at the new socket; the old one is released with its last reference.
+    mz_epoll_detach(fd);
     int rc = dup3(nfd, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0);
     int dup_err = errno;
-    close(nfd);
-    return rc < 0 ? mz_errno_name(dup_err) : NULL;
+    mz_real.close(nfd);
+    mz_epoll_replay(fd);  // onto the new socket, or back onto the old one if dup3 failed
+    if (rc < 0) return mz_errno_name(dup_err);
+
+    if (protocol == IPPROTO_TCP) {
+        mz_values_apply(fd);  // hints reported as set on MPTCP now take effect
+    } else {
+        for (size_t i = 0; i < nhints; i++) {
+            mz_values_remember(fd, hints[i].level, hints[i].name, hints[i].value, hints[i].len);
+            if (mz_cfg.debug) {
+                const char *label = "option";
+                mz_opt_policy(hints[i].level, hints[i].name, &label);
+                mz_log("fd %d: %s is not available on MPTCP; kept as set, not applied", fd, label);
+            }
+        }
+    }
+    return NULL;
 }
 
 void mz_convert_fd(int fd, const char *when, unsigned port, bool selected) {
     int saved = errno;
-    int family;
-    if (!is_fresh_tcp(fd, &family)) {
+    int family, protocol;
+    if (!mz_is_fresh_stream(fd, &family, &protocol) || protocol != IPPROTO_TCP) {
         errno = saved;
         return;
     }
     if (!selected) {
         if (mz_cfg.debug) mz_log("fd %d: %s port %u is outside the scope, kept TCP", fd, when, port);
+    } else if (mz_fd_flags(fd) & MZ_FD_PINNED_TCP) {
+        // Its MD5/AO key, TLS offload or filter would not survive the swap: better TCP than open.
+        if (mz_cfg.debug) mz_log("fd %d: %s port %u: a security option is set on it, kept TCP", fd, when, port);
     } else {
-        const char *why = swap_in_mptcp(fd, family);
+        const char *why = mz_swap_socket(fd, family, IPPROTO_TCP, MZ_IPPROTO_MPTCP);
         if (mz_cfg.debug) {
             if (why)
                 mz_log("fd %d: %s port %u: MPTCP refused (%s), fell back to TCP", fd, when, port, why);

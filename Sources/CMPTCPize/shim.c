@@ -22,6 +22,12 @@ static void init(void) {
     mz_real.sendto = (ssize_t (*)(int, const void *, size_t, int, const struct sockaddr *, socklen_t))
         dlsym(RTLD_NEXT, "sendto");
     mz_real.sendmsg = (ssize_t (*)(int, const struct msghdr *, int))dlsym(RTLD_NEXT, "sendmsg");
+    mz_real.setsockopt = (int (*)(int, int, int, const void *, socklen_t))dlsym(RTLD_NEXT, "setsockopt");
+    mz_real.getsockopt = (int (*)(int, int, int, void *, socklen_t *))dlsym(RTLD_NEXT, "getsockopt");
+    mz_real.close = (int (*)(int))dlsym(RTLD_NEXT, "close");
+    mz_real.epoll_ctl = (int (*)(int, int, int, struct epoll_event *))dlsym(RTLD_NEXT, "epoll_ctl");
+    mz_real.accept = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "accept");
+    mz_real.accept4 = (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(RTLD_NEXT, "accept4");
 
     char err[256];
     if (!mz_parse_config(&mz_cfg, err, sizeof err)) {
@@ -44,20 +50,34 @@ static bool is_tcp_request(int domain, int type, int protocol) {
         && (protocol == 0 || protocol == IPPROTO_TCP);
 }
 
+// A new socket at fd: whatever the number held before is forgotten; one the shim may still
+// swap (scoped mode, or back to TCP for an option) has its epoll registrations recorded.
+static int track_new_socket(int fd, unsigned flags) {
+    if (fd >= 0) {
+        mz_fd_forget(fd);
+        mz_fd_set(fd, flags);
+    }
+    return fd;
+}
+
 int socket(int domain, int type, int protocol) {
     mz_init();
     if (!mz_real.socket) {
         errno = ENOSYS;
         return -1;
     }
-    if (mz_cfg.mode != MZ_EAGER || !is_tcp_request(domain, type, protocol))
-        return mz_real.socket(domain, type, protocol);
+    if (mz_cfg.mode == MZ_OFF) return mz_real.socket(domain, type, protocol);
+    if (!is_tcp_request(domain, type, protocol)) {
+        bool native = (domain == AF_INET || domain == AF_INET6) && protocol == MZ_IPPROTO_MPTCP;
+        return track_new_socket(mz_real.socket(domain, type, protocol), native ? MZ_FD_NATIVE : 0);
+    }
+    if (mz_cfg.mode != MZ_EAGER) return track_new_socket(mz_real.socket(domain, type, protocol), MZ_FD_WATCH);
 
     int saved = errno;
     int fd = mz_real.socket(domain, type, MZ_IPPROTO_MPTCP);
     if (fd >= 0) {
         if (mz_cfg.debug) mz_log("fd %d: %s stream socket is MPTCP", fd, mz_family_name(domain));
-        return fd;
+        return track_new_socket(fd, MZ_FD_WATCH);
     }
     // Whatever the reason (no MPTCP in the kernel, net.mptcp.enabled=0, seccomp, EMFILE...),
     // the program gets exactly what it would get without us: the outcome of its own call.
@@ -70,7 +90,37 @@ int socket(int domain, int type, int protocol) {
         else
             mz_log("MPTCP refused (%s), and TCP too (%s)", mz_errno_name(why), mz_errno_name(errno));
     }
-    return fd;
+    return track_new_socket(fd, 0);
+}
+
+// Async-signal-safe like the real one: one atomic store, no lock.
+int close(int fd) {
+    mz_init();
+    if (mz_fd_flags(fd)) mz_fd_forget(fd);
+    return mz_real.close(fd);
+}
+
+// An accepted socket may take a number whose previous socket was closed behind close()'s back
+// (by libc itself, or a raw syscall): what was known about that number must not apply to it.
+int accept(int fd, struct sockaddr *sa, socklen_t *len) {
+    mz_init();
+    int rc = mz_real.accept(fd, sa, len);
+    if (rc >= 0 && mz_fd_flags(rc)) mz_fd_forget(rc);
+    return rc;
+}
+
+int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags) {
+    mz_init();
+    int rc = mz_real.accept4(fd, sa, len, flags);
+    if (rc >= 0 && mz_fd_flags(rc)) mz_fd_forget(rc);
+    return rc;
+}
+
+// Once a socket connects or listens, it is never swapped again: stop recording its epoll use.
+static void settled(int fd) {
+    if (mz_fd_flags(fd) & MZ_FD_WATCH) {
+        mz_fd_clear(fd, MZ_FD_WATCH | MZ_FD_PINNED_TCP | MZ_FD_UNSWAPPABLE | MZ_FD_HAS_EPOLL);
+    }
 }
 
 // Port of an AF_INET/AF_INET6 address, or -1 for anything else.
@@ -93,19 +143,26 @@ static void consider_connect(int fd, const struct sockaddr *sa, socklen_t len, c
 int connect(int fd, const struct sockaddr *sa, socklen_t len) {
     mz_init();
     consider_connect(fd, sa, len, "connect");
+    settled(fd);
     return mz_real.connect(fd, sa, len);
 }
 
 // TCP Fast Open clients connect with sendto/sendmsg(MSG_FASTOPEN) instead of connect().
 ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa, socklen_t len) {
     mz_init();
-    if (flags & MSG_FASTOPEN) consider_connect(fd, sa, len, "sendto(MSG_FASTOPEN)");
+    if (flags & MSG_FASTOPEN) {
+        consider_connect(fd, sa, len, "sendto(MSG_FASTOPEN)");
+        settled(fd);
+    }
     return mz_real.sendto(fd, buf, n, flags, sa, len);
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
     mz_init();
-    if ((flags & MSG_FASTOPEN) && msg) consider_connect(fd, msg->msg_name, msg->msg_namelen, "sendmsg(MSG_FASTOPEN)");
+    if ((flags & MSG_FASTOPEN) && msg) {
+        consider_connect(fd, msg->msg_name, msg->msg_namelen, "sendmsg(MSG_FASTOPEN)");
+        settled(fd);
+    }
     return mz_real.sendmsg(fd, msg, flags);
 }
 
@@ -121,5 +178,6 @@ int listen(int fd, int backlog) {
         }
         errno = saved;
     }
+    settled(fd);
     return mz_real.listen(fd, backlog);
 }

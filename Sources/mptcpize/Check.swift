@@ -49,6 +49,17 @@ struct Check: ParsableCommand {
         line("IPv4 MPTCP socket", v4.map { "refused: \($0)" } ?? "created")
         line("IPv6 MPTCP socket", v6.map { "refused: \($0)" } ?? "created")
 
+        switch KernelProbe.seccompUserNotification() {
+        case true?: line("seccomp supervisor", "available (user notification): `mptcpize run --seccomp`, and static executables, work here")
+        case false?: line("seccomp supervisor", "unavailable: this kernel has no seccomp user notification (Linux 5.0+, ADDFD 5.14+); static executables stay TCP")
+        case nil: line("seccomp supervisor", "unknown (/proc/sys/kernel/seccomp/actions_avail unreadable)")
+        }
+        switch KernelProbe.hasKernelFunction("update_socket_protocol") {
+        case true?: line("BPF hook", "update_socket_protocol exists (Linux 6.6+): a BPF fmod_ret program could convert sockets in the kernel; mptcpize does not use it, and some kernels refuse fmod_ret programs")
+        case false?: line("BPF hook", "no update_socket_protocol (Linux 6.6+ has it)")
+        case nil: line("BPF hook", "unknown (/proc/kallsyms unreadable)")
+        }
+
         let shim = try? ShimLocator.locate()
         line("shim", shim ?? "libmptcpize.so not found (looked at \(ShimLocator.candidates().joined(separator: ", ")))")
 

@@ -26,6 +26,30 @@ enum KernelProbe {
         return String(cString: strerror(errno))
     }
 
+    /// Whether seccomp can hand syscalls to a supervisor (what `run --seccomp` needs).
+    static func seccompUserNotification() -> Bool? {
+        guard let file = fopen("/proc/sys/kernel/seccomp/actions_avail", "r") else { return nil }
+        defer { fclose(file) }
+        var buffer = [CChar](repeating: 0, count: 512)
+        guard fgets(&buffer, Int32(buffer.count), file) != nil else { return nil }
+        let text = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return text.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("user_notif")
+    }
+
+    /// Whether the kernel has a function named `symbol` (/proc/kallsyms), e.g. the
+    /// update_socket_protocol hook a BPF fmod_ret program would attach to (Linux 6.6+).
+    static func hasKernelFunction(_ symbol: String) -> Bool? {
+        guard let file = fopen("/proc/kallsyms", "r") else { return nil }
+        defer { fclose(file) }
+        var buffer = [CChar](repeating: 0, count: 512)
+        let suffix = Array((" " + symbol).utf8)
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            let line = buffer.prefix(while: { $0 != 0 && $0 != 10 && $0 != 9 }).map { UInt8(bitPattern: $0) }
+            if line.count >= suffix.count && Array(line.suffix(suffix.count)) == suffix { return true }
+        }
+        return false
+    }
+
     /// "kernel" or "userspace": newer kernels name it, older ones number it.
     static func pathManager() -> String? {
         if let name = readSysctl("path_manager") { return name }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMPTCPizeSupervisor
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,6 +12,9 @@ struct Run: ParsableCommand {
 
     @Flag(name: .short, help: "Print one line on stderr per socket the shim converts, keeps or falls back on.")
     var debug = false
+
+    @Flag(help: "Use the seccomp supervisor instead of the preload (automatic for static executables): reaches raw socket() syscalls.")
+    var seccomp = false
 
     @OptionGroup var scope: ScopeOptions
 
@@ -28,6 +32,11 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        setenv(GoDebug.variable, GoDebug.adding(to: getenv(GoDebug.variable).map { String(cString: $0) }), 1)
+        let isStatic = ExecutableKind.resolve(command[0]).map(ExecutableKind.isStaticELF) ?? false
+        if seccomp || isStatic {
+            try supervise(reason: seccomp ? "requested" : "static executable")
+        }
         let library = try ShimLocator.locate()
         setenv("LD_PRELOAD", Self.preloadValue(adding: library, to: getenv("LD_PRELOAD").map { String(cString: $0) }), 1)
         if debug { setenv("MPTCPIZE_DEBUG", "1", 1) }
@@ -41,6 +50,26 @@ struct Run: ParsableCommand {
         printError("mptcpize: cannot run '\(command[0])': \(reason)")
         // The shell's conventions: 127 for not found, 126 for found but not executable.
         throw ExitCode(err == ENOENT ? 127 : 126)
+    }
+
+    /// Runs the program under the seccomp supervisor; never returns (exits with its status).
+    private func supervise(reason: String) throws -> Never {
+        if scope.scope != nil || scope.ports != nil || scope.excludePorts != nil {
+            throw ValidationError("--scope, --ports and --exclude-ports need the preload; the supervisor mode (\(reason)) converts every TCP socket")
+        }
+        // `enable --seccomp --debug` passes debug through the unit's environment.
+        let fromEnv = getenv("MPTCPIZE_DEBUG").map { String(cString: $0) }
+        let debugOn = debug || (fromEnv.map { !$0.isEmpty && $0 != "0" && $0 != "no" } ?? false)
+        if debugOn { printError("mptcpize: supervisor mode (\(reason))") }
+        var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) }
+        argv.append(nil)
+        var err = [CChar](repeating: 0, count: 512)
+        let status = mz_supervise(argv, debugOn ? 1 : 0, &err, UInt(err.count))
+        if status < 0 {
+            let message = String(decoding: err.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw CLIError("mptcpize: supervisor mode failed: \(message)")
+        }
+        throw ExitCode(status)
     }
 
     /// Appends the shim to an existing LD_PRELOAD (ld.so accepts ':' or ' ' between entries).

@@ -15,6 +15,26 @@ struct SystemdDropIn {
     var path: String { "\(dropInDirectory)/\(Self.fileName)" }
 
     /// systemctl's rule: a name without a type suffix means a service.
+    /// The unit file and its other drop-ins, where they can be found: in `directory`, and for
+    /// the default directory also where packages install units.
+    func unitFiles() -> [String] {
+        var dirs = [directory]
+        if directory == Self.defaultDirectory { dirs = ["/lib/systemd/system", "/usr/lib/systemd/system", directory] }
+        var files: [String] = []
+        for dir in dirs {
+            files.append("\(dir)/\(unit)")
+            guard let listing = opendir("\(dir)/\(unit).d") else { continue }
+            var names: [String] = []
+            while let entry = readdir(listing) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                if name.hasSuffix(".conf") && name != Self.fileName { names.append(name) }
+            }
+            closedir(listing)
+            files += names.sorted().map { "\(dir)/\(unit).d/\($0)" }
+        }
+        return files
+    }
+
     static func normalize(_ name: String) throws -> String {
         guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
             throw CLIError("'\(name)' is not a unit name; give one like nginx or nginx.service")
@@ -42,6 +62,23 @@ struct SystemdDropIn {
         for (name, value) in [("LD_PRELOAD", library)] + environment {
             text += "Environment=\"\(name)=\(value)\"\n"
         }
+        return text
+    }
+
+    /// The supervisor variant: the unit's command lines wrapped in `mptcpize run --seccomp`.
+    static func supervisedContents(execStart: [String], environment: [(String, String)]) -> String {
+        var text = """
+            # Written by `mptcpize enable --seccomp`; `mptcpize disable` removes it.
+            # Runs the service under the mptcpize seccomp supervisor, which creates its TCP
+            # sockets as MPTCP (static binaries included); where the kernel refuses MPTCP they
+            # stay TCP. The ExecStart= lines repeat the unit's own, wrapped.
+            [Service]
+
+            """
+        for (name, value) in environment {
+            text += "Environment=\"\(name)=\(value)\"\n"
+        }
+        for line in execStart { text += line + "\n" }
         return text
     }
 

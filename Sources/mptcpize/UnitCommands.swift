@@ -32,11 +32,24 @@ struct Enable: ParsableCommand {
     @Flag(help: "Log the shim's decisions to the service's stderr (the journal).")
     var debug = false
 
+    @Flag(help: "Run the service under the seccomp supervisor (for static binaries) instead of preloading the shim.")
+    var seccomp = false
+
     func run() throws {
         let dropIn = try options.dropIn()
         var environment = scope.environment
         if debug { environment.append(("MPTCPIZE_DEBUG", "1")) }
-        try dropIn.write(SystemdDropIn.contents(library: try ShimLocator.locate(), environment: environment))
+        environment.append((GoDebug.variable, GoDebug.adding(to: GoDebug.unitValue(unitFiles: dropIn.unitFiles()))))
+        if seccomp {
+            guard scope.environment.isEmpty else {
+                throw ValidationError("--scope, --ports and --exclude-ports need the preload; the supervisor converts every TCP socket")
+            }
+            guard let cli = ShimLocator.executablePath() else { throw CLIError("cannot tell where mptcpize itself is (/proc/self/exe)") }
+            let lines = try ExecStartWrapper.lines(commands: ExecStartWrapper.commands(unitFiles: dropIn.unitFiles()), cli: cli)
+            try dropIn.write(SystemdDropIn.supervisedContents(execStart: lines, environment: environment))
+        } else {
+            try dropIn.write(SystemdDropIn.contents(library: try ShimLocator.locate(), environment: environment))
+        }
         print("Wrote \(dropIn.path).")
         print(try SystemdReload.perform(skip: options.noReload))
         print("Restart the service to apply: systemctl restart \(dropIn.unit)")

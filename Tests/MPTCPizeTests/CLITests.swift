@@ -50,6 +50,7 @@ import Testing
             "Environment=\"LD_PRELOAD=\(library)\"",
             "Environment=\"MPTCPIZE_SCOPE=listen\"",
             "Environment=\"MPTCPIZE_PORTS=80,443\"",
+            "Environment=\"GODEBUG=multipathtcp=1\"",
         ], "\(text)")
         #expect(try sha256(ofFile: unit) == unitHash, "the unit file itself must not change")
 
@@ -75,6 +76,23 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.file("web.service.d/mptcpize.conf")))
     }
 
+    /// --seccomp wraps the unit's own command lines (prefixes kept) in `mptcpize run --seccomp`.
+    @Test func enableSeccompWrapsExecStart() throws {
+        try Build.require()
+        let dir = try ScratchDir()
+        defer { dir.remove() }
+        _ = try dir.write("static.service", "[Service]\nExecStart=-/usr/local/bin/server --port 80\n")
+        try runChecked([Build.cli, "enable", "--seccomp", "--unit-dir", dir.path, "--no-reload", "static"])
+        let text = try String(contentsOfFile: dir.file("static.service.d/mptcpize.conf"), encoding: .utf8)
+        let cli = URL(fileURLWithPath: Build.cli).resolvingSymlinksInPath().path
+        #expect(text.contains("\nExecStart=\nExecStart=-\(cli) run --seccomp /usr/local/bin/server --port 80\n"), "\(text)")
+        #expect(!text.contains("LD_PRELOAD"), "\(text)")
+
+        _ = try dir.write("renamed.service", "[Service]\nExecStart=@/usr/bin/server srv\n")
+        let refused = try run([Build.cli, "enable", "--seccomp", "--unit-dir", dir.path, "--no-reload", "renamed"])
+        #expect(refused.status != 0 && refused.stderr.contains("@ prefix"), "\(refused.summary)")
+    }
+
     @Test func socketUnitsAreRefusedWithAPointer() throws {
         try Build.require()
         let dir = try ScratchDir()
@@ -82,6 +100,31 @@ import Testing
         let outcome = try run([Build.cli, "enable", "--unit-dir", dir.path, "--no-reload", "web.socket"])
         #expect(outcome.status != 0)
         #expect(outcome.stderr.contains("SocketProtocol=mptcp"), "\(outcome.stderr)")
+    }
+}
+
+/// Go programs are reached through GODEBUG, added to the user's own settings (issue 9).
+@Suite struct GoDebugTests {
+    @Test(arguments: [
+        (nil, "multipathtcp=1"),
+        ("http2client=0", "http2client=0,multipathtcp=1"),
+        ("multipathtcp=0,http2client=0", "multipathtcp=0,http2client=0"),  // the user's choice stands
+    ] as [(String?, String)])
+    func runAddsMultipathTCP(_ existing: String?, _ expected: String) throws {
+        try Build.require()
+        let outcome = try runChecked(["env"] + (existing == nil ? ["-u", "GODEBUG"] : ["GODEBUG=\(existing!)"])
+                                     + [Build.cli, "run", "sh", "-c", "echo \"$GODEBUG\""])
+        #expect(outcome.stdout == expected + "\n")
+    }
+
+    @Test func enableKeepsTheUnitsGODEBUG() throws {
+        try Build.require()
+        let dir = try ScratchDir()
+        defer { dir.remove() }
+        _ = try dir.write("goapp.service", "[Service]\nEnvironment=\"GODEBUG=http2server=0\"\nExecStart=/usr/local/bin/goapp\n")
+        try runChecked([Build.cli, "enable", "--unit-dir", dir.path, "--no-reload", "goapp"])
+        let text = try String(contentsOfFile: dir.file("goapp.service.d/mptcpize.conf"), encoding: .utf8)
+        #expect(text.contains("Environment=\"GODEBUG=http2server=0,multipathtcp=1\"\n"), "\(text)")
     }
 }
 
@@ -96,6 +139,10 @@ import Testing
         #expect(outcome.stdout.contains("net.mptcp.enabled:    \(enabled ? 1 : 0)"), "\(outcome.stdout)")
         #expect(outcome.stdout.contains("path manager:"))
         #expect(outcome.stdout.contains("limits:"))
+        // The supervisor tests need user notification, so where they pass, check must say so.
+        #expect(outcome.stdout.contains("seccomp supervisor:   available"), "\(outcome.stdout)")
+        let hasHook = try run(["grep", "-qw", "update_socket_protocol", "/proc/kallsyms"]).status == 0
+        #expect(outcome.stdout.contains(hasHook ? "BPF hook:             update_socket_protocol exists" : "BPF hook:             no update_socket_protocol"), "\(outcome.stdout)")
         #expect(outcome.stdout.contains(enabled ? "IPv4 MPTCP socket:    created" : "IPv4 MPTCP socket:    refused"), "\(outcome.stdout)")
         #expect(outcome.stdout.contains(enabled ? "MPTCP works here" : "MPTCP does not work here"), "\(outcome.stdout)")
     }
