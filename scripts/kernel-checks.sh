@@ -197,14 +197,25 @@ else
     fail tunnel "tunnel ends did not start: $(tail -2 "$T/tserver.log") $(tail -2 "$T/tgw.log")"
 fi
 
-# 4. mptcpize: an unmodified curl, through our shim, talks MPTCP to the server.
+# 4. mptcpize: an unmodified curl talks MPTCP to the server, through the preload shim
+# (default and scoped) and through the seccomp supervisor (user notification + ADDFD).
 if [[ -x $BIN/mptcpize-cli ]]; then
-    before=$(counter "$SRV_NS" MPTcpExtMPCapableSYNRX)
-    ip netns exec "$LAN_NS" "$BIN/mptcpize-cli" run curl -sS -o "$T/mz.bin" "http://$SRV_IP:8080/body.bin" 2>"$T/mz.err" &&
-        check_hash mptcpize "$T/mz.bin" "$WANT" && {
-            if (( $(counter "$SRV_NS" MPTcpExtMPCapableSYNRX) > before )); then pass mptcpize
-            else fail mptcpize "the server saw no MP_CAPABLE SYN"; fi
-        }
-    [[ -s $T/mz.bin ]] || fail mptcpize "curl failed: $(tail -2 "$T/mz.err")"
+    for mode in shim scoped supervisor; do
+        case $mode in
+            shim) args=() ;;
+            scoped) args=(--scope connect) ;;
+            supervisor) args=(--seccomp) ;;
+        esac
+        before=$(counter "$SRV_NS" MPTcpExtMPCapableSYNRX)
+        rm -f "$T/mz.bin"
+        if ip netns exec "$LAN_NS" "$BIN/mptcpize-cli" run "${args[@]}" curl -sS -o "$T/mz.bin" "http://$SRV_IP:8080/body.bin" 2>"$T/mz.err"; then
+            check_hash "mptcpize-$mode" "$T/mz.bin" "$WANT" && {
+                if (( $(counter "$SRV_NS" MPTcpExtMPCapableSYNRX) > before )); then pass "mptcpize-$mode"
+                else fail "mptcpize-$mode" "the server saw no MP_CAPABLE SYN"; fi
+            }
+        else
+            fail "mptcpize-$mode" "curl failed: $(tail -2 "$T/mz.err" | tr '\n' ' ')"
+        fi
+    done
 fi
 rm -rf "$T"

@@ -32,5 +32,8 @@ fi
 # with the shaped-link transfers.
 swift test --skip IntegrationTests
 swift test --filter IntegrationTests
+# The same checks on the kernels users run (Debian 12's 6.1 under qemu); skipped with a
+# message only where qemu cannot run.
+scripts/test-kernels.sh
 # The tunnel header parser under libFuzzer for a bounded time (reuses this build's objects).
 SCRATCH="$PWD/.build" Fuzz/run.sh "${FUZZ_SECONDS:-30}"
