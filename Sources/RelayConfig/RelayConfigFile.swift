@@ -18,12 +18,15 @@ public struct RelayConfigFile: Sendable {
     public var path: String
     /// Line of each listener's `listen` key, parallel to `settings.listeners`.
     public var listenLines: [Int?]
+    /// `[admin]`: the operator listener (AdminParsing.swift).
+    public var admin: AdminSettings? = nil
 
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     static let topLevelKeys = [
         "log_level", "workers", "max_connections", "connect_timeout", "idle_timeout", "grace",
         "header_timeout", "max_pending_headers", "max_pending_per_source",
         "pipe_size", "splice", "upstream_mptcp", "listener", "interception",
+        "admin",
     ]
 
     /// Reads and checks `path`. Relative `key_file` paths are taken from the file's directory.
@@ -79,8 +82,10 @@ public struct RelayConfigFile: Sendable {
         }
         try checkInterception(parsed, interception, top)
 
-        return RelayConfigFile(settings: settings, logLevel: logLevel, interception: interception,
-                               path: origin, listenLines: parsed.map(\.listenLine))
+        var file = RelayConfigFile(settings: settings, logLevel: logLevel, interception: interception,
+                                   path: origin, listenLines: parsed.map(\.listenLine))
+        file.admin = try AdminParsing.parse(root, top)
+        return file
     }
 
     private static func readListeners(_ top: TableReader) throws(ConfigError) -> [ParsedListener] {

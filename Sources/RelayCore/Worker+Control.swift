@@ -18,6 +18,7 @@ extension Worker {
         }
         if let addresses = requests.localAddresses { localAddresses = addresses }
         if let resolved = requests.upstreamAddresses { upstreamAddresses = resolved }
+        for request in requests.snapshots { answerSnapshot(request) }
         if requests.abort {
             beginStop(grace: 0)
         } else if requests.stop {
