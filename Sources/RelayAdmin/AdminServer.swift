@@ -117,7 +117,7 @@ public final class AdminServer: Sendable {
             openConnections: answers.reduce(0) { $0 + $1.openConnections },
             accepted: r.total(.accepted), closed: r.total(.closed),
             mptcp: r.total(.mptcpUpstreams), fallback: r.total(.fallbackUpstreams),
-            bytesUp: r.total(.bytesUp), bytesDown: r.total(.bytesDown),
+            bytesUp: answers.reduce(0) { $0 + $1.bytesUp }, bytesDown: answers.reduce(0) { $0 + $1.bytesDown },
             pipesInUse: answers.reduce(0) { $0 + $1.pipesInUse }, acceptPauses: r.total(.acceptPauses))
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

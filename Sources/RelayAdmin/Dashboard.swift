@@ -149,12 +149,15 @@ function drawChart() {
   for (const n of names) for (const p of history[n]) peak = Math.max(peak, p.bps);
   svg.replaceChildren(); legend.replaceChildren();
   const ns = "http://www.w3.org/2000/svg";
-  const newest = Math.max(0, ...names.map(n => history[n].length ? history[n][history[n].length - 1].t : 0));
+  const times = names.flatMap(n => history[n].map(p => p.t));
+  const newest = Math.max(0, ...times);
+  // The x axis spans what is known (10 s at least, five minutes at most), so a fresh page shows lines.
+  const span = Math.min(keep, Math.max(10, newest - Math.min(newest, ...times)));
   names.forEach((name, i) => {
     const series = history[name];
     const line = document.createElementNS(ns, "polyline");
     line.setAttribute("points", series.map(p => {
-      const x = 1000 - (newest - p.t) * (1000 / keep);
+      const x = 1000 - (newest - p.t) * (1000 / span);
       const y = 215 - (p.bps / peak) * 205;
       return x.toFixed(1) + "," + y.toFixed(1);
     }).join(" "));

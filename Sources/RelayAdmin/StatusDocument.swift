@@ -41,6 +41,7 @@ public struct StatusDocument: Codable, Sendable {
         public var closed: UInt64
         public var mptcp: UInt64
         public var fallback: UInt64
+        /// Bytes relayed so far, by connections closed and open (of the workers that answered).
         public var bytesUp: UInt64
         public var bytesDown: UInt64
         public var pipesInUse: Int

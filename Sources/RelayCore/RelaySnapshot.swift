@@ -55,6 +55,10 @@ public struct WorkerSnapshot: Sendable {
     public var worker: Int
     public var openConnections: Int
     public var pipesInUse: Int
+    /// Bytes of this worker's connections, closed and open, read at the same moment (so a
+    /// connection that closes between two reads is counted once).
+    public var bytesUp: UInt64
+    public var bytesDown: UInt64
     public var connections: [ConnectionSnapshot]
     /// Connections whose subflows were not read (past the detail budget of this request).
     public var detailsOmitted: Int

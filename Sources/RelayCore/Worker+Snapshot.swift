@@ -33,8 +33,13 @@ extension Worker {
                 connections.append(snapshot)
             }
         }
+        var up = counters.value(.bytesUp), down = counters.value(.bytesDown)
+        for i in 0..<table.capacity where table.slots[i].phase != .free {
+            up += table.slots[i].up.bytes
+            down += table.slots[i].down.bytes
+        }
         request.answer(WorkerSnapshot(worker: index, openConnections: table.active, pipesInUse: pipes.inUse,
-                                      connections: connections, detailsOmitted: omitted))
+                                      bytesUp: up, bytesDown: down, connections: connections, detailsOmitted: omitted))
     }
 
     private func plainSnapshot(_ c: UnsafeMutablePointer<Connection>) -> ConnectionSnapshot {
