@@ -18,7 +18,7 @@ enum AdminParsing {
         }
         let address: SocketAddress
         do { address = try SocketAddress(parsing: text) } catch {
-            throw r.error("listen", "[admin] listen = \"\(text)\": \(error) (write HOST:PORT, IPv6 in brackets)")
+            throw r.error("listen", "[admin] listen = \"\(text)\": \(error)")
         }
         var tokenFile = try r.string("token_file")
         if let path = tokenFile, !path.hasPrefix("/") {
