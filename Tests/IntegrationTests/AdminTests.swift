@@ -97,8 +97,15 @@ extension Integration {
                 #expect(conn["phase"] as? String == "relaying")
                 #expect((conn["bytes_up"] as? Int ?? 0) > 0, "no bytes up in \(conn)")
 
-                // Let both WANs carry a few seconds of traffic, then open the page.
+                // Let both WANs carry a few seconds of traffic, then scrape and open the page.
                 try await Task.sleep(nanoseconds: 2_000_000_000)
+                let metrics = try await adminGet(env, Self.adminAddress, "/metrics")
+                for wan in ["wan1", "wan2"] {
+                    #expect(metricValue(metrics, "mptcp_relay_wan_subflows", ["interface": wan]) >= 1, "no subflow on \(wan) in /metrics:\n\(metrics)")
+                    #expect(metricValue(metrics, "mptcp_relay_wan_bytes_total", ["interface": wan, "direction": "sent"]) > 0, "no bytes sent on \(wan)")
+                }
+                #expect(metricValue(metrics, "mptcp_relay_open_connections", [:]) == 2, "iperf3 holds a control and a data connection")
+                #expect(metricValue(metrics, "mptcp_relay_pipes_in_use", [:]) >= 1)
                 let browserDir = env.tmp.file("chromium")
                 let chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(browserDir.path)",
                                 "--virtual-time-budget=6000", "--window-size=1280,1000"]
