@@ -62,29 +62,31 @@ RELAY_PID=$!
 wait_listen "$GW_NS" 5201
 wait_listen "$GW_NS" 9180
 
-# 10 requests/s to each path, and the time each took (ms), in the gateway namespace.
-scrape() {
-    ip netns exec "$GW_NS" python3 - "$LOG/scrape-ms.txt" <<'PY'
+# 10 requests/s to each path, in the gateway namespace; one line per request: ms, or "error ...".
+cat >"$LOG/scrape.py" <<'PY'
 import sys, time, urllib.request, threading
 out = open(sys.argv[1], "a")
 def loop(path):
     while True:
         t0 = time.monotonic()
-        urllib.request.urlopen("http://127.0.0.1:9180" + path, timeout=5).read()
-        dt = time.monotonic() - t0
-        out.write("%.2f\n" % (dt * 1000)); out.flush()
-        time.sleep(max(0, 0.1 - dt))
+        try:
+            urllib.request.urlopen("http://127.0.0.1:9180" + path, timeout=5).read()
+            out.write("%.2f\n" % ((time.monotonic() - t0) * 1000))
+        except Exception as e:
+            out.write("error %s %s\n" % (path, e))
+        out.flush()
+        time.sleep(max(0, 0.1 - (time.monotonic() - t0)))
 for p in ("/metrics", "/api/connections"):
     threading.Thread(target=loop, args=(p,), daemon=True).start()
 while True: time.sleep(1)
 PY
-}
 
 quiet=(); scraped=()
 for r in $(seq "$ROUNDS"); do
     q=$(ip netns exec "$LAN_NS" iperf3 -c "$GW_LAN_IP" -p 5201 -t "$SECS" -J | mbits)
     quiet+=("$q")
-    scrape & SCRAPER=$!
+    # ip netns exec execs in place: $! is the scraper itself, so kill stops it.
+    ip netns exec "$GW_NS" python3 "$LOG/scrape.py" "$LOG/scrape-ms.txt" & SCRAPER=$!
     sleep 0.5
     s=$(ip netns exec "$LAN_NS" iperf3 -c "$GW_LAN_IP" -p 5201 -t "$SECS" -J | mbits)
     kill "$SCRAPER" 2>/dev/null; wait "$SCRAPER" 2>/dev/null || true; SCRAPER=
@@ -95,11 +97,14 @@ done
 python3 - "${quiet[*]}" "${scraped[*]}" "$LOG/scrape-ms.txt" <<'PY'
 import statistics, sys
 q = [float(x) for x in sys.argv[1].split()]; s = [float(x) for x in sys.argv[2].split()]
-ms = sorted(float(x) for x in open(sys.argv[3]))
+lines = [l.strip() for l in open(sys.argv[3])]
+errors = [l for l in lines if l.startswith("error")]
+ms = sorted(float(l) for l in lines if l and not l.startswith("error"))
 mq, msd = statistics.median(q), statistics.median(s)
 print("median without scraping: %8.1f Mbit/s" % mq)
 print("median scraped 20/s:     %8.1f Mbit/s" % msd)
 print("ratio scraped/quiet:     %8.3f" % (msd / mq))
 if ms:
-    print("scrapes: %d, latency median %.1f ms, p99 %.1f ms, max %.1f ms" % (len(ms), ms[len(ms)//2], ms[int(len(ms)*0.99)], ms[-1]))
+    print("scrapes: %d, latency median %.1f ms, p99 %.1f ms, max %.1f ms; failed: %d" % (len(ms), ms[len(ms)//2], ms[int(len(ms)*0.99)], ms[-1], len(errors)))
+for e in errors[:5]: print("  " + e)
 PY
