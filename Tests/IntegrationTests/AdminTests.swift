@@ -139,6 +139,37 @@ extension Integration {
             }
         }
 
+        /// A tunnel server counts its refusals by reason: a header under another key is
+        /// `not_authorized`, a cut-off one `malformed`.
+        @Test func tunnelRefusalsByReason() async throws {
+            try await withEnv(wans: 1, rateMbit: 100) { env in
+                let script = env.tmp.file("tunnel.py")
+                _ = try Files.write(tunnelScript, to: script)
+                let key = try TunnelSetup.writeKey(env.tmp.file("tunnel.key"))
+                let wrongKey = try TunnelSetup.writeKey(env.tmp.file("wrong.key"))
+                let bin = try await RelayBinary.path()
+                let server = try await env.daemon(in: env.tb.srvNS, [bin, "run", "--listen", "\(env.tb.srvIP):4000", "--server", "--key-file", key,
+                                                                     "--header-timeout", "2", "--admin", Self.adminAddress], port: 4000, log: "tunnel-server.log")
+                for (name, count) in [("wrong-key", 2), ("truncated", 1)] {
+                    for _ in 0..<count {
+                        let r = try await env.lan(["python3", script.path, name, "--server", env.tb.srvIP, "--port", "4000",
+                                                   "--key", key, "--wrong-key", wrongKey, "--dest", "203.0.113.9", "--dest-port", "80"], timeout: 30)
+                        #expect(r.succeeded && !r.stdout.contains("reply=ok"), "\(name): \(r.summary) \(r.stdout)")
+                    }
+                }
+                var metrics = ""
+                let deadline = Date().addingTimeInterval(10)
+                while Date() < deadline {
+                    metrics = (try? await adminGet(env, Self.adminAddress, "/metrics", ns: env.tb.srvNS)) ?? ""
+                    if metricValue(metrics, "mptcp_relay_tunnel_refusals_total", [:]) >= 3 { break }
+                    try await Task.sleep(nanoseconds: 200_000_000)
+                }
+                #expect(metricValue(metrics, "mptcp_relay_tunnel_refusals_total", ["reason": "not_authorized"]) == 2, "\(metrics)\n\(tail(server.log))")
+                #expect(metricValue(metrics, "mptcp_relay_tunnel_refusals_total", ["reason": "malformed"]) == 1, "\(metrics)\n\(tail(server.log))")
+                #expect(metricValue(metrics, "mptcp_relay_connections_closed_total", ["reason": "refused"]) == 3)
+            }
+        }
+
         /// A non-loopback admin listener needs a token: without one the relay refuses to start;
         /// with one, a request without `Authorization: Bearer` gets 401 and one with it 200.
         @Test func tokenGuardsNonLoopbackListener() async throws {
@@ -173,8 +204,8 @@ extension Integration {
 }
 
 /// GET on the admin listener from inside the gateway namespace.
-private func adminGet(_ env: Env, _ address: String, _ path: String) async throws -> String {
-    let r = try await Proc.run(in: env.tb.gwNS, ["curl", "-sS", "--fail", "--max-time", "5", "http://\(address)\(path)"], timeout: 10)
+private func adminGet(_ env: Env, _ address: String, _ path: String, ns: String? = nil) async throws -> String {
+    let r = try await Proc.run(in: ns ?? env.tb.gwNS, ["curl", "-sS", "--fail", "--max-time", "5", "http://\(address)\(path)"], timeout: 10)
     guard r.succeeded else { throw ProcError("GET \(path) on the admin listener failed: \(r.summary)") }
     return r.stdout
 }
