@@ -2,7 +2,7 @@
 # What a snapshot costs with many open connections: N idle connections through mptcp-relay
 # (MPTCP upstream on loopback, so each has a subflow to read), then /api/connections and
 # /metrics requested R times each, one at a time. Prints the latency of each path (the
-# workers' share of it is bounded by the per-request subflow budget of 512 connections per
+# workers' share of it is bounded by the per-request subflow budget of 256 connections per
 # worker), the JSON size and how many connections' subflows were read.
 # A benchmark, not a test: it prints figures, it asserts nothing.
 #
@@ -86,17 +86,27 @@ ip netns exec "$NS" python3 - "$R" <<'PY'
 import json, statistics, sys, time, urllib.request
 r = int(sys.argv[1])
 for path in ("/api/connections", "/metrics"):
-    times, size, doc = [], 0, None
+    times, body = [], b""
     for _ in range(r):
         t0 = time.monotonic()
         body = urllib.request.urlopen("http://127.0.0.1:9180" + path, timeout=30).read()
-        times.append((time.monotonic() - t0) * 1000); size = len(body)
-        if path == "/api/connections": doc = json.loads(body)
+        times.append((time.monotonic() - t0) * 1000)
     times.sort()
-    print("%-17s median %7.1f ms  max %7.1f ms  body %8d bytes" % (path, statistics.median(times), times[-1], size))
-    if doc:
+    print("%-17s median %7.1f ms  max %7.1f ms  body %8d bytes" % (path, statistics.median(times), times[-1], len(body)))
+    if path == "/api/connections":
+        doc = json.loads(body)
         detailed = sum(1 for c in doc["connections"] if c.get("subflows") is not None)
         print("  open connections %d (listed %d), subflows read for %d, omitted (over the budget) %d, workers answered %d/%d"
               % (doc["totals"]["open_connections"], len(doc["connections"]), detailed, doc["subflow_details_omitted"],
                  doc["workers_answered"], doc["workers"]))
+    else:
+        # The workers' own time per answer: what the data path gave up.
+        values = {}
+        for line in body.decode().splitlines():
+            if line.startswith("mptcp_relay_snapshot_worker_seconds_"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        n = values.get("mptcp_relay_snapshot_worker_seconds_count", 0)
+        if n:
+            print("  a worker's time per snapshot answer: mean %.2f ms over %d answers" % (values["mptcp_relay_snapshot_worker_seconds_sum"] / n * 1000, n))
 PY

@@ -29,6 +29,9 @@ public final class AdminServer: Sendable {
     let relay: RelayView
     let metrics = AdminMetrics()
     let wans = WanAccounting()
+    /// Advances by the detail budget per request, so the subflows read rotate over connections.
+    private let detailOffset = Atomic<Int>(0)
+    static let detailBudget = 256
     private let server: HTTPServer
 
     /// Loads the token file (when set); the listener starts with `start()`.
@@ -92,7 +95,10 @@ public final class AdminServer: Sendable {
     func status(withConnections: Bool = true) async -> StatusDocument {
         let view = relay
         let answers: [WorkerSnapshot] = await withCheckedContinuation { continuation in
-            view.relay.snapshot(withConnections: withConnections) { continuation.resume(returning: $0) }
+            let offset = detailOffset.add(Self.detailBudget, ordering: .relaxed).oldValue
+            view.relay.snapshot(withConnections: withConnections, detailBudget: Self.detailBudget, detailOffset: offset) {
+                continuation.resume(returning: $0)
+            }
         }
         let interfaces = InterfaceMap.current()
         var connections: [StatusDocument.Connection] = []

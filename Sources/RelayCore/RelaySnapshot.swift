@@ -12,8 +12,11 @@ public struct ConnectionSnapshot: Sendable {
         public var bytesReceived: UInt64?
     }
 
-    /// "worker.sequence", as in the log lines (conn=0.17).
-    public var id: String
+    /// Worker and sequence: `id` is "worker.sequence", as in the log lines (conn=0.17).
+    /// Kept as numbers so the worker formats no string per connection.
+    public var worker: Int
+    public var sequence: UInt64
+    public var id: String { "\(worker).\(sequence)" }
     public var listener: SocketAddress
     public var mode: String
     public var client: SocketAddress?
@@ -71,6 +74,9 @@ public final class SnapshotRequest: Sendable {
     /// Most connections per worker whose subflows are read from the kernel per request
     /// (three getsockopt each): bounds the time a worker spends away from its ring.
     public let detailBudget: Int
+    /// Where in each worker's list of MPTCP connections the budget starts: successive
+    /// requests pass successive offsets, so over a few requests every connection is read.
+    public let detailOffset: Int
     public let withConnections: Bool
     private struct State {
         var answers: [WorkerSnapshot] = []
@@ -79,9 +85,10 @@ public final class SnapshotRequest: Sendable {
     }
     private let state: Mutex<State>
 
-    init(expected: Int, withConnections: Bool, detailBudget: Int, done: @escaping @Sendable ([WorkerSnapshot]) -> Void) {
+    init(expected: Int, withConnections: Bool, detailBudget: Int, detailOffset: Int, done: @escaping @Sendable ([WorkerSnapshot]) -> Void) {
         self.withConnections = withConnections
         self.detailBudget = detailBudget
+        self.detailOffset = detailOffset
         state = Mutex(State(expected: expected, done: done))
     }
 

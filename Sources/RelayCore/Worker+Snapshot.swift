@@ -13,22 +13,32 @@ extension Worker {
     /// Copies the plain fields of every open slot; the subflows of MPTCP connections are read
     /// from the kernel for at most `request.detailBudget` of them.
     func answerSnapshot(_ request: SnapshotRequest) {
+        let started = Self.preciseNanoseconds()
+        defer {
+            // What the data path gave up for this request: operators can watch it.
+            Timer(label: "mptcp_relay_snapshot_worker_seconds").recordNanoseconds(Self.preciseNanoseconds() - started)
+        }
         var connections: [ConnectionSnapshot] = []
         var omitted = 0
         if request.withConnections {
             connections.reserveCapacity(table.active)
-            var budget = request.detailBudget
+            // The budget covers a window of the MPTCP connections, starting at the request's
+            // offset (wrapping), so successive requests read different ones.
+            var mptcpCount = 0
+            for i in 0..<table.capacity where Self.hasSubflows(table.slots + i) { mptcpCount += 1 }
+            let start = mptcpCount > 0 ? request.detailOffset % mptcpCount : 0
+            var rank = 0
             for i in 0..<table.capacity {
                 let c = table.slots + i
                 guard c.pointee.phase != .free else { continue }
                 var snapshot = plainSnapshot(c)
-                if c.pointee.status == .active, c.pointee.phase == .relaying {
-                    if budget > 0 {
-                        budget -= 1
+                if Self.hasSubflows(c) {
+                    if (rank - start + mptcpCount) % mptcpCount < request.detailBudget {
                         snapshot.subflows = subflows(mptcpSide(c))
                     } else {
                         omitted += 1
                     }
+                    rank += 1
                 }
                 connections.append(snapshot)
             }
@@ -40,6 +50,10 @@ extension Worker {
         }
         request.answer(WorkerSnapshot(worker: index, openConnections: table.active, pipesInUse: pipes.inUse,
                                       bytesUp: up, bytesDown: down, connections: connections, detailsOmitted: omitted))
+    }
+
+    private static func hasSubflows(_ c: UnsafeMutablePointer<Connection>) -> Bool {
+        c.pointee.status == .active && c.pointee.phase == .relaying
     }
 
     private func plainSnapshot(_ c: UnsafeMutablePointer<Connection>) -> ConnectionSnapshot {
@@ -57,7 +71,7 @@ extension Worker {
             ? withUnsafePointer(to: &c.pointee.destination) { SocketAddress(storage: UnsafeRawPointer($0)) }
             : withUnsafePointer(to: &c.pointee.target) { SocketAddress(storage: UnsafeRawPointer($0)) }
         return ConnectionSnapshot(
-            id: "\(index).\(c.pointee.sequence)", listener: listener.address, mode: Self.modeName(listener),
+            worker: index, sequence: c.pointee.sequence, listener: listener.address, mode: Self.modeName(listener),
             client: peerAddress(c), destination: destination, phase: phase,
             mptcp: connected && !c.pointee.down.expectReply ? MPTCPOutcome(c.pointee.status, wanted: mptcpWanted(listener)) : nil,
             bytesUp: c.pointee.up.bytes, bytesDown: c.pointee.down.bytes,

@@ -63,9 +63,16 @@ import Testing
         #expect(doc[0].bytesSent == 100 && doc[1].bytesSent == 50 && doc[0].subflows == 1)
         doc = wans.update([connection("0.1", [("wan1", 300, 10), ("wan2", 80, 5)]), connection("0.2", [("wan1", 7, 0)])])
         #expect(doc[0].bytesSent == 307 && doc[1].bytesSent == 80 && doc[0].subflows == 2)
+        // 0.1 left out of a read (over the budget): nothing counted twice when it comes back.
+        var omitted = connection("0.1", [])
+        omitted.subflows = nil
+        doc = wans.update([omitted, connection("0.2", [("wan1", 17, 0)])])
+        #expect(doc[0].bytesSent == 317 && doc[0].subflows == 2 && doc[1].subflows == 1)
+        doc = wans.update([connection("0.1", [("wan1", 310, 10), ("wan2", 90, 5)]), connection("0.2", [("wan1", 17, 0)])])
+        #expect(doc[0].bytesSent == 327 && doc[1].bytesSent == 90)
         // Connections gone: totals stay, subflows drop to 0.
         doc = wans.update([])
-        #expect(doc[0].bytesSent == 307 && doc[0].subflows == 0 && doc[1].bytesReceived == 5)
+        #expect(doc[0].bytesSent == 327 && doc[0].subflows == 0 && doc[1].bytesReceived == 5)
     }
 }
 
