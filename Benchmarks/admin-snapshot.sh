@@ -103,10 +103,10 @@ for path in ("/api/connections", "/metrics"):
         # The workers' own time per answer: what the data path gave up.
         values = {}
         for line in body.decode().splitlines():
-            if line.startswith("mptcp_relay_snapshot_worker_seconds_"):
+            if line.startswith("mptcp_relay_snapshot_worker_cpu_seconds_"):
                 name, value = line.rsplit(" ", 1)
                 values[name] = float(value)
-        n = values.get("mptcp_relay_snapshot_worker_seconds_count", 0)
+        n = values.get("mptcp_relay_snapshot_worker_cpu_seconds_count", 0)
         if n:
-            print("  a worker's time per snapshot answer: mean %.2f ms over %d answers" % (values["mptcp_relay_snapshot_worker_seconds_sum"] / n * 1000, n))
+            print("  a worker's CPU time per snapshot answer: mean %.2f ms over %d answers" % (values["mptcp_relay_snapshot_worker_cpu_seconds_sum"] / n * 1000, n))
 PY

@@ -33,7 +33,7 @@ enum Dashboard {
 <h1>mptcp-relay</h1>
 <div id="error"></div>
 <div id="totals"></div>
-<h2>Throughput per WAN (last 5 minutes)</h2>
+<h2>Throughput per WAN (one point a second, last 5 minutes)</h2>
 <svg id="chart" viewBox="0 0 1000 220" preserveAspectRatio="none"></svg>
 <div id="legend"></div>
 <table id="wans"><thead><tr><th>interface</th><th>subflows</th><th>now</th><th>sent</th><th>received</th></tr></thead><tbody></tbody></table>
@@ -149,15 +149,14 @@ function drawChart() {
   for (const n of names) for (const p of history[n]) peak = Math.max(peak, p.bps);
   svg.replaceChildren(); legend.replaceChildren();
   const ns = "http://www.w3.org/2000/svg";
-  const times = names.flatMap(n => history[n].map(p => p.t));
-  const newest = Math.max(0, ...times);
-  // The x axis spans what is known (10 s at least, five minutes at most), so a fresh page shows lines.
-  const span = Math.min(keep, Math.max(10, newest - Math.min(newest, ...times)));
+  // One sample a poll; the x axis holds 30 samples at first and grows to five minutes, so a
+  // page opened a moment ago already shows lines.
+  const slots = Math.min(keep, Math.max(30, ...names.map(n => history[n].length)));
   names.forEach((name, i) => {
     const series = history[name];
     const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", series.map(p => {
-      const x = 1000 - (newest - p.t) * (1000 / span);
+    line.setAttribute("points", series.map((p, k) => {
+      const x = (k + slots - series.length) * (1000 / (slots - 1));
       const y = 215 - (p.bps / peak) * 205;
       return x.toFixed(1) + "," + y.toFixed(1);
     }).join(" "));

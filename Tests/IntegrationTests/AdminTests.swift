@@ -97,6 +97,15 @@ extension Integration {
                 #expect(conn["phase"] as? String == "relaying")
                 #expect((conn["bytes_up"] as? Int ?? 0) > 0, "no bytes up in \(conn)")
 
+                // The CLI's table shows the same connection, its subflows named by WAN.
+                let bin = try await RelayBinary.path()
+                let table = try await Proc.run(in: env.tb.gwNS, [bin, "status", "--admin", Self.adminAddress])
+                let row = table.stdout.split(separator: "\n").first { $0.hasPrefix("\(conn["id"] as? String ?? "?") ") }
+                #expect(row.map { $0.contains("relaying") && $0.contains("mptcp") && ($0.contains("2 (wan1,wan2)") || $0.contains("2 (wan2,wan1)")) } == true,
+                        "status table lacks the live connection: \(table.summary)\n\(table.stdout)")
+                let json = try await Proc.run(in: env.tb.gwNS, [bin, "status", "--admin", Self.adminAddress, "--json"])
+                #expect((try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8))) != nil, "status --json is not JSON: \(json.stdout.prefix(300))")
+
                 // Let both WANs carry a few seconds of traffic, then scrape and open the page.
                 try await Task.sleep(nanoseconds: 2_000_000_000)
                 let metrics = try await adminGet(env, Self.adminAddress, "/metrics")
