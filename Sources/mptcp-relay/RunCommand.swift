@@ -205,6 +205,9 @@ struct RunCommand: ParsableCommand {
                 {
                     systemd.reloading()
                     Self.reload(relay, from: path, logLevel: level, logger: logger)
+                    if self.admin == nil, (try? RelayConfigFile.load(path: path))?.admin != loaded?.admin {
+                        logger.notice("reload: [admin] changes on restart")
+                    }
                     systemd.notify("READY=1")
                 }
             },
