@@ -4,7 +4,7 @@ import MPTCPSocket
 import RelayCore
 import Testing
 
-@Suite struct AdminToken_ {
+@Suite struct AdminTokenTests {
     func file(_ text: String, mode: Int) throws -> String {
         let path = NSTemporaryDirectory() + "admin-token-" + UUID().uuidString
         try text.write(toFile: path, atomically: false, encoding: .utf8)
@@ -45,7 +45,7 @@ import Testing
     }
 }
 
-@Suite struct WanAccounting_ {
+@Suite struct WanAccountingTests {
     func connection(_ id: String, _ subflows: [(String, UInt64, UInt64)]) -> StatusDocument.Connection {
         StatusDocument.Connection(id: id, listener: "l", mode: "forward", client: nil, destination: nil, phase: "relaying",
                                   mptcp: "mptcp", subflows: subflows.map { iface, sent, received in
@@ -76,7 +76,7 @@ import Testing
     }
 }
 
-@Suite struct Dashboard_ {
+@Suite struct DashboardTests {
     /// No CDN or external asset: the page must work on a gateway without Internet.
     @Test func selfContained() {
         let html = Dashboard.html
