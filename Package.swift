@@ -21,6 +21,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // Operator listener (issue 11): FlyingFox has no SwiftNIO underneath (measured: a clean
+        // build of it with swift-prometheus took 39 s here; NIO-based servers take minutes).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // Kernel interfaces reached from C: liburing and the Linux socket headers Glibc's module omits.
@@ -52,6 +57,15 @@ let package = Package(
             "URing", "MPTCPSocket", "CNetLinux", "TunnelProtocol",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SystemPackage", package: "swift-system"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
+        // Operator listener: /metrics, /api/connections, the dashboard; off the workers' rings.
+        .target(name: "RelayAdmin", dependencies: [
+            "RelayCore", "MPTCPSocket",
+            .product(name: "FlyingFox", package: "FlyingFox"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Log lines off the workers: bounded buffers drained by a writer thread.
         .target(name: "RelayLog", dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -66,7 +80,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "mptcp-relay", dependencies: [
-            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol", "RelayLog", "URing", "WanManager", "Netlink",
+            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol", "RelayLog", "URing", "WanManager", "Netlink", "RelayAdmin",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -100,6 +114,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MPTCPSocketTests", dependencies: ["MPTCPSocket"]),
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "RelayLog", "URing", "MPTCPSocket"]),
+        .testTarget(name: "RelayAdminTests", dependencies: ["RelayAdmin", "RelayCore", "MPTCPSocket"]),
         .testTarget(name: "RelayConfigTests", dependencies: ["RelayConfig", "RelayCore", "MPTCPSocket", "TunnelProtocol"]),
         .testTarget(name: "TunnelProtocolTests", dependencies: ["TunnelProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),

@@ -15,6 +15,7 @@ PACKAGES=(
     mptcpize       # classic LD_PRELOAD mptcpize: makes stock servers speak MPTCP
     haproxy sockperf wrk        # benchmark comparisons
     tshark linux-perf psmisc    # inspection and profiling
+    chromium fonts-dejavu-core  # headless browser test of the admin dashboard
 )
 
 missing=()

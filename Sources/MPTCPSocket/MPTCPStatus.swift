@@ -52,6 +52,18 @@ public struct SubflowTCPInfo: Sendable {
     public var congestionWindow: UInt32
     public var mss: UInt32
     public var totalRetransmits: UInt32
+    /// Bytes sent and acknowledged / received on this subflow (tcpi_bytes_acked,
+    /// tcpi_bytes_received; Linux 4.1+), 0 when the kernel's tcp_info is shorter.
+    public var bytesAcked: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
+}
+
+/// Glibc's `struct tcp_info` stops at tcpi_total_retrans (104 bytes); the uapi one goes on.
+/// Offsets from linux/tcp.h, which only ever appends fields.
+enum LinuxTCPInfo {
+    static let size = 232
+    static let bytesAckedOffset = 120
+    static let bytesReceivedOffset = 128
 }
 
 public enum MPTCP {
@@ -83,7 +95,7 @@ public enum MPTCP {
 
     /// getsockopt(SOL_MPTCP, MPTCP_SUBFLOW_ADDRS): local and remote address of every subflow.
     public static func subflowAddresses(of fd: FileDescriptor, maxSubflows: Int = 16) throws(Errno) -> [SubflowAddresses] {
-        try subflowArray(of: fd, option: CNET_MPTCP_SUBFLOW_ADDRS, element: MemoryLayout<mptcp_subflow_addrs>.size, max: maxSubflows) { element in
+        try subflowArray(of: fd, option: CNET_MPTCP_SUBFLOW_ADDRS, element: MemoryLayout<mptcp_subflow_addrs>.size, max: maxSubflows) { element, _ in
             // struct mptcp_subflow_addrs: two sockaddr_storage-sized unions, local then remote.
             SubflowAddresses(local: SocketAddress(storage: element),
                              remote: SocketAddress(storage: element + MemoryLayout<sockaddr_storage>.size))
@@ -92,17 +104,22 @@ public enum MPTCP {
 
     /// getsockopt(SOL_MPTCP, MPTCP_TCPINFO): the TCP state of every subflow.
     public static func subflowTCPInfo(of fd: FileDescriptor, maxSubflows: Int = 16) throws(Errno) -> [SubflowTCPInfo] {
-        try subflowArray(of: fd, option: CNET_MPTCP_TCPINFO, element: MemoryLayout<tcp_info>.size, max: maxSubflows) { element in
+        try subflowArray(of: fd, option: CNET_MPTCP_TCPINFO, element: LinuxTCPInfo.size, max: maxSubflows) { element, stride in
             let info = element.loadUnaligned(as: tcp_info.self)
-            return SubflowTCPInfo(state: info.tcpi_state, rttMicroseconds: info.tcpi_rtt, rttVarianceMicroseconds: info.tcpi_rttvar,
-                                  congestionWindow: info.tcpi_snd_cwnd, mss: info.tcpi_snd_mss, totalRetransmits: info.tcpi_total_retrans)
+            var out = SubflowTCPInfo(state: info.tcpi_state, rttMicroseconds: info.tcpi_rtt, rttVarianceMicroseconds: info.tcpi_rttvar,
+                                     congestionWindow: info.tcpi_snd_cwnd, mss: info.tcpi_snd_mss, totalRetransmits: info.tcpi_total_retrans)
+            if stride >= LinuxTCPInfo.bytesReceivedOffset + 8 {
+                out.bytesAcked = element.loadUnaligned(fromByteOffset: LinuxTCPInfo.bytesAckedOffset, as: UInt64.self)
+                out.bytesReceived = element.loadUnaligned(fromByteOffset: LinuxTCPInfo.bytesReceivedOffset, as: UInt64.self)
+            }
+            return out
         }
     }
 
     /// The MPTCP "subflow data" getsockopt layout: a `mptcp_subflow_data` header the caller
     /// sizes, then one element per subflow, each `size_user` bytes (the kernel may use less).
     private static func subflowArray<T>(of fd: FileDescriptor, option: Int32, element elementSize: Int, max: Int,
-                                        _ decode: (UnsafeRawPointer) -> T) throws(Errno) -> [T] {
+                                        _ decode: (UnsafeRawPointer, Int) -> T) throws(Errno) -> [T] {
         let headerSize = MemoryLayout<mptcp_subflow_data>.size
         let total = headerSize + elementSize * max
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 8)
@@ -117,7 +134,7 @@ public enum MPTCP {
         let answer = buffer.load(as: mptcp_subflow_data.self)
         let count = min(Int(answer.num_subflows), max)
         let stride = Int(answer.size_user) > 0 ? Int(answer.size_user) : elementSize
-        return (0..<count).map { i in decode(UnsafeRawPointer(buffer + Int(answer.size_subflow_data) + i * stride)) }
+        return (0..<count).map { i in decode(UnsafeRawPointer(buffer + Int(answer.size_subflow_data) + i * stride), stride) }
     }
 
     /// Whether this kernel and network namespace let a process create MPTCP sockets.

@@ -21,13 +21,15 @@ public struct RelayConfigFile: Sendable {
     public var listenLines: [Int?]
     /// `[[wan]]` and `[paths]`: the uplinks the WAN manager keeps (empty: it does not run).
     public var wan = WanPlan(wans: [])
+    /// `[admin]`: the operator listener (AdminParsing.swift).
+    public var admin: AdminSettings? = nil
 
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     static let topLevelKeys = [
         "log_level", "workers", "max_connections", "connect_timeout", "idle_timeout", "grace",
         "header_timeout", "max_pending_headers", "max_pending_per_source",
         "pipe_size", "pipe_memory", "splice", "upstream_mptcp", "listener", "interception",
-        "wan", "paths",
+        "wan", "paths", "admin",
     ]
 
     /// Reads and checks `path`. Relative `key_file` paths are taken from the file's directory.
@@ -87,6 +89,7 @@ public struct RelayConfigFile: Sendable {
         var config = RelayConfigFile(settings: settings, logLevel: logLevel, interception: interception,
                                      path: origin, listenLines: parsed.map(\.listenLine))
         config.wan = try WanParsing.parse(top, interceptionTable: interception.routeTable)
+        config.admin = try AdminParsing.parse(root, top)
         return config
     }
 

@@ -76,6 +76,8 @@ struct Connection {
     var holdsHeaderBudget = false
     /// Forward mode with a host name: which of the resolved addresses is being tried.
     var upstreamAttempt = 0
+    /// When the upstream connect was submitted (precise monotonic ns), for the latency metric.
+    var dialedAt: Int64 = 0
     /// Subflows of the MPTCP side, read when the first direction ends (before shutdowns
     /// start closing them); 0 when not read.
     var subflows = 0

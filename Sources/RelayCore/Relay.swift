@@ -107,7 +107,8 @@ public final class Relay {
     public let counters: [WorkerCounters]
     private let logger: Logger
     private var threads: [pthread_t] = []
-    private var mailboxes: [WorkerMailbox] = []
+    /// Internal, not private: Relay+Snapshot posts snapshot requests through them.
+    var mailboxes: [WorkerMailbox] = []
     private var joined: [Bool] = []
     private var launches: [WorkerLaunch] = []
     /// The bound listener sockets by id (the same id in every worker), so a reload can name

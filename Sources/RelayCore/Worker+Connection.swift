@@ -20,6 +20,7 @@ extension Worker {
         counters.add(.accepted, 1)
         let c = table[slot]
         let listener = listeners[li].settings
+        metricAccepted(listener)
         let readsHeader = listener.mode == .tunnelServer
         c.pointee.move(.accept(readsHeader: readsHeader))
         c.pointee.sequence = sequence
@@ -75,6 +76,7 @@ extension Worker {
     private func refuseUnheard(_ slot: Int32) {
         counters.add(.refused, 1)
         counters.add(.preAuthRefused, 1)
+        metricTunnelRefused("pre_auth_limit")
         beginClose(slot, reason: .refused("over the pre-authentication limits"), reset: true, quiet: true)
     }
 
@@ -99,6 +101,7 @@ extension Worker {
         let target = (UnsafeMutableRawPointer(c) + Self.targetOffset).assumingMemoryBound(to: sockaddr_storage.self)
         c.pointee.targetLength = destination.write(to: target)
         let generation = c.pointee.generation
+        c.pointee.dialedAt = Self.preciseNanoseconds()
         ring.connect(upstream.rawValue, address: UnsafeRawPointer(target), length: c.pointee.targetLength,
                      userData: OperationToken(.connect, index: slot, generation: generation).raw,
                      timeout: settings.connectTimeout > 0 ? connectTimeoutSpec : nil,
@@ -161,6 +164,7 @@ extension Worker {
             return
         }
         shortageEnded()
+        metricConnected(c)
         c.pointee.move(.connected)
         c.pointee.lastActive = now
         let keepUp = c.pointee.up, keepDown = c.pointee.down
@@ -199,6 +203,7 @@ extension Worker {
         }
         if listener.mode != .tunnelServer && !tunnelsOut {
             counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
+            metricOutcome(c)
         }
         pump(slot, 0)
         pump(slot, 1)
@@ -286,6 +291,7 @@ extension Worker {
         handshakeBuffers.give(up.buffer)
         handshakeBuffers.give(down.buffer)
         counters.add(.closed, 1)
+        metricClosed(c)
         counters.add(.bytesUp, up.bytes)
         counters.add(.bytesDown, down.bytes)
         listeners[c.pointee.listener].connections -= 1

@@ -20,6 +20,7 @@ extension Worker {
         if let resolved = requests.upstreamAddresses { upstreamAddresses = resolved }
         // A slot came free in another worker at the connection limit.
         if requests.rearm { armAccepts() }
+        for request in requests.snapshots { answerSnapshot(request) }
         if requests.abort {
             beginStop(grace: 0)
         } else if requests.stop {

@@ -51,10 +51,12 @@ extension Worker {
             c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
             counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
             c.pointee.relayed = true
+            metricOutcome(c)
             logger.debug("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c)) tunnel=connected \(c.pointee.status)")
             return true
         case .failure(let text):
             counters.add(.refused, 1)
+            metricTunnelRefused("server_refused")
             beginClose(slot, reason: .refused("tunnel server answered \(text) for destination=\(destinationText(c))"), reset: true)
             return false
         case .invalid(let text):
@@ -120,6 +122,7 @@ extension Worker {
         c.pointee.down.prefixEnd = TunnelCodec.encodeReply(error: nil, into: UnsafeMutableRawBufferPointer(start: handshakeBuffers.pointer(buffer), count: HandshakeBuffers.size))
         counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
         c.pointee.relayed = true
+        metricOutcome(c)
         logger.debug("conn=\(index).\(c.pointee.sequence) tunnel client=\(peerText(c)) destination=\(destinationText(c)) result=connected \(c.pointee.status)")
     }
 
@@ -145,6 +148,7 @@ extension Worker {
             _ = send(c.pointee.client, reply, n, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
         }
         counters.add(.refused, 1)
+        metricTunnelRefused(TunnelCodec.metricLabel(code))
         logger.notice("conn=\(index).\(c.pointee.sequence) tunnel client=\(peerText(c)) refused: \(reason)")
         // FIN right behind the reply; the close that follows may still turn into RST if the
         // client sent more than we read, which is a rejection all the same.

@@ -33,6 +33,8 @@ final class WorkerMailbox: Sendable {
         var upstreamAddresses: [String: [SocketAddress]]? = nil
         /// Accept again: the shared connection budget has room.
         var rearm = false
+        /// The operator listener asks for a snapshot (answered at this wake, see Worker+Snapshot).
+        var snapshots: [SnapshotRequest] = []
     }
 
     let eventFD: Int32

@@ -14,7 +14,7 @@ struct MPTCPRelayCommand: ParsableCommand {
             log line says which).
             """,
         version: RelayVersion.string,
-        subcommands: [RunCommand.self, CheckCommand.self, NftCommand.self, WanCommand.self],
+        subcommands: [RunCommand.self, CheckCommand.self, NftCommand.self, WanCommand.self, StatusCommand.self],
         defaultSubcommand: nil)
 }
 

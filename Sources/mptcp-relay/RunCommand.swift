@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Foundation
+import RelayAdmin
 import RelayConfig
 import Logging
 import MPTCPSocket
@@ -93,6 +94,12 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Open plain TCP upstream instead of MPTCP (for comparisons).")
     var noMptcp = false
 
+    @Option(help: ArgumentHelp("Operator listener: /metrics, /api/connections, the dashboard at / (loopback unless --admin-token-file).", valueName: "host:port"))
+    var admin: SocketAddress?
+
+    @Option(help: ArgumentHelp("Admin bearer token file (mode 0600); required for a non-loopback --admin.", valueName: "file"))
+    var adminTokenFile: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -122,6 +129,8 @@ struct RunCommand: ParsableCommand {
         if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         if let pipeMemory, pipeMemory < 65536 { throw ValidationError("--pipe-memory must be at least 65536 bytes") }
         if pipeSize < 4096 || pipeSize > 64 << 20 { throw ValidationError("--pipe-size must be between 4096 and 67108864 bytes") }
+        if adminTokenFile != nil && admin == nil { throw ValidationError("--admin-token-file goes with --admin HOST:PORT") }
+        if let admin, let problem = AdminSettings(listen: admin, tokenFile: adminTokenFile).problem { throw ValidationError(problem) }
     }
 
     func settings() throws -> RelaySettings {
@@ -195,6 +204,9 @@ struct RunCommand: ParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(1)
         }
+        // The operator listener (issue 11): --admin wins over the config's [admin].
+        let adminSettings = admin.map { AdminSettings(listen: $0, tokenFile: adminTokenFile) } ?? loaded?.admin
+        let adminServer = try adminSettings.map { try Self.startAdmin($0, relay: relay, logger: logger) }
         if !MPTCP.isAvailable() && settings.upstreamMPTCP {
             logger.warning("this kernel or namespace refuses MPTCP sockets (net.mptcp.enabled=0?): connections will be plain TCP")
         }
@@ -205,11 +217,29 @@ struct RunCommand: ParsableCommand {
                 {
                     systemd.reloading()
                     Self.reload(relay, from: path, logLevel: level, logger: logger, wan: wan)
+                    if self.admin == nil, (try? RelayConfigFile.load(path: path))?.admin != loaded?.admin {
+                        logger.notice("reload: [admin] changes on restart")
+                    }
                     systemd.notify("READY=1")
                 }
             },
             onStopping: { systemd.notify("STOPPING=1") })
+        adminServer?.stop()
         if status != 0 { throw ExitCode(status) }
+    }
+
+    private static func startAdmin(_ settings: AdminSettings, relay: Relay, logger: Logger) throws -> AdminServer {
+        do {
+            let server = try AdminServer(settings: settings, relay: relay)
+            try server.start()
+            logger.notice("admin listener on http://\(settings.listen)/ (/metrics, /api/connections)\(settings.tokenFile != nil ? "; bearer token required" : "")")
+            return server
+        } catch {
+            logger.critical("\(error)")
+            relay.requestStop(immediately: true)
+            _ = relay.runUntilStopped()
+            throw ExitCode(1)
+        }
     }
 
     /// SIGHUP: a config that does not load leaves the running one untouched.

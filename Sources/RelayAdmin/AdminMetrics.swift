@@ -1,0 +1,52 @@
+import CoreMetrics
+import Prometheus
+import RelayCore
+import Synchronization
+
+/// The Prometheus side: swift-metrics is bootstrapped with swift-prometheus, so the workers'
+/// per-connection events (Worker+Snapshot.swift) land in this registry; the values that are
+/// state rather than events (open connections, pipes, WAN subflows) and the workers' atomic
+/// counters are brought in at each scrape.
+final class AdminMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let lastCounts = Mutex<[String: UInt64]>([:])
+
+    /// Once per process: swift-metrics takes one backend.
+    func bootstrap() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+        ]
+        MetricsSystem.bootstrap(factory)
+    }
+
+    /// Updates the scrape-time values and renders the text format.
+    func render(_ doc: StatusDocument) -> String {
+        registry.makeGauge(name: "mptcp_relay_open_connections", help: "Connections open now (all phases).").set(Int64(doc.totals.openConnections))
+        registry.makeGauge(name: "mptcp_relay_pipes_in_use", help: "Splice pipes holding bytes in flight.").set(Int64(doc.totals.pipesInUse))
+        registry.makeGauge(name: "mptcp_relay_workers_answering", help: "Workers that answered the last snapshot in time.").set(Int64(doc.workersAnswered))
+        advance("mptcp_relay_accept_pauses_total", [], to: doc.totals.acceptPauses, help: "Times accepting paused for want of descriptors.")
+        for wan in doc.wans {
+            registry.makeGauge(name: "mptcp_relay_wan_subflows", labels: [("interface", wan.interface)], help: "Subflows of open connections over this interface.")
+                .set(Int64(wan.subflows))
+            advance("mptcp_relay_wan_bytes_total", [("interface", wan.interface), ("direction", "sent")], to: wan.bytesSent,
+                    help: "Bytes over this interface, summed from the subflows of open connections.")
+            advance("mptcp_relay_wan_bytes_total", [("interface", wan.interface), ("direction", "received")], to: wan.bytesReceived,
+                    help: "Bytes over this interface, summed from the subflows of open connections.")
+        }
+        return registry.emitToString()
+    }
+
+    /// A Prometheus counter only goes up by increments: add what a cumulative source gained.
+    private func advance(_ name: String, _ labels: [(String, String)], to value: UInt64, help: String) {
+        let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
+        let delta: UInt64 = lastCounts.withLock { last in
+            let before = last[key] ?? 0
+            last[key] = max(before, value)
+            return value > before ? value - before : 0
+        }
+        let counter = labels.isEmpty ? registry.makeCounter(name: name, help: help) : registry.makeCounter(name: name, labels: labels, help: help)
+        if delta > 0 { counter.increment(by: Int64(clamping: delta)) }
+    }
+}

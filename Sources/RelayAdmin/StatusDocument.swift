@@ -1,0 +1,59 @@
+/// The JSON of /api/connections, also read back by `mptcp-relay status`.
+public struct StatusDocument: Codable, Sendable {
+    public struct Subflow: Codable, Sendable {
+        public var local: String?
+        public var remote: String?
+        /// The interface that holds the local address (the WAN), when one does.
+        public var interface: String?
+        public var rttMs: Double?
+        public var bytesSent: UInt64?
+        public var bytesReceived: UInt64?
+    }
+
+    public struct Connection: Codable, Sendable {
+        public var id: String
+        public var listener: String
+        public var mode: String
+        public var client: String?
+        public var destination: String?
+        public var phase: String
+        /// "mptcp", a fallback reason ("fallback_peer", "fallback_kernel", "mptcp_lost",
+        /// "disabled"), or nil while connecting.
+        public var mptcp: String?
+        public var subflows: [Subflow]?
+        public var bytesUp: UInt64
+        public var bytesDown: UInt64
+        public var ageSeconds: Double
+    }
+
+    /// Traffic per WAN interface, summed from the subflows of open connections since the
+    /// admin listener started (bytes of a subflow that ended between two reads are lost).
+    public struct Wan: Codable, Sendable {
+        public var interface: String
+        public var subflows: Int
+        public var bytesSent: UInt64
+        public var bytesReceived: UInt64
+    }
+
+    public struct Totals: Codable, Sendable {
+        public var openConnections: Int
+        public var accepted: UInt64
+        public var closed: UInt64
+        public var mptcp: UInt64
+        public var fallback: UInt64
+        /// Bytes relayed so far, by connections closed and open (of the workers that answered).
+        public var bytesUp: UInt64
+        public var bytesDown: UInt64
+        public var pipesInUse: Int
+        public var acceptPauses: UInt64
+    }
+
+    public var time: Double
+    public var workersAnswered: Int
+    public var workers: Int
+    public var totals: Totals
+    public var wans: [Wan]
+    public var connections: [Connection]
+    /// MPTCP connections whose subflows were not read (over the per-request budget).
+    public var subflowDetailsOmitted: Int
+}

@@ -1,0 +1,31 @@
+import MPTCPSocket
+import RelayCore
+import TOMLKit
+
+/// `[admin]`: the operator listener (listen = "HOST:PORT", token_file = "PATH").
+enum AdminParsing {
+    static let keys = ["listen", "token_file"]
+
+    static func parse(_ root: TOMLTable, _ top: TableReader) throws(ConfigError) -> AdminSettings? {
+        guard let value = root["admin"] else { return nil }
+        guard let table = value.table else {
+            throw top.error("admin", "'admin' must be a table: write [admin] on its own line, then listen = \"127.0.0.1:9090\"")
+        }
+        let r = TableReader(table: table, scope: .table("admin"), context: top.context)
+        try r.rejectUnknownKeys(allowed: keys)
+        guard let text = try r.string("listen") else {
+            throw r.error(nil, "[admin] needs listen = \"HOST:PORT\" (e.g. \"127.0.0.1:9090\")")
+        }
+        let address: SocketAddress
+        do { address = try SocketAddress(parsing: text) } catch {
+            throw r.error("listen", "[admin] listen = \"\(text)\": \(error)")
+        }
+        var tokenFile = try r.string("token_file")
+        if let path = tokenFile, !path.hasPrefix("/") {
+            tokenFile = r.context.baseDirectory + "/" + path
+        }
+        let settings = AdminSettings(listen: address, tokenFile: tokenFile)
+        if let problem = settings.problem { throw r.error("listen", problem) }
+        return settings
+    }
+}
