@@ -12,6 +12,7 @@ PACKAGES=(
     mptcpize       # classic LD_PRELOAD mptcpize: makes stock servers speak MPTCP
     haproxy sockperf wrk        # benchmark comparisons
     tshark linux-perf psmisc    # inspection and profiling
+    dpkg-dev fakeroot lintian man-db binutils adduser git   # scripts/package-deb.sh, test-deb.sh
 )
 
 missing=()

@@ -32,5 +32,8 @@ fi
 # with the shaped-link transfers.
 swift test --skip IntegrationTests
 swift test --filter IntegrationTests
+# The Debian package: release build, lintian, installed and purged on a throwaway overlay of
+# this host (scripts/test-deb.sh; costs one release build, README "Debian package").
+scripts/test-deb.sh
 # The tunnel header parser under libFuzzer for a bounded time (reuses this build's objects).
 SCRATCH="$PWD/.build" Fuzz/run.sh "${FUZZ_SECONDS:-30}"

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Builds the Debian package of mptcp-relay from this source tree, in one command:
+#   scripts/package-deb.sh                # -> out/mptcp-relay_<version>_<arch>.deb
+#   OUT_DIR=/tmp/debs scripts/package-deb.sh
+# Release build with the Swift standard library linked statically (README "Debian package"
+# says why), man pages and shell completions generated from the argument definitions,
+# Depends computed by dpkg-shlibdeps, then lintian (errors fail the build).
+# Needs: a Swift toolchain, dpkg-dev, lintian, man-db (scripts/setup-deps.sh installs them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+die() { echo "package-deb.sh: $*" >&2; exit 1; }
+for tool in swift dpkg-deb dpkg-shlibdeps fakeroot lintian strip gzip; do
+    command -v "$tool" >/dev/null || die "'$tool' not found; run scripts/setup-deps.sh"
+done
+
+version=$(scripts/version.sh)
+arch=$(dpkg --print-architecture)
+out_dir=${OUT_DIR:-$root/out}
+# The commit's date, not today's: the same commit gives the same man pages and changelog.
+if git rev-parse --git-dir >/dev/null 2>&1; then
+    epoch=$(git log -1 --format=%ct)
+else
+    epoch=$(stat -c %Y VERSION)
+fi
+export SOURCE_DATE_EPOCH=$epoch
+day=$(date -u -d "@$epoch" +%Y-%m-%d)
+echo "package-deb.sh: mptcp-relay $version ($arch)"
+
+# 1. Man pages. The generate-manual plugin builds the package (release, shared stdlib) and
+#    asks each CLI for its --experimental-dump-help; it runs first because step 2 relinks.
+swift package plugin generate-manual --multi-page --date "$day" \
+    --authors "the mptcp-relay authors" >/dev/null
+manual_dir=$(swift build -c release --show-bin-path)/../../plugins/GenerateManual/outputs
+[[ -d $manual_dir ]] || manual_dir=$root/.build/plugins/GenerateManual/outputs
+ls "$manual_dir"/mptcp-relay/*.1 >/dev/null 2>&1 || die "generate-manual left no pages in $manual_dir"
+
+# 2. The binaries: the standard library statically (no Debian package ships the Swift 6
+#    runtime), so only Debian libraries remain to depend on.
+swift build -c release --static-swift-stdlib
+bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
+for f in mptcp-relay mptcpize-cli libmptcpize.so; do
+    [[ -f $bin/$f ]] || die "no $f in $bin after the build"
+done
+built_version=$("$bin/mptcp-relay" --version)
+[[ $built_version == "$version" ]] || die "binary says $built_version, tree is $version (stale build?)"
+
+# 3. The tree, in its FHS places.
+stage=$(mktemp -d "${TMPDIR:-/tmp}/mptcp-relay-deb.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+pkg=$stage/mptcp-relay
+doc=$pkg/usr/share/doc/mptcp-relay
+install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/usr/libexec/mptcp-relay" "$pkg/usr/lib/mptcpize" \
+    "$pkg/lib/systemd/system" "$pkg/etc/mptcp-relay" "$doc/examples" \
+    "$pkg/usr/share/man/man1" "$pkg/usr/share/man/man5" \
+    "$pkg/usr/share/bash-completion/completions" "$pkg/usr/share/zsh/vendor-completions" \
+    "$pkg/usr/share/fish/vendor_completions.d"
+install -m 0755 "$bin/mptcp-relay" "$pkg/usr/bin/mptcp-relay"
+install -m 0755 "$bin/mptcpize-cli" "$pkg/usr/bin/mptcpize"
+# Private library directory: LD_PRELOAD takes it by absolute path (ShimLocator finds it).
+install -m 0644 "$bin/libmptcpize.so" "$pkg/usr/lib/mptcpize/libmptcpize.so"
+strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+    "$pkg/usr/bin/mptcp-relay" "$pkg/usr/bin/mptcpize" "$pkg/usr/lib/mptcpize/libmptcpize.so"
+install -m 0755 scripts/mptcp-relay-nft.sh "$pkg/usr/libexec/mptcp-relay/mptcp-relay-nft"
+
+# Units name /usr/local (scripts/install.sh's prefix); the package lives in /usr.
+for unit in mptcp-relay.service mptcp-relay-nft.service; do
+    sed -e 's|/usr/local/libexec|/usr/libexec|g' -e 's|/usr/local/bin|/usr/bin|g' \
+        -e 's|^Documentation=.*|Documentation=man:mptcp-relay(1) man:mptcp-relay.conf(5)|' \
+        "systemd/$unit" > "$pkg/lib/systemd/system/$unit"
+    chmod 0644 "$pkg/lib/systemd/system/$unit"
+done
+grep -q /usr/local "$pkg"/lib/systemd/system/*.service && die "a unit still names /usr/local"
+
+install -m 0644 packaging/debian/config.toml "$pkg/etc/mptcp-relay/config.toml"
+install -m 0644 examples/*.toml "$doc/examples/"
+install -m 0644 docs/configuration.md docs/mptcpize.md docs/tunnel-protocol.md "$doc/"
+gzip -9n "$doc"/*.md
+install -m 0644 packaging/debian/copyright "$doc/copyright"
+printf '%s\n' \
+    "mptcp-relay ($version) unstable; urgency=medium" "" \
+    "  * Package built from $(git rev-parse --short=12 HEAD 2>/dev/null || echo 'a source tree')." "" \
+    " -- mptcp-relay maintainers <mptcp-relay@example.org>  $(date -u -R -d "@$epoch")" \
+    | gzip -9n > "$doc/changelog.Debian.gz"
+
+# Man pages: generated ones for the CLIs; the mptcpize CLI's pages are renamed with it.
+for page in "$manual_dir"/mptcp-relay/*.1; do
+    gzip -9n < "$page" > "$pkg/usr/share/man/man1/$(basename "$page").gz"
+done
+for page in "$manual_dir"/mptcpize/*.1; do
+    name=$(basename "$page"); name=${name/mptcpize-cli/mptcpize}
+    sed -e 's/mptcpize-cli/mptcpize/g' -e 's/MPTCPIZE-CLI/MPTCPIZE/g' "$page" \
+        | gzip -9n > "$pkg/usr/share/man/man1/$name.gz"
+done
+gzip -9n < packaging/debian/mptcp-relay.conf.5 > "$pkg/usr/share/man/man5/mptcp-relay.conf.5.gz"
+
+# Completions, generated by the binaries being packaged.
+"$bin/mptcp-relay" --generate-completion-script bash > "$pkg/usr/share/bash-completion/completions/mptcp-relay"
+"$bin/mptcp-relay" --generate-completion-script zsh > "$pkg/usr/share/zsh/vendor-completions/_mptcp-relay"
+"$bin/mptcp-relay" --generate-completion-script fish > "$pkg/usr/share/fish/vendor_completions.d/mptcp-relay.fish"
+"$bin/mptcpize-cli" --generate-completion-script bash > "$pkg/usr/share/bash-completion/completions/mptcpize"
+"$bin/mptcpize-cli" --generate-completion-script zsh > "$pkg/usr/share/zsh/vendor-completions/_mptcpize"
+"$bin/mptcpize-cli" --generate-completion-script fish > "$pkg/usr/share/fish/vendor_completions.d/mptcpize.fish"
+chmod 0644 "$pkg"/usr/share/{bash-completion/completions,zsh/vendor-completions,fish/vendor_completions.d}/*
+
+# 4. Control files. Depends: what the binaries really link, by dpkg-shlibdeps.
+shlib_dir=$stage/shlibs
+install -d "$shlib_dir/debian"
+printf 'Source: mptcp-relay\n\nPackage: mptcp-relay\nArchitecture: any\n' > "$shlib_dir/debian/control"
+depends=$(cd "$shlib_dir" && dpkg-shlibdeps -O --warnings=0 \
+    "$pkg/usr/bin/mptcp-relay" "$pkg/usr/bin/mptcpize" "$pkg/usr/lib/mptcpize/libmptcpize.so")
+depends=${depends#shlibs:Depends=}
+[[ -n $depends ]] || die "dpkg-shlibdeps found no dependencies"
+
+install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$pkg/DEBIAN/"
+echo /etc/mptcp-relay/config.toml > "$pkg/DEBIAN/conffiles"
+installed_size=$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
+cat > "$pkg/DEBIAN/control" <<CONTROL
+Package: mptcp-relay
+Version: $version
+Architecture: $arch
+Maintainer: mptcp-relay maintainers <mptcp-relay@example.org>
+Installed-Size: $installed_size
+Depends: $depends, adduser
+Recommends: nftables, iproute2
+Conflicts: mptcpize
+Replaces: mptcpize
+Section: net
+Priority: optional
+Description: Multipath TCP for plain-TCP software: relay daemon and mptcpize
+ mptcp-relay accepts plain TCP connections and re-originates each one as a
+ Multipath TCP connection (io_uring and splice), in forward, transparent
+ (TPROXY), redirect, server and tunnel modes, with systemd units and the
+ nftables rules for a transparent LAN gateway.
+ .
+ mptcpize runs unmodified programs over MPTCP through an LD_PRELOAD library,
+ and replaces Debian's mptcpize package of the same name.
+CONTROL
+(cd "$pkg" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z \
+    | xargs -0 md5sum > DEBIAN/md5sums)
+chmod 0644 "$pkg/DEBIAN/control" "$pkg/DEBIAN/conffiles" "$pkg/DEBIAN/md5sums"
+
+mkdir -p "$out_dir"
+deb=$out_dir/mptcp-relay_${version}_${arch}.deb
+fakeroot dpkg-deb --root-owner-group -Zxz --build "$pkg" "$deb" >/dev/null
+
+# 5. lintian: errors fail; warnings are printed for a human to judge.
+lintian_out=$(lintian --no-tag-display-limit "$deb" || true)
+[[ -z $lintian_out ]] || echo "$lintian_out"
+if grep -q '^E:' <<<"$lintian_out"; then
+    die "lintian reports errors in $deb"
+fi
+echo "$deb"
