@@ -28,23 +28,40 @@ export SOURCE_DATE_EPOCH=$epoch
 day=$(date -u -d "@$epoch" +%Y-%m-%d)
 echo "package-deb.sh: mptcp-relay $version ($arch)"
 
-# 1. Man pages. The generate-manual plugin builds the package (release, shared stdlib) and
-#    asks each CLI for its --experimental-dump-help; it runs first because step 2 relinks.
-swift package plugin generate-manual --multi-page --date "$day" \
+# The standard library is linked statically (no Debian package ships the Swift 6 runtime), so
+# only Debian libraries remain to depend on. The flag goes through -Xswiftc rather than
+# --static-swift-stdlib because `swift package` (step 1) accepts only the former, and the
+# same flags in both steps make step 2 a no-op instead of a second release build.
+static=(-Xswiftc -static-stdlib)
+
+# 1. Man pages. The generate-manual plugin builds the package in release mode and asks each
+#    CLI for its --experimental-dump-help.
+manual_dir=$root/.build/plugins/GenerateManual/outputs
+rm -rf "$manual_dir"   # no page of a subcommand that no longer exists
+swift package "${static[@]}" plugin generate-manual --multi-page --date "$day" \
     --authors "the mptcp-relay authors" >/dev/null
-manual_dir=$(swift build -c release --show-bin-path)/../../plugins/GenerateManual/outputs
-[[ -d $manual_dir ]] || manual_dir=$root/.build/plugins/GenerateManual/outputs
 ls "$manual_dir"/mptcp-relay/*.1 >/dev/null 2>&1 || die "generate-manual left no pages in $manual_dir"
 
-# 2. The binaries: the standard library statically (no Debian package ships the Swift 6
-#    runtime), so only Debian libraries remain to depend on.
-swift build -c release --static-swift-stdlib
-bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
+# 2. The binaries (already built by step 1).
+swift build -c release "${static[@]}"
+bin=$(swift build -c release "${static[@]}" --show-bin-path)
 for f in mptcp-relay mptcpize-cli libmptcpize.so; do
     [[ -f $bin/$f ]] || die "no $f in $bin after the build"
 done
 built_version=$("$bin/mptcp-relay" --version)
 [[ $built_version == "$version" ]] || die "binary says $built_version, tree is $version (stale build?)"
+if ldd "$bin/mptcp-relay" "$bin/mptcpize-cli" | grep -q 'libswift'; then
+    die "the binaries still link the Swift runtime dynamically"
+fi
+shim=$bin/libmptcpize.so
+# The shim is LD_PRELOADed into every program mptcpize runs: it must link libc (and libdl)
+# only. Until the SwiftPM product is built that way, build it here with the C compiler alone.
+if ldd "$shim" | grep -q 'libswift'; then
+    echo "package-deb.sh: $shim links the Swift runtime; building the shim with cc instead" >&2
+    shim=$(mktemp -d "${TMPDIR:-/tmp}/mptcpize-shim.XXXXXX")/libmptcpize.so
+    cc -shared -fPIC -O2 -Wall -I Sources/CMPTCPize/include -I Sources/CMPTCPize \
+        -Wl,-z,relro,-z,now -o "$shim" Sources/CMPTCPize/*.c -ldl
+fi
 
 # 3. The tree, in its FHS places.
 stage=$(mktemp -d "${TMPDIR:-/tmp}/mptcp-relay-deb.XXXXXX")
@@ -59,7 +76,7 @@ install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/usr/libexec/mptcp-relay" "$pkg/usr
 install -m 0755 "$bin/mptcp-relay" "$pkg/usr/bin/mptcp-relay"
 install -m 0755 "$bin/mptcpize-cli" "$pkg/usr/bin/mptcpize"
 # Private library directory: LD_PRELOAD takes it by absolute path (ShimLocator finds it).
-install -m 0644 "$bin/libmptcpize.so" "$pkg/usr/lib/mptcpize/libmptcpize.so"
+install -m 0644 "$shim" "$pkg/usr/lib/mptcpize/libmptcpize.so"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
     "$pkg/usr/bin/mptcp-relay" "$pkg/usr/bin/mptcpize" "$pkg/usr/lib/mptcpize/libmptcpize.so"
 install -m 0755 scripts/mptcp-relay-nft.sh "$pkg/usr/libexec/mptcp-relay/mptcp-relay-nft"
@@ -84,14 +101,16 @@ printf '%s\n' \
     " -- mptcp-relay maintainers <mptcp-relay@example.org>  $(date -u -R -d "@$epoch")" \
     | gzip -9n > "$doc/changelog.Debian.gz"
 
-# Man pages: generated ones for the CLIs; the mptcpize CLI's pages are renamed with it.
-for page in "$manual_dir"/mptcp-relay/*.1; do
-    gzip -9n < "$page" > "$pkg/usr/share/man/man1/$(basename "$page").gz"
-done
-for page in "$manual_dir"/mptcpize/*.1; do
-    name=$(basename "$page"); name=${name/mptcpize-cli/mptcpize}
-    sed -e 's/mptcpize-cli/mptcpize/g' -e 's/MPTCPIZE-CLI/MPTCPIZE/g' "$page" \
-        | gzip -9n > "$pkg/usr/share/man/man1/$name.gz"
+# Man pages: generated ones for the CLIs, named the Debian way (mptcp-relay-run(1), not
+# mptcp-relay.run(1)); the `help` subcommand gets no page.
+for page in "$manual_dir"/mptcp-relay/*.1 "$manual_dir"/mptcpize/*.1; do
+    name=$(basename "$page" .1)
+    [[ $name == *.help ]] && continue
+    name=${name//./-}
+    sed -e '/^\.Xr [a-z-]*\.help 1/d' \
+        -e 's/\(mptcp-relay\|mptcpize\)\.\(run\|check\|nft\|enable\|disable\)\b/\1-\2/g' \
+        -e 's/\(MPTCP-RELAY\|MPTCPIZE\)\.\(RUN\|CHECK\|NFT\|ENABLE\|DISABLE\)\b/\1-\2/g' "$page" \
+        | gzip -9n > "$pkg/usr/share/man/man1/$name.1.gz"
 done
 gzip -9n < packaging/debian/mptcp-relay.conf.5 > "$pkg/usr/share/man/man5/mptcp-relay.conf.5.gz"
 
