@@ -99,7 +99,7 @@ printf '%s\n' \
     "mptcp-relay ($version) unstable; urgency=medium" "" \
     "  * Package built from $(git rev-parse --short=12 HEAD 2>/dev/null || echo 'a source tree')." "" \
     " -- mptcp-relay maintainers <mptcp-relay@example.org>  $(date -u -R -d "@$epoch")" \
-    | gzip -9n > "$doc/changelog.Debian.gz"
+    | gzip -9n > "$doc/changelog.gz"   # a native package: changelog.gz, not changelog.Debian.gz
 
 # Man pages: generated ones for the CLIs, named the Debian way (mptcp-relay-run(1), not
 # mptcp-relay.run(1)); the `help` subcommand gets no page.
@@ -107,7 +107,10 @@ for page in "$manual_dir"/mptcp-relay/*.1 "$manual_dir"/mptcpize/*.1; do
     name=$(basename "$page" .1)
     [[ $name == *.help ]] && continue
     name=${name//./-}
+    # A subcommand's page: NAME gets the file's name (whatis), SYNOPSIS keeps the command line.
+    cmd=$(sed -n 's/^\.Nm "\(.*\)"$/\1/p' "$page" | head -n 1)
     sed -e '/^\.Xr [a-z-]*\.help 1/d' \
+        ${cmd:+-e "s/^\.Nm \"$cmd\"\$/.Nm $name/" -e "s/^\.Nm\$/.Nm \"$cmd\"/"} \
         -e 's/\(mptcp-relay\|mptcpize\)\.\(run\|check\|nft\|enable\|disable\)\b/\1-\2/g' \
         -e 's/\(MPTCP-RELAY\|MPTCPIZE\)\.\(RUN\|CHECK\|NFT\|ENABLE\|DISABLE\)\b/\1-\2/g' "$page" \
         | gzip -9n > "$pkg/usr/share/man/man1/$name.1.gz"
@@ -121,6 +124,8 @@ gzip -9n < packaging/debian/mptcp-relay.conf.5 > "$pkg/usr/share/man/man5/mptcp-
 "$bin/mptcpize-cli" --generate-completion-script bash > "$pkg/usr/share/bash-completion/completions/mptcpize"
 "$bin/mptcpize-cli" --generate-completion-script zsh > "$pkg/usr/share/zsh/vendor-completions/_mptcpize"
 "$bin/mptcpize-cli" --generate-completion-script fish > "$pkg/usr/share/fish/vendor_completions.d/mptcpize.fish"
+# bash-completion sources these files: no #! line.
+sed -i '1{/^#!/d}' "$pkg"/usr/share/bash-completion/completions/*
 chmod 0644 "$pkg"/usr/share/{bash-completion/completions,zsh/vendor-completions,fish/vendor_completions.d}/*
 
 # 4. Control files. Depends: what the binaries really link, by dpkg-shlibdeps.
