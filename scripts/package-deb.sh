@@ -53,19 +53,21 @@ built_version=$("$bin/mptcp-relay" --version)
 if ldd "$bin/mptcp-relay" "$bin/mptcpize-cli" | grep -q 'libswift'; then
     die "the binaries still link the Swift runtime dynamically"
 fi
+stage=$(mktemp -d "${TMPDIR:-/tmp}/mptcp-relay-deb.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
 shim=$bin/libmptcpize.so
-# The shim is LD_PRELOADed into every program mptcpize runs: it must link libc (and libdl)
-# only. Until the SwiftPM product is built that way, build it here with the C compiler alone.
-if ldd "$shim" | grep -q 'libswift'; then
-    echo "package-deb.sh: $shim links the Swift runtime; building the shim with cc instead" >&2
-    shim=$(mktemp -d "${TMPDIR:-/tmp}/mptcpize-shim.XXXXXX")/libmptcpize.so
+# The shim is LD_PRELOADed into every program mptcpize runs: it must need libc (and libdl)
+# only. Until the SwiftPM product is built that way (a .dynamic product pulls in libstdc++
+# and, with -static-stdlib, a 6 MB copy of the Swift runtime), build it with cc alone.
+extra_needs=$(readelf -d "$shim" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -vx 'libc.so.6\|libdl.so.2' || true)
+if [[ -n $extra_needs ]]; then
+    echo "package-deb.sh: $shim also needs $(echo $extra_needs); building the shim with cc instead" >&2
+    shim=$stage/libmptcpize.so
     cc -shared -fPIC -O2 -Wall -I Sources/CMPTCPize/include -I Sources/CMPTCPize \
         -Wl,-z,relro,-z,now -o "$shim" Sources/CMPTCPize/*.c -ldl
 fi
 
 # 3. The tree, in its FHS places.
-stage=$(mktemp -d "${TMPDIR:-/tmp}/mptcp-relay-deb.XXXXXX")
-trap 'rm -rf "$stage"' EXIT
 pkg=$stage/mptcp-relay
 doc=$pkg/usr/share/doc/mptcp-relay
 install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/usr/libexec/mptcp-relay" "$pkg/usr/lib/mptcpize" \

@@ -32,11 +32,17 @@ if [[ ${1:-} == --inside ]]; then
     pass "the shipped config passes check --no-bind"
 
     out=$(mptcpize check) || { echo "$out"; fail "mptcpize check"; }
-    grep -q 'shim .*/usr/lib/mptcpize/libmptcpize.so' <<<"$out" || { echo "$out"; fail "mptcpize check did not find the installed shim"; }
+    grep -q '^shim: *.*/usr/lib/mptcpize/libmptcpize.so$' <<<"$out" || { echo "$out"; fail "mptcpize check did not find the installed shim"; }
     # 262 = IPPROTO_MPTCP: the installed shim really turned the program's TCP socket into MPTCP.
     proto=$(mptcpize run python3 -c 'import socket; print(socket.socket().getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))')
     [[ $proto == 262 ]] || fail "mptcpize run: socket protocol $proto, expected 262 (MPTCP)"
     pass "mptcpize check finds the shim; mptcpize run gives an MPTCP socket"
+
+    needs=$(readelf -d /usr/lib/mptcpize/libmptcpize.so | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+    [[ $needs == "libc.so.6 " || $needs == "libdl.so.2 libc.so.6 " || $needs == "libc.so.6 libdl.so.2 " ]] \
+        || fail "the installed shim needs more than libc: $needs"
+    ! ldd /usr/bin/mptcp-relay /usr/bin/mptcpize | grep -q libswift || fail "a binary links the Swift runtime dynamically"
+    pass "the shim needs libc only; the binaries need no Swift runtime from the toolchain"
 
     for page in mptcp-relay mptcp-relay-run mptcp-relay-check mptcp-relay-nft mptcpize; do
         [[ $(man -w "$page") == /usr/share/man/man1/$page.1.gz ]] || fail "man -w $page: $(man -w "$page" 2>&1)"
