@@ -15,9 +15,9 @@ if ! command -v git >/dev/null 2>&1 || ! git -C "$root" rev-parse --git-dir >/de
     echo "$base"; exit 0
 fi
 dirty=""
-# refresh first: a stale index (fresh clone, touched files) would report a clean tree as dirty.
-git -C "$root" update-index -q --refresh >/dev/null 2>&1 || true
-git -C "$root" diff-index --quiet HEAD -- 2>/dev/null || dirty=".dirty"
+# git status compares contents (diff-index alone calls a merely touched file dirty) and
+# skips, rather than fails, when another git command holds the index lock.
+[ -z "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ] || dirty=".dirty"
 
 if described=$(git -C "$root" describe --tags --match 'v[0-9]*' --long 2>/dev/null); then
     # v1.2.3-N-gHASH
