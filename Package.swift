@@ -80,7 +80,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "mptcp-relay", dependencies: [
-            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol", "RelayLog", "URing", "WanManager", "Netlink", "RelayAdmin",
+            "RelayCore", "MPTCPSocket", "RelayConfig", "TunnelProtocol", "RelayLog", "URing", "WanManager", "Netlink", "RelayAdmin", "BuildVersion",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -104,11 +104,18 @@ let package = Package(
         .target(name: "CMPTCPizeSupervisor"),
         .executableTarget(name: "mptcpize", dependencies: [
             "CMPTCPizeSupervisor",
+            "BuildVersion",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Drives the built binaries (`swift test` builds every product of the package first).
         .testTarget(name: "MPTCPizeTests"),
         // END mptcpize targets
+
+        // BEGIN version stamp
+        // `--version` of both CLIs: the version scripts/version.sh derives from git, stamped at build time.
+        .plugin(name: "VersionStamp", capability: .buildTool()),
+        .target(name: "BuildVersion", plugins: ["VersionStamp"]),
+        // END version stamp
 
         // Shared by the test targets: namespace testbed, process runner, hashing.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

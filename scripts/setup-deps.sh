@@ -16,6 +16,7 @@ PACKAGES=(
     haproxy sockperf wrk        # benchmark comparisons
     tshark linux-perf psmisc    # inspection and profiling
     chromium fonts-dejavu-core  # headless browser test of the admin dashboard
+    dpkg-dev fakeroot lintian man-db binutils adduser git   # scripts/package-deb.sh, test-deb.sh
 )
 
 missing=()

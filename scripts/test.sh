@@ -35,5 +35,11 @@ swift test --filter IntegrationTests
 # The same checks on the kernels users run (Debian 12's 6.1 under qemu); skipped with a
 # message only where qemu cannot run.
 scripts/test-kernels.sh
+# The Debian package: release build, lintian, installed and purged on a throwaway overlay of
+# this host (scripts/test-deb.sh). Costs one release build: 5-9 min on 2 cores from a fresh
+# clone; DEB_TEST=0 skips it. gzip: xz would add a minute of compression.
+if [[ ${DEB_TEST:-1} != 0 ]]; then
+    DEB_COMPRESSION=gzip scripts/test-deb.sh
+fi
 # The tunnel header parser under libFuzzer for a bounded time (reuses this build's objects).
 SCRATCH="$PWD/.build" Fuzz/run.sh "${FUZZ_SECONDS:-30}"

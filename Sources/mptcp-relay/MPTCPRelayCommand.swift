@@ -1,4 +1,5 @@
 import ArgumentParser
+import BuildVersion
 import Logging
 import MPTCPSocket
 import RelayCore
@@ -19,7 +20,7 @@ struct MPTCPRelayCommand: ParsableCommand {
 }
 
 enum RelayVersion {
-    static let string = "0.1.0"
+    static let string = BuildVersion.string
 }
 
 /// `--config FILE`, shared by run (where it is optional), check and nft.

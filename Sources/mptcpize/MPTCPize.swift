@@ -1,4 +1,5 @@
 import ArgumentParser
+import BuildVersion
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,6 +14,7 @@ struct MPTCPize: ParsableCommand {
             sockets instead of TCP ones through the LD_PRELOAD library libmptcpize.so. Where the \
             kernel refuses MPTCP, they get the TCP socket they asked for and work as before.
             """,
+        version: BuildVersion.string,
         subcommands: [Run.self, Enable.self, Disable.self, Check.self]
     )
 }

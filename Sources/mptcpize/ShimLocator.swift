@@ -3,14 +3,15 @@ import Glibc
 #endif
 
 /// Finds libmptcpize.so: $MPTCPIZE_LIB, else beside this executable (the SwiftPM build folder),
-/// else ../lib/ (installed layout: PREFIX/bin/mptcpize + PREFIX/lib/libmptcpize.so).
+/// else ../lib/ (installed layout: PREFIX/bin/mptcpize + PREFIX/lib/libmptcpize.so),
+/// else ../lib/mptcpize/ (the Debian package's private library directory).
 enum ShimLocator {
     static let fileName = "libmptcpize.so"
 
     static func candidates() -> [String] {
         var dir = executablePath().map(dirname) ?? "."
         if dir.isEmpty { dir = "." }
-        return ["\(dir)/\(fileName)", "\(dir)/../lib/\(fileName)"]
+        return ["\(dir)/\(fileName)", "\(dir)/../lib/\(fileName)", "\(dir)/../lib/mptcpize/\(fileName)"]
     }
 
     static func locate() throws -> String {
