@@ -138,25 +138,50 @@ def idle_hold(a):
 # --- header-trickling flood against a tunnel server -----------------------------------------
 
 def flood(a):
+    # Like an attacker: every connection the server ends is replaced (at most a.rate a
+    # second), so the pressure lasts until the flag file appears.
     raise_nofile()
-    socks, connected, sent = [], 0, 0
-    for _ in range(a.n):
+    sel = selectors.DefaultSelector()
+    count = {"connected": 0, "sent": 0, "ended": 0, "reopened": 0}
+    def open_one():
         s = socket.socket(family(a.host), socket.SOCK_STREAM)
         s.settimeout(1)
         try:
-            s.connect((a.host, a.port)); connected += 1
+            s.connect((a.host, a.port))
         except OSError:
-            s.close(); continue
+            s.close(); return False
+        count["connected"] += 1
         try:
-            s.send(b"\x01"); sent += 1   # the first byte of a Convert header, then nothing
+            s.send(b"\x01"); count["sent"] += 1   # the first byte of a Convert header, then nothing
         except OSError:
             pass
-        socks.append(s)
-    out("flood connected %d sent %d" % (connected, sent))
-    wait_flag(a.flag, a.hold)
-    for s in socks:
-        s.close()
-    out("flood done")
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        return True
+    for _ in range(a.n):
+        open_one()
+    out("flood connected %d sent %d" % (count["connected"], count["sent"]))
+    owed = 0
+    deadline = time.monotonic() + a.hold
+    while not os.path.exists(a.flag) and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.1):
+            s = key.fileobj
+            try:
+                s.recv(4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                pass
+            # Answered (an Error reply), closed or reset: the server let go of it.
+            sel.unregister(s); s.close()
+            count["ended"] += 1; owed += 1
+        for _ in range(min(owed, max(1, a.rate // 10))):
+            owed -= 1
+            if open_one():
+                count["reopened"] += 1
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+    out("flood done ended %d reopened %d" % (count["ended"], count["reopened"]))
 
 # --- many concurrent connections: a selectors echo server and a holding client --------------
 
@@ -376,6 +401,7 @@ def main():
     q = sub.add_parser("flood"); q.set_defaults(fn=flood)
     q.add_argument("--host", required=True); q.add_argument("--port", type=int, required=True)
     q.add_argument("--n", type=int, default=2000); q.add_argument("--hold", type=float, default=60); q.add_argument("--flag", required=True)
+    q.add_argument("--rate", type=int, default=300)
     q = sub.add_parser("echo-many"); q.set_defaults(fn=echo_many)
     q.add_argument("--bind", required=True); q.add_argument("--port", type=int, required=True)
     q = sub.add_parser("hold-many"); q.set_defaults(fn=hold_many)
