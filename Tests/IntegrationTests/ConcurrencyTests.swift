@@ -41,7 +41,7 @@ extension Integration {
                 #expect(connected == "\(total) failed 0", "client: \(clients.log)\n\(relays.map { tail($0.log, lines: 5) }.joined(separator: "\n"))")
                 #expect(held == "\(total) echo-errors 0", "client: \(clients.log)")
                 // Both relays really hold their half: a client socket and an upstream socket each.
-                for (i, r) in relays.enumerated() {
+                for i in relays.indices {
                     #expect(during[i].total - baseline[i].total >= total, "relay \(i) holds \(during[i].total - baseline[i].total) descriptors for \(total / 2) connections")
                 }
 

@@ -311,18 +311,22 @@ def soak_client(a):
     lock = threading.Lock()
     stats = {}
     failures = []
+    examples = {}
+    started = time.monotonic()
     def record(name, kind, outcome, detail=""):
         with lock:
             key = "%s/%s/%s" % (name, kind, outcome)
             stats[key] = stats.get(key, 0) + 1
             if outcome in ("truncated", "corrupt", "stalled"):
                 failures.append("%s %s %s %s" % (name, kind, outcome, detail))
+            elif outcome in ("refused", "reset") and len(examples.setdefault(key, [])) < 3:
+                examples[key].append("t=%.1f %s" % (time.monotonic() - started, detail))
     deadline = time.monotonic() + a.seconds
     def transfer(name, host, port, kind, seed):
         try:
             s = socket.create_connection((host, port), timeout=10)
         except OSError as e:
-            record(name, kind, "refused"); return
+            record(name, kind, "refused", repr(e)); return
         s.settimeout(a.stall)
         try:
             if kind in ("bulk", "abort"):
@@ -361,8 +365,8 @@ def soak_client(a):
                     record(name, kind, "truncated", "%d of %d bytes then a clean EOF" % (len(got), n))
                 else:
                     record(name, kind, "corrupt", "%d bytes, want %d" % (len(got), n))
-        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
-            record(name, kind, "reset")
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as e:
+            record(name, kind, "reset", repr(e))
         except socket.timeout:
             record(name, kind, "stalled", "nothing for %s s" % a.stall)
         except OSError as e:
@@ -381,6 +385,9 @@ def soak_client(a):
     for t in ts: t.join()
     for k in sorted(stats):
         out("stat %s %d" % (k, stats[k]))
+    for k in sorted(examples):
+        for e in examples[k]:
+            out("example %s %s" % (k, e))
     for f in failures[:20]:
         out("failure " + f)
     out("soak done failures %d" % len(failures))
