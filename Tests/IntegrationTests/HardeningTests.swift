@@ -137,6 +137,37 @@ extension Integration {
             }
         }
 
+        /// Finding 4: a timeout too large for the nanosecond clock (1e10 s, beyond Int64) never
+        /// traps. The relay either refuses it at start with a message naming the option, or
+        /// runs with it: relays, survives its timer ticks, and stops cleanly on SIGTERM.
+        @Test(arguments: ["--idle-timeout", "--connect-timeout", "--grace"])
+        func hugeTimeoutNeverTraps(option: String) async throws {
+            try await withEnv(wans: 1, rateMbit: 100) { env in
+                _ = try await env.peerServer("echo-server", [], port: 7230, mptcp: true, log: "server.log")
+                let bin = try await RelayBinary.path()
+                let relay = try BackgroundProcess(in: env.tb.gwNS, [bin, "run", "--listen", "\(env.tb.gwLanIP):7230", "--upstream", "\(env.tb.srvIP):7230",
+                                                                    option, "1e10"], log: env.tmp.file("relay.log"))
+                env.started.add(relay)
+                let listening = (try? await Net.waitListening(ns: env.tb.gwNS, port: 7230, alive: { relay.isRunning })) != nil
+                let name = String(option.dropFirst(2))
+                if !listening || !relay.isRunning {
+                    #expect(await relay.waitForExit(timeout: 10))
+                    #expect(relay.exitStatus == 1 || relay.exitStatus == 64, "\(option) 1e10: exit status \(String(describing: relay.exitStatus)) (a crash is 128+signal):\n\(tail(relay.log))")
+                    #expect(relay.log.contains(name) && !relay.log.contains("Fatal error"), "the refusal does not name \(option):\n\(tail(relay.log))")
+                    return
+                }
+                let r = try await env.lanPeer("many-clients", ["--host", env.tb.gwLanIP, "--port", "7230", "--n", "5", "--parallel", "1"], timeout: 60)
+                #expect(r.stdout.hasPrefix("ok 5 errors 0"), "\(option) 1e10: \(r.stdout)\n\(tail(relay.log))")
+                // The worker's tick (1 s) reads every timeout: let two pass.
+                try await Task.sleep(nanoseconds: 2_500_000_000)
+                try #require(relay.isRunning, "\(option) 1e10: the relay died:\n\(tail(relay.log))")
+                relay.signal(SIGTERM)
+                #expect(await relay.waitForExit(timeout: 10), "no exit after SIGTERM")
+                #expect(relay.exitStatus == 0, "\(option) 1e10: exit status \(String(describing: relay.exitStatus)) after SIGTERM:\n\(tail(relay.log))")
+                #expect(!relay.log.contains("Fatal error"), "\(tail(relay.log))")
+            }
+        }
+
         /// Finding 5: a worker that cannot set up its io_uring (seccomp refuses io_uring_setup)
         /// makes the process exit non-zero, after saying why, and READY=1 is never sent, so that
         /// systemd's Restart=on-failure acts.
