@@ -15,6 +15,7 @@ PACKAGES=(
     mptcpize       # classic LD_PRELOAD mptcpize: makes stock servers speak MPTCP
     haproxy sockperf wrk        # benchmark comparisons
     tshark linux-perf psmisc    # inspection and profiling
+    gcc libc6-dev  # HardeningTests compiles a seccomp wrapper (cc) that refuses io_uring_setup
 )
 
 missing=()
