@@ -63,6 +63,44 @@ extension Integration {
             }
         }
 
+        /// Finding 1, server side: a connection accepted without `proxy_protocol` never gets
+        /// a PROXY header because a reload turned it on while its backend connect was pending.
+        /// The backend echoes: the client must get back exactly what it sent.
+        @Test func reloadMidConnectKeepsProxyProtocolSetting() async throws {
+            try await withEnv(wans: 1, rateMbit: 100) { env in
+                _ = try await env.peerServer("echo-server", [], port: 7240, mptcp: false, log: "echo.log")
+                func config(proxy: Bool) -> String {
+                    """
+                    connect_timeout = 20
+                    [[listener]]
+                    listen = "\(env.tb.gwLanIP):7240"
+                    mode = "server"
+                    backend = "\(env.tb.srvIP):7240"
+                    proxy_protocol = \(proxy)
+                    """
+                }
+                let configFile = env.tmp.file("server.toml")
+                try Files.write(config(proxy: false), to: configFile)
+                let bin = try await RelayBinary.path()
+                let relay = try await env.daemon(in: env.tb.gwNS, [bin, "run", "--config", configFile.path], port: 7240, log: "relay.log")
+                _ = try await Proc.check(in: env.tb.srvNS, ["nft", "table inet it_syndrop { chain input { type filter hook input priority 0; tcp dport 7240 tcp flags & (syn | ack) == syn drop; }; }"])
+                let client = try BackgroundProcess(in: env.tb.lanNS, ["python3", "-c", echoOnceSnippet(env.tb.gwLanIP, 7240)], log: env.tmp.file("client.log"))
+                env.started.add(client)
+                try await waitFor("the backend connect to be pending (SYN-SENT to :7240)", timeout: 10) {
+                    let r = try await Proc.run(in: env.tb.gwNS, ["ss", "-tnH", "state", "syn-sent", "( dport = :7240 )"])
+                    return !r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+                }
+                try Files.write(config(proxy: true), to: configFile)
+                relay.signal(SIGHUP)
+                #expect(await relay.waitForLog("reloaded:"), "no reload logged:\n\(tail(relay.log))")
+                _ = try await Proc.check(in: env.tb.srvNS, ["nft", "delete", "table", "inet", "it_syndrop"])
+                #expect(await client.waitForExit(timeout: 40), "the client never finished:\n\(tail(relay.log))")
+                let echoed = client.log.trimmingCharacters(in: .whitespacesAndNewlines)
+                #expect(echoed == "echo=68656c6c6f", "the backend got something other than the client's bytes (a PROXY v2 header starts 0d0a0d0a): \(echoed)\n\(tail(relay.log))")
+                #expect(relay.isRunning)
+            }
+        }
+
         /// Finding 2 (the deadline half; TunnelFloodTests has the flood): `--connect-timeout 0`
         /// must not switch off the header deadline. A client that sends one byte of header and
         /// then nothing is answered Malformed Message and closed (default --header-timeout 5 s).
@@ -289,5 +327,24 @@ func trickleSnippet(_ host: String, _ port: Int, wait: Double) -> String {
     except socket.timeout:
         outcome = "open"
     print(outcome, "reply=" + data[:8].hex())
+    """
+}
+
+/// Sends "hello", half-closes, prints what came back as hex ("echo=..."), or the error.
+func echoOnceSnippet(_ host: String, _ port: Int) -> String {
+    """
+    import socket
+    try:
+        s = socket.create_connection(("\(host)", \(port)), timeout=10)
+        s.sendall(b"hello"); s.shutdown(socket.SHUT_WR)
+        s.settimeout(30)
+        data = b""
+        while True:
+            d = s.recv(4096)
+            if not d: break
+            data += d
+        print("echo=" + data.hex())
+    except Exception as e:
+        print(type(e).__name__, e)
     """
 }
