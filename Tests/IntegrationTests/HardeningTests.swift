@@ -19,7 +19,7 @@ extension Integration {
                 let script = try writeHardeningScript(env)
                 let key = try TunnelSetup.writeKey(env.tmp.file("tunnel.key"))
                 _ = try await Proc.check(in: env.tb.srvNS, ["ip", "addr", "add", "\(Self.webIP)/32", "dev", "lo"])
-                _ = try await startTunnelServer(env, key: key, ["--allow", "\(Self.webIP)/32"])
+                _ = try await startHardeningTunnelServer(env, key: key, ["--allow", "\(Self.webIP)/32"])
                 _ = try await env.serverIn(["python3", script, "serve-blob", "--bind", Self.webIP, "--port", "9100", "--bytes", "200000"],
                                            port: 9100, log: "blob.log")
                 func config(via: Bool) -> String {
@@ -107,7 +107,7 @@ extension Integration {
         @Test func headerDeadlineHoldsWithConnectTimeoutZero() async throws {
             try await withEnv(wans: 1, rateMbit: 100) { env in
                 let key = try TunnelSetup.writeKey(env.tmp.file("tunnel.key"))
-                let server = try await startTunnelServer(env, key: key, ["--connect-timeout", "0"])
+                let server = try await startHardeningTunnelServer(env, key: key, ["--connect-timeout", "0"])
                 let r = try await env.lan(["python3", "-c", trickleSnippet(env.tb.srvIP, 4000, wait: 25)], timeout: 40)
                 let outcome = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
                 #expect(outcome.hasPrefix("closed") || outcome.hasPrefix("reset"), "a client stuck in its header was kept: \(outcome) \(r.stderr)\nserver:\n\(tail(server.log))")
@@ -151,7 +151,7 @@ extension Integration {
                 let newIP = "198.51.100.99"
                 // The allow is less specific than an own address (/32), so it lifts any default
                 // denial of the documentation range but never the own-address one.
-                let server = try await startTunnelServer(env, key: key, ["--allow", "198.51.100.0/24"])
+                let server = try await startHardeningTunnelServer(env, key: key, ["--allow", "198.51.100.0/24"])
                 func request() async throws -> String {
                     let r = try await env.lan(["python3", script.path, "denied", "--server", env.tb.srvIP, "--port", "4000",
                                                "--key", key, "--dest", newIP, "--dest-port", "9090"], timeout: 30)
@@ -301,7 +301,7 @@ func writeHardeningScript(_ env: Env) throws -> String {
 }
 
 /// A tunnel server on the server's WAN address, port 4000, with `key` and `args`.
-func startTunnelServer(_ env: Env, key: String, _ args: [String], log: String = "tunnel-server.log") async throws -> BackgroundProcess {
+func startHardeningTunnelServer(_ env: Env, key: String, _ args: [String], log: String = "tunnel-server.log") async throws -> BackgroundProcess {
     let bin = try await RelayBinary.path()
     _ = try await Proc.check(in: env.tb.srvNS, ["sysctl", "-qw", "net.ipv4.tcp_fastopen=3"])
     return try await env.daemon(in: env.tb.srvNS, [bin, "run", "--listen", "\(env.tb.srvIP):4000", "--server", "--key-file", key] + args,

@@ -134,7 +134,9 @@ extension Integration {
                 try await env.tb.link(2, up: true)
                 #expect(await soak.waitForExit(timeout: 60), "the soak clients never finished")
 
-                // Back to the first config, so the listener set matches the baseline's.
+                // Back to the first config, so the listener set matches the baseline's. Each
+                // reload is awaited first: two SIGHUPs pending at once would count as one.
+                for (_, r) in relays { _ = await r.waitForLog("reloaded:", count: reloads, timeout: 15) }
                 if versionB {
                     try writeConfigs(false)
                     for (_, r) in relays { r.signal(SIGHUP) }

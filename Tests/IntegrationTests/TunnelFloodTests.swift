@@ -17,7 +17,7 @@ extension Integration {
                 let webIP = Integration.Hardening.webIP
                 let key = try TunnelSetup.writeKey(env.tmp.file("tunnel.key"))
                 _ = try await Proc.check(in: env.tb.srvNS, ["ip", "addr", "add", "\(webIP)/32", "dev", "lo"])
-                let server = try await startTunnelServer(env, key: key, ["--allow", "\(webIP)/32", "--max-connections", "1000",
+                let server = try await startHardeningTunnelServer(env, key: key, ["--allow", "\(webIP)/32", "--max-connections", "1000",
                                                                          "--connect-timeout", "10"])
                 let body = 1_000_000
                 _ = try await env.serverIn(["python3", script, "serve-blob", "--bind", webIP, "--port", "9200", "--bytes", "\(body)"],
