@@ -138,18 +138,24 @@ def idle_hold(a):
 # --- header-trickling flood against a tunnel server -----------------------------------------
 
 def flood(a):
-    # Like an attacker: every connection the server ends is replaced (at most a.rate a
-    # second), so the pressure lasts until the flag file appears.
+    # Like an attacker: every connection the server ends, or resets as soon as it is
+    # accepted, is replaced (at most a.rate a second), until the flag file appears.
     raise_nofile()
     sel = selectors.DefaultSelector()
-    count = {"connected": 0, "sent": 0, "ended": 0, "reopened": 0}
+    count = {"connected": 0, "reset": 0, "sent": 0, "ended": 0, "reopened": 0}
+    errors = {}
     def open_one():
         s = socket.socket(family(a.host), socket.SOCK_STREAM)
         s.settimeout(1)
         try:
             s.connect((a.host, a.port))
-        except OSError:
-            s.close(); return False
+        except ConnectionResetError:
+            # Accepted and reset before connect() returned: refused at once.
+            count["reset"] += 1; s.close(); return "reset"
+        except OSError as e:
+            name = type(e).__name__
+            errors[name] = errors.get(name, 0) + 1
+            s.close(); return "failed"
         count["connected"] += 1
         try:
             s.send(b"\x01"); count["sent"] += 1   # the first byte of a Convert header, then nothing
@@ -157,14 +163,16 @@ def flood(a):
             pass
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ)
-        return True
-    for _ in range(a.n):
-        open_one()
-    out("flood connected %d sent %d" % (count["connected"], count["sent"]))
+        return "open"
     owed = 0
+    for _ in range(a.n):
+        if open_one() == "reset":
+            owed += 1
+    out("flood connected %d reset-at-once %d sent %d failed %s" % (count["connected"], count["reset"], count["sent"], errors))
     deadline = time.monotonic() + a.hold
+    budget, last = 0.0, time.monotonic()
     while not os.path.exists(a.flag) and time.monotonic() < deadline:
-        for key, _ in sel.select(timeout=0.1):
+        for key, _ in sel.select(timeout=0.05):
             s = key.fileobj
             try:
                 s.recv(4096)
@@ -175,13 +183,17 @@ def flood(a):
             # Answered (an Error reply), closed or reset: the server let go of it.
             sel.unregister(s); s.close()
             count["ended"] += 1; owed += 1
-        for _ in range(min(owed, max(1, a.rate // 10))):
-            owed -= 1
-            if open_one():
-                count["reopened"] += 1
+        now = time.monotonic()
+        budget = min(budget + (now - last) * a.rate, a.rate / 10)
+        last = now
+        while owed and budget >= 1:
+            owed -= 1; budget -= 1
+            count["reopened"] += 1
+            if open_one() == "reset":
+                owed += 1
     for key in list(sel.get_map().values()):
         key.fileobj.close()
-    out("flood done ended %d reopened %d" % (count["ended"], count["reopened"]))
+    out("flood done ended %d reopened %d reset-at-once %d" % (count["ended"], count["reopened"], count["reset"]))
 
 # --- many concurrent connections: a selectors echo server and a holding client --------------
 
