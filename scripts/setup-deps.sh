@@ -10,12 +10,11 @@ PACKAGES=(
     nftables       # packet loss and blackholes in the testbed
     iperf3 curl wget python3 socat   # peers in tests and demo
     nginx-light    # mptcpize test: reverse proxy under --scope connect
-    gcc libc6-dev file   # mptcpize test: a statically linked client (gcc -static)
+    gcc libc6-dev file   # mptcpize test: a statically linked client (gcc -static); HardeningTests: a seccomp wrapper (cc)
     procps util-linux            # sysctl, prlimit
     mptcpize       # classic LD_PRELOAD mptcpize: makes stock servers speak MPTCP
     haproxy sockperf wrk        # benchmark comparisons
     tshark linux-perf psmisc    # inspection and profiling
-    gcc libc6-dev  # HardeningTests compiles a seccomp wrapper (cc) that refuses io_uring_setup
 )
 
 missing=()
