@@ -10,7 +10,7 @@ PACKAGES=(
     nftables       # packet loss and blackholes in the testbed
     iperf3 curl wget python3 socat   # peers in tests and demo
     nginx-light    # mptcpize test: reverse proxy under --scope connect
-    gcc libc6-dev file   # mptcpize test: a statically linked client (gcc -static); HardeningTests: a seccomp wrapper (cc)
+    gcc libc6-dev file   # mptcpize test: a statically linked client (gcc -static)
     procps util-linux            # sysctl, prlimit
     mptcpize       # classic LD_PRELOAD mptcpize: makes stock servers speak MPTCP
     haproxy sockperf wrk        # benchmark comparisons
