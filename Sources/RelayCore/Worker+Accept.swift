@@ -52,7 +52,8 @@ extension Worker {
             return
         }
         if result >= 0 {
-            startConnection(client: result, listener: owner)
+            // The kernel wrote the peer address into the record the accept was armed on.
+            startConnection(client: result, listener: owner, peer: listeners[li].peer.pointee)
             armAccepts()
             return
         }

@@ -10,7 +10,7 @@ import URing
 extension Worker {
     /// Takes an accepted client: finds where it goes (fixed upstream, original destination,
     /// or a tunnel header still to read) and starts the upstream connect.
-    func startConnection(client: Int32, listener li: Int) {
+    func startConnection(client: Int32, listener li: Int, peer: sockaddr_storage) {
         guard let slot = table.allocate() else {
             _ = try? Socket.setResetOnClose(FileDescriptor(rawValue: client))
             close(client)
@@ -30,7 +30,7 @@ extension Worker {
         c.pointee.client = client
         c.pointee.openedAt = now
         c.pointee.lastActive = now
-        c.pointee.peer = listeners[li].peer.pointee
+        c.pointee.peer = peer
         let clientFD = FileDescriptor(rawValue: client)
 
         if readsHeader {

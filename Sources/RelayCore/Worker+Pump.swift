@@ -137,6 +137,11 @@ extension Worker {
         case .eof:
             beginClose(slot, reason: .refused("tunnel server closed before replying"), reset: true)
             return false
+        case .failed(let e) where e == .socketNotConnected || e == .nowInProgress:
+            // A Fast Open connect still in its handshake: the reply comes once it completes.
+            let source = withDirection(c, d) { $0.source }
+            arm(.pollIn, slot, d, source, events: UInt32(POLLIN))
+            return false
         case .failed(let e):
             beginClose(slot, reason: .refused("tunnel server: \(errnoText(e.rawValue))"), reset: true)
             return false
