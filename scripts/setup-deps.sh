@@ -17,6 +17,7 @@ PACKAGES=(
     tshark linux-perf psmisc    # inspection and profiling
     chromium fonts-dejavu-core  # headless browser test of the admin dashboard
     dpkg-dev fakeroot lintian man-db binutils adduser git   # scripts/package-deb.sh, test-deb.sh
+    libcurl4-openssl-dev   # -lcurl: static Foundation (FoundationNetworking) in the package's -static-stdlib link
 )
 
 missing=()

@@ -65,7 +65,11 @@ for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
 done
 grep -q " /mnt " /proc/mounts || { echo "KERNEL-CHECK FAIL mount host root: \$(cat /modules/order | tr '\\n' ' ')"; ls /sys/bus/virtio/devices; poweroff -f; }
 for d in proc sys dev; do mount --rbind /\$d /mnt/\$d; done
+# The checkout may live under one of the folders that get a tmpfs (CI clones into /tmp):
+# keep it reachable by binding it back over the tmpfs.
+mkdir -p /repo && mount --bind /mnt$REPO /repo
 for d in tmp run var/tmp var/lib/nftables root; do [ -d /mnt/\$d ] && mount -t tmpfs tmpfs /mnt/\$d; done
+mkdir -p /mnt$REPO 2>/dev/null; mount --bind /repo /mnt$REPO
 # The kernel runs modprobe (for veth, qdiscs, nft expressions) in the initramfs's root:
 # hand those requests to the host root's modprobe, which knows this kernel's modules.
 printf '#!/bin/busybox sh\nexec chroot /mnt /sbin/modprobe -d $KROOT "\$@"\n' >/bin/modprobe-host
@@ -92,7 +96,7 @@ echo "test-kernels: $KVER ran $(( $(date +%s) - start )) s"
 grep -a "^KERNEL-CHECK" "$LOG" | tr -d '\r' || true
 passed=$(grep -ac "^KERNEL-CHECK PASS" "$LOG" || true)
 failed=$(grep -ac "^KERNEL-CHECK FAIL" "$LOG" || true)
-if ! grep -aq "^KERNEL-CHECK DONE" "$LOG"; then
+if ! grep -aq "^KERNEL-CHECK DONE rc=0" "$LOG" || ((passed == 0)); then
     echo "test-kernels: $KVER never finished its checks; console tail:" >&2
     tail -n 40 "$LOG" | tr -d '\r' >&2
     failed=$((failed + 1))

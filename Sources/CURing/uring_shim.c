@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <liburing.h>
 #include "CURing.h"
@@ -38,6 +39,23 @@ void curing_destroy(curing_ring *r) {
     free(r);
 }
 
+/* One flush of the submission queue. A transient refusal (EINTR, EAGAIN: the kernel could
+   not allocate; EBUSY: completions to reap first) is retried by the caller, with 1 ms pauses
+   after the first few so that a second of trouble passes; past that, or on any other
+   error, the ring is marked failed. */
+static void flush(curing_ring *r, int tries) {
+    int rc = io_uring_submit(&r->ring);
+    if (rc >= 0) return;
+    if ((rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) || tries >= 1000) {
+        r->error = -rc;
+        return;
+    }
+    if (tries >= 10) {
+        struct timespec pause = { 0, 1000000 };
+        nanosleep(&pause, NULL);
+    }
+}
+
 /* A full submission queue is flushed to the kernel rather than reported: callers never
    have to handle "no SQE". A flush that keeps failing (anything but a transient EINTR,
    EAGAIN or EBUSY, or those a thousand times over) marks the ring failed instead of
@@ -45,11 +63,7 @@ void curing_destroy(curing_ring *r) {
 static struct io_uring_sqe *next_sqe(curing_ring *r) {
     struct io_uring_sqe *sqe = r->error ? NULL : io_uring_get_sqe(&r->ring);
     for (int tries = 0; !sqe && !r->error; tries++) {
-        int rc = io_uring_submit(&r->ring);
-        if (rc < 0 && ((rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) || tries >= 1000)) {
-            r->error = -rc;
-            break;
-        }
+        flush(r, tries);
         sqe = io_uring_get_sqe(&r->ring);
     }
     if (!sqe) {
@@ -69,7 +83,7 @@ void curing_prep_accept(curing_ring *r, int fd, void *addr, uint32_t *addrlen, i
 
 void curing_prep_connect(curing_ring *r, int fd, const void *addr, uint32_t addrlen, uint64_t ud, void *ts, uint64_t ts_ud) {
     /* Both entries must land in the same submission for the link to hold. */
-    if (ts && !r->error && io_uring_sq_space_left(&r->ring) < 2) io_uring_submit(&r->ring);
+    for (int tries = 0; ts && !r->error && io_uring_sq_space_left(&r->ring) < 2; tries++) flush(r, tries);
     struct io_uring_sqe *sqe = next_sqe(r);
     io_uring_prep_connect(sqe, fd, (const struct sockaddr *)addr, addrlen);
     io_uring_sqe_set_data64(sqe, ud);

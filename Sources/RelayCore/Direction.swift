@@ -23,6 +23,10 @@ struct Direction {
     /// before relaying; `bufferFill` bytes of it have arrived.
     var expectReply = false
     var bufferFill = 0
+    /// The reply was read for before a Fast Open connect had sent its SYN (the socket is
+    /// still closed: a poll would fire at once with POLLHUP). The other direction resumes
+    /// this one once it has written the request.
+    var awaitingConnect = false
     /// The direction has turned bulk (a read filled a whole copy buffer): from now on bytes
     /// move by splice through a pipe. Until then they are copied through a small buffer:
     /// for requests and short answers, recv+send costs no pipe and, out of an MPTCP socket
@@ -42,7 +46,7 @@ struct Direction {
     /// What the direction does next, from its state alone (no syscalls): the pump performs
     /// the step, records its outcome, and asks again until a step must wait for the kernel.
     var nextStep: DirectionStep {
-        if busy || finished { return .wait }
+        if busy || finished || awaitingConnect { return .wait }
         if prefixEnd > prefixStart { return .writePrefix }
         if expectReply { return .readReply }
         if buffer >= 0 { return .releaseBuffer }

@@ -25,4 +25,18 @@ final class HandshakeBuffers {
     @inline(__always) func pointer(_ index: Int32) -> UnsafeMutableRawPointer { chunks[Int(index)] }
 
     var outstanding: Int { chunks.count - free.count }
+
+    /// Frees spare buffers beyond as many as are in use now (the pipe pool's rule): a
+    /// burst's buffers stay for the next burst, and are gone once traffic stops. Only
+    /// trailing chunks can go, since indices name the others.
+    func trim() {
+        let inUse = outstanding
+        guard free.count > inUse else { return }
+        var spare = Set(free)
+        while let last = chunks.indices.last, spare.count > inUse, spare.contains(Int32(last)) {
+            chunks.removeLast().deallocate()
+            spare.remove(Int32(last))
+        }
+        if spare.count != free.count { free = free.filter { spare.contains($0) } }
+    }
 }

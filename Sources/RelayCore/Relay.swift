@@ -337,6 +337,13 @@ public final class Relay {
             return (freshIDs[freshIndex], l)
         }
         settings = next
+        for (name, changed) in [
+            ("pipe_size", next.pipeSize != settings.pipeSize), ("pipe_memory", next.pipeMemory != settings.pipeMemory),
+            ("max_pending_headers", next.effectiveMaxPendingHeaders != settings.effectiveMaxPendingHeaders),
+            ("max_pending_per_source", next.maxPendingPerSource != settings.maxPendingPerSource),
+        ] where changed {
+            logger.notice("reload: \(name) changes on restart")
+        }
         // Worker tables were sized at start: a reload can lower the limit, not raise it.
         limits?.connectionLimit.store(min(next.maxConnections, startCapacity), ordering: .relaxed)
         if next.maxConnections > startCapacity {
@@ -368,7 +375,10 @@ public final class Relay {
                     requestStop(immediately: true)
                 }
             } else if sig == SIGHUP {
-                if let onReload { onReload() } else { logger.notice("SIGHUP: nothing to reload (no config file)") }
+                if stops > 0 || joined.contains(true) {
+                    // Workers that stopped read no mailbox: sockets bound for them would listen unserved.
+                    logger.notice("SIGHUP ignored: the relay is stopping")
+                } else if let onReload { onReload() } else { logger.notice("SIGHUP: nothing to reload (no config file)") }
             }
             for i in threads.indices where !joined[i] {
                 guard cnet_thread_tryjoin(threads[i]) == 0 else { continue }

@@ -16,15 +16,17 @@ extension Worker {
         for step in listeners.indices {
             let i = (acceptCursor + step) % listeners.count
             guard !listeners[i].armed && listeners[i].isLive && !hasArmedPredecessor(i) else { continue }
-            if table.isFull || limits.connections.load(ordering: .relaxed) + armedCount() >= limits.connectionLimit.load(ordering: .relaxed) { break }
+            // Not counting this worker's accepts in flight: a worker whose other listener holds
+            // one would otherwise never re-arm this one at limit - 1 (no close wakes it then).
+            // The limit can so be passed by one accept per listener and worker; every table
+            // holds max_connections, so that overshoot always fits.
+            if table.isFull || limits.atConnectionLimit { break }
             listeners[i].peerLength.pointee = UInt32(MemoryLayout<sockaddr_storage>.size)
             ring.accept(listeners[i].fd, address: UnsafeMutableRawPointer(listeners[i].peer), length: listeners[i].peerLength,
                         userData: OperationToken(.accept, index: Int32(i)).raw)
             listeners[i].armed = true
         }
     }
-
-    private func armedCount() -> Int { listeners.reduce(0) { $0 + ($1.armed ? 1 : 0) } }
 
     /// A retired record whose accept is still in flight on the socket `i` took over: that
     /// accept serves `i`, so `i` needs none of its own yet.

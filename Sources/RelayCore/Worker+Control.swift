@@ -60,9 +60,7 @@ extension Worker {
             }
         }
         for i in listeners.indices where listeners[i].isLive && !live.contains(i) {
-            if listeners[i].armed {
-                ring.cancel(userData: OperationToken(.accept, index: Int32(i)).raw, userData: OperationToken(.cancel).raw)
-            }
+            cancelAccepts(servingRecord: i)
             close(listeners[i].fd)
             listeners[i].fd = -1
             listeners[i].successor = nil
@@ -70,6 +68,14 @@ extension Worker {
         settings = plan.settings
         connectTimeoutSpec.pointee = RingTimespec(duration: settings.connectTimeout)
         armAccepts()
+    }
+
+    /// Cancels the accepts in flight on record `i`'s socket: its own, and one still armed on a
+    /// retired record whose socket it took over (that accept holds the socket open too).
+    private func cancelAccepts(servingRecord i: Int) {
+        for r in listeners.indices where listeners[r].armed && (r == i || listeners[r].successor == i) {
+            ring.cancel(userData: OperationToken(.accept, index: Int32(r)).raw, userData: OperationToken(.cancel).raw)
+        }
     }
 
     /// A listener record for `settings`, in a retired slot nothing refers to, or a new one:
@@ -89,9 +95,7 @@ extension Worker {
         if !stopping {
             stopping = true
             for i in listeners.indices where listeners[i].isLive {
-                if listeners[i].armed {
-                    ring.cancel(userData: OperationToken(.accept, index: Int32(i)).raw, userData: OperationToken(.cancel).raw)
-                }
+                cancelAccepts(servingRecord: i)
                 // The pending accept keeps its own file reference until the cancel lands.
                 close(listeners[i].fd)
                 listeners[i].fd = -1
@@ -109,6 +113,7 @@ extension Worker {
     func tick() {
         ring.timeout(tickSpec, userData: OperationToken(.tick).raw)
         pipes.trim()
+        handshakeBuffers.trim()
         if stopping && now >= stopDeadline {
             abortAll()
         }

@@ -112,6 +112,11 @@ extension Worker {
         if case .moved(let n) = outcome {
             c.pointee.lastActive = now
             withDirection(c, d) { $0.prefixStart += n }
+            if withDirection(c, 1 - d, { $0.awaitingConnect }) {
+                // The request went out with the SYN: the reply can now be waited for.
+                withDirection(c, 1 - d) { $0.awaitingConnect = false }
+                pump(slot, 1 - d)
+            }
             return true
         }
         // EINPROGRESS/ENOTCONN: a Fast Open socket without a cookie sent a plain SYN; write once connected.
@@ -137,10 +142,10 @@ extension Worker {
         case .eof:
             beginClose(slot, reason: .refused("tunnel server closed before replying"), reset: true)
             return false
-        case .failed(let e) where e == .socketNotConnected || e == .nowInProgress:
-            // A Fast Open connect still in its handshake: the reply comes once it completes.
-            let source = withDirection(c, d) { $0.source }
-            arm(.pollIn, slot, d, source, events: UInt32(POLLIN))
+        case .failed(let e) where e == .socketNotConnected && withDirection(c, 1 - d, { $0.prefixEnd > $0.prefixStart }):
+            // A Fast Open socket sends its SYN with the first write, which the other direction
+            // has not made yet: wait for it (prefixWritten resumes this direction).
+            withDirection(c, d) { $0.awaitingConnect = true }
             return false
         case .failed(let e):
             beginClose(slot, reason: .refused("tunnel server: \(errnoText(e.rawValue))"), reset: true)

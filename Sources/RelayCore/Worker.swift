@@ -62,9 +62,9 @@ final class Worker {
         let capacity = settings.maxConnections
         headerBudget = HeaderBudget(total: Self.share(settings.effectiveMaxPendingHeaders, settings.workers),
                                     perSource: Self.share(settings.maxPendingPerSource, settings.workers))
-        // Up to three operations per connection (a poll or splice per direction, a cancel)
-        // can complete at once, as in abortAll: the completion queue holds them all.
-        ring = try Ring(entries: settings.ringEntries, completionEntries: UInt32(min(max(capacity * 4, 4096), 1 << 20)))
+        // Up to four operations per connection (a poll or splice per direction, a cancel per
+        // socket) can complete at once, as in abortAll: the completion queue holds them all.
+        ring = try Ring(entries: settings.ringEntries, completionEntries: UInt32(min(capacity * 4 + 4096, 1 << 20)))
         // Any worker may hold every connection of the process: the limit is shared
         // (SharedLimits), so a worker the kernel keeps hashing SYNs to never strands them.
         table = ConnectionTable(capacity: capacity)

@@ -124,9 +124,10 @@ struct RunCommand: ParsableCommand {
             if let problem = RelaySettings.checkSeconds(value) { throw ValidationError("\(flag) \(problem)") }
         }
         if headerTimeout == 0 { throw ValidationError("--header-timeout must be more than 0: a tunnel server always bounds how long a client may take to send its header") }
-        if let maxPendingHeaders, maxPendingHeaders < 1 { throw ValidationError("--max-pending-headers must be at least 1") }
-        if maxPendingPerSource < 1 { throw ValidationError("--max-pending-per-source must be at least 1") }
-        if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        let counts = 1...Int(Int32.max)
+        if let maxPendingHeaders, !counts.contains(maxPendingHeaders) { throw ValidationError("--max-pending-headers must be between 1 and \(Int32.max)") }
+        if !counts.contains(maxPendingPerSource) { throw ValidationError("--max-pending-per-source must be between 1 and \(Int32.max)") }
+        if !counts.contains(maxConnections) { throw ValidationError("--max-connections must be between 1 and \(Int32.max)") }
         if let pipeMemory, pipeMemory < 65536 { throw ValidationError("--pipe-memory must be at least 65536 bytes") }
         if pipeSize < 4096 || pipeSize > 64 << 20 { throw ValidationError("--pipe-size must be between 4096 and 67108864 bytes") }
         if adminTokenFile != nil && admin == nil { throw ValidationError("--admin-token-file goes with --admin HOST:PORT") }
