@@ -47,29 +47,8 @@ if [[ ! -x $RELAY ]] || ! "$RELAY" run --help >/dev/null 2>&1; then
 fi
 
 NS=bench-$$
-WORK=$(mktemp -d)
-cleanup() {
-    local pids
-    pids=$(ip netns pids "$NS" 2>/dev/null || true)
-    [[ -n $pids ]] && kill $pids 2>/dev/null
-    sleep 0.2
-    pids=$(ip netns pids "$NS" 2>/dev/null || true)
-    [[ -n $pids ]] && kill -9 $pids 2>/dev/null
-    ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-ip netns add "$NS"
-ip netns exec "$NS" ip link set lo up
-inns() { ip netns exec "$NS" "$@"; }
-
-wait_listen() {
-    for _ in $(seq 100); do
-        [[ -n $(inns ss -ltnH "sport = :$1") ]] && return 0
-        sleep 0.1
-    done
-    echo "bench: nothing listens on port $1" >&2; return 1
-}
+# shellcheck source=Benchmarks/loopback-netns.sh
+source Benchmarks/loopback-netns.sh   # after the cd above: the repository root
 
 # One iperf3 server per arm: a server busy with a lingering test cannot spoil the next arm.
 declare -A SERVER_PORT=([direct]=5201 [relay]=5202 [haproxy]=5203 [socat]=5204)

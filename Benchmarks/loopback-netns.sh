@@ -1,0 +1,29 @@
+# Sourced by the loopback benchmarks: a network namespace of their own (lo only), removed
+# with everything in it on exit, and the helpers they share.
+#   NS      the namespace (bench-PID unless set before sourcing)
+#   WORK    a temporary folder, removed on exit
+#   inns CMD...        run CMD in the namespace
+#   wait_listen PORT   wait (10 s at most) until something listens on PORT there
+NS=${NS:-bench-$$}
+WORK=$(mktemp -d)
+bench_cleanup() {
+    local pids
+    pids=$(ip netns pids "$NS" 2>/dev/null || true)
+    [[ -n $pids ]] && kill $pids 2>/dev/null
+    sleep 0.3
+    pids=$(ip netns pids "$NS" 2>/dev/null || true)
+    [[ -n $pids ]] && kill -9 $pids 2>/dev/null
+    ip netns del "$NS" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap bench_cleanup EXIT INT TERM
+ip netns add "$NS"
+ip netns exec "$NS" ip link set lo up
+inns() { ip netns exec "$NS" "$@"; }
+wait_listen() {
+    for _ in $(seq 100); do
+        [[ -n $(inns ss -ltnH "sport = :$1") ]] && return 0
+        sleep 0.1
+    done
+    echo "bench: nothing listens on port $1" >&2; return 1
+}
