@@ -219,7 +219,9 @@ extension Worker {
     private func passEOF(_ slot: Int32, _ d: Int, _ sink: Int32) {
         let c = table[slot]
         if c.pointee.subflows == 0 { recordSubflows(c) }
-        shutdown(sink, Int32(SHUT_WR))
+        // The last direction to end needs no shutdown: the close that follows sends the FIN
+        // (nothing is left unread on that socket: its own direction already saw EOF).
+        if !withDirection(c, 1 - d, { $0.finished }) { shutdown(sink, Int32(SHUT_WR)) }
         withDirection(c, d) { dir in
             dir.finished = true
             pipes.give(dir.pipe, empty: true)
