@@ -235,7 +235,7 @@ extension Integration {
                 let switched = try await probe.within(2) { (try await probe.endpoints()).contains("10.2.0.1 id 102 subflow dev wan2") }
                 let now = try await probe.endpoints()
                 #expect(switched, "backup flag still set after reload:\n\(now)")
-                #expect(g.relay.log.contains("set endpoint id 102 10.2.0.1 subflow"), "\(tail(g.relay.log))")
+                #expect(await g.relay.waitForLog("set endpoint id 102 10.2.0.1 subflow"), "\(tail(g.relay.log))")
                 #expect(!g.relay.log.contains("delete endpoint id 102"), "the endpoint was replaced, not switched")
             }
         }
@@ -251,7 +251,7 @@ extension Integration {
                 let config = try wanConfig(env, wans: "[[wan]]\ninterface = \"wan1\"\n[[wan]]\ninterface = \"wan2\"\n")
                 let bin = try await RelayBinary.path()
                 var relay = try await env.daemon(in: env.tb.gwNS, [bin, "run", "--config", config.path], port: 8081, log: "relay1.log")
-                #expect(relay.log.contains("fd00:2::1 is already endpoint id 50"), "\(tail(relay.log))")
+                #expect(await relay.waitForLog("fd00:2::1 is already endpoint id 50"), "\(tail(relay.log))")
                 // The kernel numbers an id-less endpoint after the highest one: into the relay's range.
                 try await probe.ip("mptcp endpoint add fd00:50::1 dev lan0 subflow")
                 var e = try await probe.endpoints()
@@ -328,7 +328,7 @@ extension Integration {
                 let body = try await g.body(bytes: 1_000_000)
                 let got = try await g.download("http://\(env.tb.srvIP):443/body.bin", to: "tcp443.bin")
                 #expect(try await Files.sha256(got.file) == body.sha)
-                #expect(g.relay.log.contains("upstream=\(env.tb.srvIP):443 mptcp=yes"), "TCP to 443 was not relayed: \(tail(g.relay.log))")
+                #expect(await g.relay.waitForLog("upstream=\(env.tb.srvIP):443 mptcp=yes"), "TCP to 443 was not relayed: \(tail(g.relay.log))")
             }
         }
     }
