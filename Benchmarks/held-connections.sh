@@ -114,7 +114,7 @@ for arm in relay haproxy; do
     [[ -s $WORK/ready ]] || { echo "bench: holder via $arm failed: $(tail -3 "$WORK/hold-$arm.log")" >&2; exit 1; }
     sleep 2   # idle: pipes go back to the pool and are trimmed
     read -r rss fds pipes < <(measure "$pid")
-    printf '%-8s %10s %10s %8s %8s %10.2f\n' "$arm" "$rss0" "$rss" "$fds" "$pipes" "$(echo "($rss - $rss0) / $N" | bc -l)"
+    printf '%-8s %10s %10s %8s %8s %10.2f\n' "$arm" "$rss0" "$rss" "$fds" "$pipes" "$(awk -v a="$rss" -v b="$rss0" -v n="$N" 'BEGIN { print (a - b) / n }')"
     kill $HOLD; wait $HOLD 2>/dev/null || true
     sleep 2
 done

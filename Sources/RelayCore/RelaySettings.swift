@@ -81,6 +81,9 @@ public struct ListenerSettings: Sendable, Equatable {
     public var tunnel: TunnelSettings?
     /// Server mode: send a PROXY protocol v2 header to the backend.
     public var proxyProtocol = false
+    /// A transparent or redirect listener that carries its connections through a tunnel server.
+    public var tunnelsOut: Bool { mode.intercepts && tunnel?.via != nil }
+
     public init(address: SocketAddress, mode: ListenerMode, tunnel: TunnelSettings? = nil, proxyProtocol: Bool = false) {
         self.address = address
         self.mode = mode

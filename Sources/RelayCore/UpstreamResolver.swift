@@ -89,10 +89,9 @@ final class UpstreamResolver: @unchecked Sendable {
 
     /// Resolves every name; publishes and logs what changed.
     private func resolveAll() -> [String: [SocketAddress]] {
-        let upstreams = state.withLock { $0.upstreams }
+        let (upstreams, previous) = state.withLock { ($0.upstreams, ($0.resolved, $0.failures)) }
         var fresh: [String: [SocketAddress]] = [:]
         var failures: [String: String] = [:]
-        let previous = state.withLock { ($0.resolved, $0.failures) }
         for u in upstreams {
             switch u.resolve() {
             case .success(let addresses):

@@ -177,9 +177,8 @@ extension Worker {
         c.pointee.up.bytes = keepUp.bytes
         c.pointee.down.buffer = keepDown.buffer
 
-        let tunnelsOut = listener.mode.intercepts && listener.tunnel?.via != nil
         switch listener.mode {
-        case _ where tunnelsOut:
+        case _ where listener.tunnelsOut:
             // Logged when the server's reply arrives: only then is the outcome known.
             c.pointee.down.expectReply = true
             c.pointee.down.buffer = handshakeBuffers.take()
@@ -201,10 +200,7 @@ extension Worker {
             c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
             logConnected(c)
         }
-        if listener.mode != .tunnelServer && !tunnelsOut {
-            counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
-            metricOutcome(c)
-        }
+        if listener.mode != .tunnelServer && !listener.tunnelsOut { recordOutcome(c) }
         pump(slot, 0)
         pump(slot, 1)
     }
@@ -228,8 +224,15 @@ extension Worker {
     /// One line per connection: who, where, and whether the MPTCP side really runs MPTCP.
     /// At debug level: the info line comes at close, with everything known then.
     func logConnected(_ c: UnsafeMutablePointer<Connection>) {
-        c.pointee.relayed = true
         logger.debug("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) upstream=\(targetText(c)) \(c.pointee.status)")
+    }
+
+    /// The MPTCP side's outcome is known (at connect, or from the tunnel reply): counted once,
+    /// and reported in the close line.
+    func recordOutcome(_ c: UnsafeMutablePointer<Connection>) {
+        c.pointee.relayed = true
+        counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
+        metricOutcome(c)
     }
 
     /// Starts closing: with `reset`, both sockets close with RST (SO_LINGER 0) so that a
@@ -317,7 +320,7 @@ extension Worker {
         if listener.mode == .tunnelServer {
             return "tunnel client=\(peerText(c)) destination=\(destinationText(c))"
         }
-        if listener.mode.intercepts && listener.tunnel?.via != nil {
+        if listener.tunnelsOut {
             return "client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c))"
         }
         return "client=\(peerText(c)) upstream=\(c.pointee.targetLength > 0 ? targetText(c) : "-")"

@@ -49,9 +49,7 @@ extension Worker {
                 dir.bytes += UInt64(fill - consumed)
             }
             c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
-            counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
-            c.pointee.relayed = true
-            metricOutcome(c)
+            recordOutcome(c)
             logger.debug("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c)) tunnel=connected \(c.pointee.status)")
             return true
         case .failure(let text):
@@ -120,9 +118,7 @@ extension Worker {
         let buffer = handshakeBuffers.take()
         c.pointee.down.buffer = buffer
         c.pointee.down.prefixEnd = TunnelCodec.encodeReply(error: nil, into: UnsafeMutableRawBufferPointer(start: handshakeBuffers.pointer(buffer), count: HandshakeBuffers.size))
-        counters.add(c.pointee.status.isMPTCP ? .mptcpUpstreams : .fallbackUpstreams, 1)
-        c.pointee.relayed = true
-        metricOutcome(c)
+        recordOutcome(c)
         logger.debug("conn=\(index).\(c.pointee.sequence) tunnel client=\(peerText(c)) destination=\(destinationText(c)) result=connected \(c.pointee.status)")
     }
 
