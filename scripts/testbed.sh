@@ -16,6 +16,9 @@
 #   down NAME                          kill its processes and delete it (idempotent)
 #   link NAME K down|up                take WAN K down/up on both ends
 #   loss NAME K PERCENT                drop PERCENT % of packets on WAN K both ways (0 removes)
+#   blackhole NAME K on|off            the far side of WAN K drops everything while its link
+#                                      stays up (an LTE outage, a DSL line that syncs but
+#                                      does not route)
 #   list                               names of the testbeds alive
 #   down-all PREFIX                    down every testbed whose name starts with PREFIX
 set -Eeuo pipefail
@@ -136,6 +139,10 @@ cmd_up() {
     nsx "$gw" ip -6 route add default via fd00:1::2 dev wan1
     ((bare)) || nsx "$gw" ip mptcp limits set subflows 8 add_addr_accepted 8
     nsx "$srv" ip mptcp limits set subflows 8 add_addr_accepted 8
+    # A server address beyond every WAN, on no link: reaching it takes a route, so which
+    # WAN a connection starts on is decided by routing, not by being on-link.
+    nsx "$srv" ip addr add 10.200.0.1/32 dev lo
+    nsx "$srv" ip -6 addr add fd00:200::1/128 dev lo
     nsx "$srv" ip route add 192.168.50.0/24 via 10.1.0.1 dev wan1
     nsx "$srv" ip -6 route add fd00:50::/64 via fd00:1::1 dev wan1
     trap - ERR
@@ -150,6 +157,8 @@ GW_LAN_IP=192.168.50.1
 GW_LAN_IP6=fd00:50::1
 SRV_IP=10.1.0.2
 SRV_IP6=fd00:1::2
+SRV_FAR_IP=10.200.0.1
+SRV_FAR_IP6=fd00:200::1
 WANS=$wans
 RATE_MBIT=$rate
 EOF
@@ -240,6 +249,24 @@ table inet $table {
 EOF
 }
 
+# The far end of WAN K drops every packet, both ways, in the server namespace: the
+# gateway's link, carrier and neighbour entry stay up, and nothing it sends is answered.
+cmd_blackhole() {
+    local name=${1:-} k=${2:-} state=${3:-}
+    [[ -n $name && -n $k && $state =~ ^(on|off)$ ]] || die "usage: blackhole NAME K on|off"
+    need_root; wan_check "$name" "$k"
+    command -v nft >/dev/null || die "'nft' not found: apt-get install nftables"
+    local table="testbed_blackhole_wan$k"
+    nsx "$name-srv" nft delete table inet "$table" 2>/dev/null || true
+    [[ $state == off ]] && return 0
+    nsx "$name-srv" nft -f - <<EOF
+table inet $table {
+    chain rx { type filter hook prerouting priority -300; iifname "wan$k" drop; }
+    chain tx { type filter hook postrouting priority 300; oifname "wan$k" drop; }
+}
+EOF
+}
+
 # A testbed is alive when its gw namespace exists; print each name once.
 cmd_list() {
     ip netns list | awk '{print $1}' | sed -n 's/-gw$//p' | sort -u
@@ -259,7 +286,7 @@ cmd_down_all() {
 }
 
 usage() {
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -270,6 +297,7 @@ main() {
         down) cmd_down "$@" ;;
         link) cmd_link "$@" ;;
         loss) cmd_loss "$@" ;;
+        blackhole) cmd_blackhole "$@" ;;
         list) cmd_list ;;
         down-all) cmd_down_all "$@" ;;
         -h|--help|help) usage ;;

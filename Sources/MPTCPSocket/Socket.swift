@@ -64,6 +64,16 @@ public enum Socket {
         }
     }
 
+    /// bind(2) to `source` with port 0 before a connect, with IP_BIND_ADDRESS_NO_PORT so the
+    /// port is chosen by the connect (per destination) and the ephemeral range is not used
+    /// up by the bind; a kernel or protocol that refuses the option still gets the bind.
+    public static func bindSource(_ fd: FileDescriptor, _ source: SocketAddress) throws(Errno) {
+        try? setOption(fd, level: Int32(IPPROTO_IP), name: CNET_IP_BIND_ADDRESS_NO_PORT, value: 1)
+        try source.withSockaddr { (sa, length) throws(Errno) in
+            _ = try syscallRetrying { Glibc.bind(fd.rawValue, sa, length) }
+        }
+    }
+
     /// getsockname(2).
     public static func localAddress(_ fd: FileDescriptor) throws(Errno) -> SocketAddress? {
         try address(of: fd, getsockname)

@@ -35,6 +35,18 @@ final class AdminMetrics: Sendable {
             advance("mptcp_relay_wan_bytes_total", [("interface", wan.interface), ("direction", "received")], to: wan.bytesReceived,
                     help: "Bytes over this interface, summed from the subflows of open connections.")
         }
+        for u in doc.uplinks ?? [] {
+            let labels = [("interface", u.interface)]
+            registry.makeGauge(name: "mptcp_relay_wan_in_service", labels: labels,
+                               help: "1 while the WAN takes new subflows and connections: link up and health probes answering.")
+                .set(Int64(u.inService ? 1 : 0))
+            advance("mptcp_relay_wan_probe_rounds_total", labels + [("result", "answered")], to: u.rounds - u.failedRounds,
+                    help: "Health probe rounds of this WAN, by result.")
+            advance("mptcp_relay_wan_probe_rounds_total", labels + [("result", "failed")], to: u.failedRounds,
+                    help: "Health probe rounds of this WAN, by result.")
+            advance("mptcp_relay_wan_service_changes_total", labels, to: u.transitions,
+                    help: "Times probes took this WAN out of service or put it back.")
+        }
         return registry.emitToString()
     }
 

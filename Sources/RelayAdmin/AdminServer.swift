@@ -29,15 +29,18 @@ public final class AdminServer: Sendable {
     let relay: RelayView
     let metrics = AdminMetrics()
     let wans = WanAccounting()
+    /// The WAN manager's per-uplink state, when it runs.
+    let uplinks: (@Sendable () -> [StatusDocument.Uplink])?
     /// Advances by the detail budget per request, so the subflows read rotate over connections.
     private let detailOffset = Atomic<Int>(0)
     static let detailBudget = 256
     private let server: HTTPServer
 
     /// Loads the token file (when set); the listener starts with `start()`.
-    public init(settings: AdminSettings, relay: Relay) throws {
+    public init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])? = nil) throws {
         if let problem = settings.problem { throw StartError(description: problem) }
         self.settings = settings
+        self.uplinks = uplinks
         token = try settings.tokenFile.map { path throws in try AdminToken.load(path: path) }
         self.relay = RelayView(relay: relay)
         let address: any FlyingSocks.SocketAddress
@@ -131,7 +134,8 @@ public final class AdminServer: Sendable {
                               workersAnswered: answers.count, workers: r.counters.count,
                               totals: totals, wans: withConnections ? wans.update(connections) : [],
                               connections: connections,
-                              subflowDetailsOmitted: answers.reduce(0) { $0 + $1.detailsOmitted })
+                              subflowDetailsOmitted: answers.reduce(0) { $0 + $1.detailsOmitted },
+                              uplinks: uplinks?())
     }
 }
 

@@ -36,6 +36,7 @@ enum Dashboard {
 <h2>Throughput per WAN (one point a second, last 5 minutes)</h2>
 <svg id="chart" viewBox="0 0 1000 220" preserveAspectRatio="none"></svg>
 <div id="legend"></div>
+<table id="uplinks"><thead><tr><th>uplink</th><th>link</th><th>probes</th><th>service</th><th>last round</th></tr></thead><tbody></tbody></table>
 <table id="wans"><thead><tr><th>interface</th><th>subflows</th><th>now</th><th>sent</th><th>received</th></tr></thead><tbody></tbody></table>
 <h2>Open connections</h2>
 <table id="connections"><thead><tr><th>id</th><th>client</th><th>destination</th><th>mode</th><th>MPTCP</th><th>subflows</th><th>up</th><th>down</th><th>age</th></tr></thead><tbody></tbody></table>
@@ -109,6 +110,16 @@ function render(doc) {
   }
   last = doc;
   drawChart();
+
+  const uplinkBody = document.querySelector("#uplinks tbody");
+  uplinkBody.replaceChildren();
+  for (const u of doc.uplinks || []) {
+    const row = document.createElement("tr");
+    row.className = "uplink"; row.dataset.interface = u.interface; row.dataset.inService = u.in_service;
+    cell(row, u.interface); cell(row, u.link); cell(row, u.probes);
+    cell(row, u.in_service ? "in service" : "out of service"); cell(row, u.detail);
+    uplinkBody.appendChild(row);
+  }
 
   const wanBody = document.querySelector("#wans tbody");
   wanBody.replaceChildren();

@@ -35,6 +35,35 @@ public struct StatusDocument: Codable, Sendable {
         public var bytesReceived: UInt64
     }
 
+    /// One `[[wan]]` uplink as the WAN manager's health probes see it.
+    public struct Uplink: Codable, Sendable, Equatable {
+        public var interface: String
+        /// "up", "down" or "absent".
+        public var link: String
+        /// "up", "down", "unknown" or "off".
+        public var probes: String
+        public var inService: Bool
+        public var detail: String
+        /// Seconds since the epoch of the last change in or out of service.
+        public var since: Double
+        public var rounds: UInt64
+        public var failedRounds: UInt64
+        public var transitions: UInt64
+
+        public init(interface: String, link: String, probes: String, inService: Bool, detail: String, since: Double,
+                    rounds: UInt64, failedRounds: UInt64, transitions: UInt64) {
+            self.interface = interface
+            self.link = link
+            self.probes = probes
+            self.inService = inService
+            self.detail = detail
+            self.since = since
+            self.rounds = rounds
+            self.failedRounds = failedRounds
+            self.transitions = transitions
+        }
+    }
+
     public struct Totals: Codable, Sendable {
         public var openConnections: Int
         public var accepted: UInt64
@@ -56,4 +85,6 @@ public struct StatusDocument: Codable, Sendable {
     public var connections: [Connection]
     /// MPTCP connections whose subflows were not read (over the per-request budget).
     public var subflowDetailsOmitted: Int
+    /// The `[[wan]]` uplinks' service state; nil without a WAN manager.
+    public var uplinks: [Uplink]? = nil
 }

@@ -6,8 +6,9 @@ import WanManager
 
 /// `[[wan]]` tables and `[paths]` -> `WanPlan` (schema: docs/configuration.md, "Uplinks").
 enum WanParsing {
-    static let wanKeys = ["interface", "gateway", "gateway6", "backup", "table", "enabled"]
+    static let wanKeys = ["interface", "gateway", "gateway6", "backup", "table", "enabled", "probe"]
     static let pathKeys = ["subflows", "add_addr_accepted", "endpoint"]
+    static let healthKeys = ["enabled", "interval", "timeout", "down_after", "up_after"]
 
     static func parse(_ top: TableReader, interceptionTable: UInt32) throws(ConfigError) -> WanPlan {
         var wans: [WanSpec] = []
@@ -47,7 +48,37 @@ enum WanParsing {
             paths.addAddrAccepted = try r.integer("add_addr_accepted", in: 0...8)
             if let kind = try r.choice("endpoint", EndpointKind.allCases.map(\.rawValue)) { paths.endpointKind = EndpointKind(rawValue: kind)! }
         }
-        return WanPlan(wans: wans, paths: paths)
+        var plan = WanPlan(wans: wans, paths: paths)
+        plan.health = try parseHealth(top)
+        return plan
+    }
+
+    /// `[health]`: probe timing. The bounds keep a round inside its interval and the
+    /// detection time within reason.
+    static func parseHealth(_ top: TableReader) throws(ConfigError) -> HealthSettings {
+        var health = HealthSettings()
+        guard let value = top.table["health"] else { return health }
+        guard let table = value.table else {
+            throw top.error("health", "'health' must be a table: write [health] on its own line, then its keys")
+        }
+        let r = TableReader(table: table, scope: .table("health"), context: top.context)
+        try r.rejectUnknownKeys(allowed: healthKeys)
+        if let e = try r.bool("enabled") { health.enabled = e }
+        if let s = try r.seconds("interval") {
+            guard (0.1...3600).contains(s) else { throw r.error("interval", "interval = \(s) is out of range: probe every 0.1 to 3600 seconds") }
+            health.interval = s
+        }
+        if let s = try r.seconds("timeout") {
+            guard (0.05...60).contains(s) else { throw r.error("timeout", "timeout = \(s) is out of range: wait 0.05 to 60 seconds for an answer") }
+            health.timeout = s
+        }
+        guard health.timeout <= health.interval else {
+            throw r.error(r.has("timeout") ? "timeout" : "interval",
+                          "timeout = \(health.timeout) is longer than interval = \(health.interval): a round must end before the next one starts")
+        }
+        if let n = try r.integer("down_after", in: 1...100, unit: " failed rounds") { health.downAfter = n }
+        if let n = try r.integer("up_after", in: 1...100, unit: " answered rounds") { health.upAfter = n }
+        return health
     }
 
     static func parseWan(_ r: TableReader, position: Int) throws(ConfigError) -> WanSpec {
@@ -70,6 +101,15 @@ enum WanParsing {
             wan.gateways.append(address)
         }
         if let b = try r.bool("backup") { wan.backup = b }
+        if let targets = try r.strings("probe") {
+            wan.probes = []
+            for (text, line) in targets {
+                guard let target = ProbeTarget(text) else {
+                    throw r.error(at: line, "probe target \"\(text)\" is not \"ADDR:PORT\" (TCP connect), \"[ADDR6]:PORT\", \"ADDR\" (ping) or \"gateway\": write IP addresses, a host name would be resolved over the WAN under test")
+                }
+                if !wan.probes!.contains(target) { wan.probes!.append(target) }
+            }
+        }
         if let e = try r.bool("enabled") { wan.enabled = e }
         if let table = try r.integer("table", in: 1...Int(UInt32.max)) {
             guard !(253...255).contains(table) else {
@@ -90,5 +130,24 @@ extension RelayConfigFile {
                 ? "\(path): warning: WAN interface '\(w.interface)' does not exist (yet): it is managed once it appears"
                 : nil
         }
+    }
+
+    /// What `check` says about the health probes: what each WAN is probed with and how soon
+    /// a dead one is taken out of service.
+    public func wanHealthSummary() -> [String] {
+        guard !wan.enabledWans.isEmpty else { return [] }
+        let h = wan.health
+        guard h.enabled else { return ["health probes: off ([health] enabled = false): a WAN leaves service only when its link goes down"] }
+        var lines = ["health probes: every \(String(format: "%g", h.interval)) s, \(String(format: "%g", h.timeout)) s to answer; a WAN is out of service after \(h.downAfter) failed rounds (within \(String(format: "%g", h.detectionSeconds)) s) and back after \(h.upAfter) answered ones"]
+        for w in wan.enabledWans {
+            let targets: String
+            if let probes = w.probes {
+                targets = probes.isEmpty ? "not probed (probe = [])" : probes.map(\.description).joined(separator: ", ")
+            } else {
+                targets = ProbeTarget.defaults.map(\.description).joined(separator: ", ") + " (defaults; its gateway judges until one of them answers)"
+            }
+            lines.append("  \(w.interface): \(targets)")
+        }
+        return lines
     }
 }

@@ -119,6 +119,10 @@ public final class Relay {
     private var tunnelContext = TunnelContext(serverAddresses: [])
     private var resolver: UpstreamResolver?
     private var limits: SharedLimits?
+    /// The mailboxes as other threads (resolver, WAN manager) see them, filled while workers start.
+    let mailboxList = MailboxList()
+    /// Where upstream connections start, as the WAN manager decides (Relay+Steering).
+    public let uplinks: UplinkSteeringChannel
 
     /// max_connections at start: the size of every worker's connection table.
     private let startCapacity: Int
@@ -127,6 +131,7 @@ public final class Relay {
         self.settings = settings
         startCapacity = settings.maxConnections
         self.logger = logger
+        uplinks = UplinkSteeringChannel(mailboxes: mailboxList)
         counters = (0..<settings.workers).map { _ in WorkerCounters() }
     }
 
@@ -154,7 +159,7 @@ public final class Relay {
         let interfaceAddresses = Socket.interfaceAddresses()
         localAddresses = LocalAddresses(interfaceAddresses: interfaceAddresses)
         tunnelContext = TunnelContext(serverAddresses: interfaceAddresses)
-        let mailboxList = MailboxList()
+        let mailboxList = self.mailboxList
         let resolver = UpstreamResolver(logger: logger) { resolved in
             for m in mailboxList.all { m.post { $0.upstreamAddresses = resolved } }
         }
@@ -170,6 +175,9 @@ public final class Relay {
             do { mailbox = try WorkerMailbox() } catch { throw .eventfd(error) }
             mailboxes.append(mailbox)
             mailboxList.append(mailbox)
+            // After the append: a steer() from now on reaches this mailbox too.
+            let current = uplinks.value
+            if current != .none { mailbox.post { $0.steering = current } }
             let sockets = zip(ids, perWorker[i]).map { (id: $0, fd: $1) }
             let launch = WorkerLaunch(index: i, settings: settings, listenerSockets: sockets, mailbox: mailbox,
                                       counters: counters[i], localAddresses: localAddresses, upstreamAddresses: upstreamAddresses,
@@ -207,7 +215,7 @@ public final class Relay {
     }
 
     /// The mailboxes as the resolver thread sees them (filled while workers start).
-    private final class MailboxList: @unchecked Sendable {
+    final class MailboxList: @unchecked Sendable {
         private let list = Mutex<[WorkerMailbox]>([])
         func append(_ m: WorkerMailbox) { list.withLock { $0.append(m) } }
         var all: [WorkerMailbox] { list.withLock { $0 } }

@@ -83,6 +83,14 @@ extension Worker {
     /// Opens the upstream socket and submits its connect, linked to the connect timeout.
     func dial(_ slot: Int32, to destination: SocketAddress, mptcp: Bool, fastOpen: Bool) {
         let c = table[slot]
+        let decision = steering.decision(for: destination)
+        if case .refuse(let why) = decision {
+            // Every WAN is out of service: a reset now tells the client more than a SYN
+            // left to time out.
+            counters.add(.refused, 1)
+            beginClose(slot, reason: .refused(why), reset: true)
+            return
+        }
         let upstream: FileDescriptor
         do {
             (upstream, c.pointee.upstreamProtocol) = try Socket.openStream(family: destination.family, preferMPTCP: mptcp)
@@ -92,6 +100,13 @@ extension Worker {
             return
         }
         c.pointee.upstream = upstream.rawValue
+        if case .bind(let source) = decision {
+            // The WAN's `from ADDR` rule then routes the SYN (and MPTCP's initial subflow)
+            // out through it. A source that just vanished leaves the main table to decide.
+            do { try Socket.bindSource(upstream, source) } catch {
+                logger.debug("upstream source \(source.host) (WAN \(steering.via ?? "?")) not usable: \(error); the main routing table decides")
+            }
+        }
         _ = try? Socket.setOption(upstream, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
         if fastOpen {
             // connect() then returns at once and the first write goes out in the SYN.

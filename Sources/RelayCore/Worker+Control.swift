@@ -18,6 +18,7 @@ extension Worker {
         }
         if let addresses = requests.localAddresses { localAddresses = addresses }
         if let resolved = requests.upstreamAddresses { upstreamAddresses = resolved }
+        if let steering = requests.steering { self.steering = steering }
         // A slot came free in another worker at the connection limit.
         if requests.rearm { armAccepts() }
         for request in requests.snapshots { answerSnapshot(request) }

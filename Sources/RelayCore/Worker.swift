@@ -43,6 +43,8 @@ final class Worker {
     var localAddresses: LocalAddresses
     /// Upstream host names and their addresses, from the control thread's resolver.
     var upstreamAddresses: [String: [SocketAddress]]
+    /// Where upstream connections start while a WAN is out of service (UplinkSteering).
+    var steering = UplinkSteering.none
     let tunnelContext: TunnelContext
     var headerBudget: HeaderBudget
     /// Tunnel clients refused by the pre-authentication limits since the last tick's log line.

@@ -31,6 +31,8 @@ final class WorkerMailbox: Sendable {
         var localAddresses: LocalAddresses? = nil
         /// Upstream host names resolved anew ("name:port" -> addresses, in order).
         var upstreamAddresses: [String: [SocketAddress]]? = nil
+        /// The WAN manager changed where upstream connections start.
+        var steering: UplinkSteering? = nil
         /// Accept again: the shared connection budget has room.
         var rearm = false
         /// The operator listener asks for a snapshot (answered at this wake, see Worker+Snapshot).

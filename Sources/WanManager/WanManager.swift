@@ -12,12 +12,12 @@ import SystemPackage
 /// anyway, so a missed event or a failed change is retried. On `stop()` everything it
 /// created is removed.
 public final class WanManager: @unchecked Sendable {
-    private let logger: Logger
+    let logger: Logger
     private let record: OwnedEndpointRecord
-    private let lock = NSLock()
+    let lock = NSLock()
     private var pendingPlan: WanPlan?
     private var stopping = false
-    private var plan: WanPlan
+    private(set) var plan: WanPlan
     private var owned: Set<OwnedEndpoint> = []
     /// Interfaces seen going down since the last reconciliation.
     private var seenDown: Set<Int32> = []
@@ -26,10 +26,27 @@ public final class WanManager: @unchecked Sendable {
     private var lastNotes: [String] = []
     /// The kernel state of the last reconciliation: subflow events are mapped to WANs with
     /// it (a dump per event would cost too much under connection churn).
-    private var lastView = KernelView()
+    private(set) var lastView = KernelView()
     /// Changes that failed last time: a change the kernel keeps refusing (a flag this kernel
     /// lacks) is retried every pass but logged once.
     private var lastFailures: Set<String> = []
+
+    // Health probes (WanManager+Health): the verdicts live on the manager's thread; the
+    // prober hands its rounds over through `pendingRounds`.
+    var health: [String: WanHealth] = [:]
+    var since: [String: Double] = [:]
+    var transitions: [String: UInt64] = [:]
+    /// Once any default target answered on any WAN, the gateway fallback no longer judges.
+    var defaultsAnswered = false
+    var pendingRounds: [[ProbeResult]] = []
+    var probeWork: ([ProbeJob], HealthSettings) = ([], HealthSettings())
+    var prober: WanProber?
+    var lastChoice: UplinkChoice?
+    var reports: [UplinkReport] = []
+    var reportsWrittenAt = 0.0
+    let reportFile: UplinkReportFile
+    /// Told where new upstream connections start, from the manager's thread (set before start).
+    public var onSteering: (@Sendable (UplinkChoice) -> Void)?
 
     private let routing: RoutingClient
     private let pm: PathManagerClient
@@ -47,9 +64,11 @@ public final class WanManager: @unchecked Sendable {
     static let period: Int32 = 5
 
     /// Opens the netlink sockets and records which endpoints are ours; nothing changes yet.
-    public init(plan: WanPlan, record: OwnedEndpointRecord, logger: Logger) throws(Errno) {
+    public init(plan: WanPlan, record: OwnedEndpointRecord, reportFile: UplinkReportFile = UplinkReportFile(path: UplinkReportFile.defaultPath()),
+                logger: Logger) throws(Errno) {
         self.plan = plan
         self.record = record
+        self.reportFile = reportFile
         self.logger = logger
         routing = try RoutingClient()
         pm = try PathManagerClient()
@@ -78,8 +97,9 @@ public final class WanManager: @unchecked Sendable {
     /// "ready"), then the event thread.
     public func start() {
         originalLimits = try? pm.limits()
-        logger.info("wan: managing \(plan.enabledWans.map(\.interface).joined(separator: ", ")) (\(plan.limits))")
+        logger.info("wan: managing \(plan.enabledWans.map(\.interface).joined(separator: ", ")) (\(plan.limits))\(healthSummary())")
         reconcile()
+        startProber()
         let t = Thread { [self] in
             run()
             done.signal()
@@ -105,12 +125,13 @@ public final class WanManager: @unchecked Sendable {
 
     /// Removes everything it created, restores the limits it found, and returns once done.
     public func stop() {
+        prober?.stop()
         lock.withLock { stopping = true }
         wake()
         if thread != nil { done.wait() }
     }
 
-    private func wake() {
+    func wake() {
         var one: UInt8 = 1
         _ = write(wakeWriteFD, &one, 1)
     }
@@ -119,8 +140,11 @@ public final class WanManager: @unchecked Sendable {
         var fds = [pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: subflowEvents?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0)]
+        var lastPass = Self.monotonicSeconds()
         while true {
-            let n = poll(&fds, 3, Self.period * 1000)
+            // Probe rounds wake the loop every second: the periodic pass keeps its own clock.
+            let wait = max(0, Double(Self.period) - (Self.monotonicSeconds() - lastPass))
+            let n = poll(&fds, 3, Int32(wait * 1000) + 1)
             if n < 0 && errno != EINTR {
                 logger.error("wan: poll failed: \(String(describing: Errno(rawValue: errno)))")
                 usleep(500_000)
@@ -131,20 +155,30 @@ public final class WanManager: @unchecked Sendable {
             }
             if lock.withLock({ stopping }) { break }
             if fds[2].revents != 0 { drainSubflowEvents() }
-            // Subflow events alone change nothing the reconciler looks at.
-            if n > 0 && fds[0].revents == 0 && fds[1].revents == 0 { continue }
+            var due = Self.monotonicSeconds() - lastPass >= Double(Self.period)
+            if applyProbeRounds() { due = true }
             if let next = lock.withLock({ () -> WanPlan? in defer { pendingPlan = nil }; return pendingPlan }) {
                 if next != plan { logger.notice("wan: config reloaded: \(next.enabledWans.map(\.interface).joined(separator: ", "))") }
                 plan = next
+                due = true
             }
             if fds[0].revents != 0 {
                 // A change usually comes as a burst (link down flushes routes): take it whole.
                 usleep(50_000)
                 drainEvents()
+                due = true
             }
+            guard due else { continue }
+            lastPass = Self.monotonicSeconds()
             reconcile()
         }
         teardown()
+    }
+
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
     private func drainEvents() {
@@ -198,7 +232,9 @@ public final class WanManager: @unchecked Sendable {
         let up = Set(view.links.filter(\.isUp).map(\.ifindex))
         let flapped = seenDown.intersection(up)
         seenDown = []
-        let result = WanReconciler.reconcile(plan, view, owned: owned, flapped: flapped, limits: plan.limits)
+        refreshHealth(view)
+        let result = WanReconciler.reconcile(plan, view, owned: owned, flapped: flapped, limits: plan.limits,
+                                             outOfService: probedDown)
         if result.notes != lastNotes {
             for note in result.notes where !lastNotes.contains(note) { logger.warning("wan: \(note)") }
             lastNotes = result.notes
@@ -259,6 +295,8 @@ public final class WanManager: @unchecked Sendable {
             do { try apply(action) } catch { logger.warning("wan: cleanup: \(action) failed: \(error)") }
         }
         record.remove()
+        reportFile.remove()
+        if lastChoice?.isActive == true { onSteering?(UplinkChoice()) }
         logger.info("wan: removed \(result.actions.count) change(s) on exit")
     }
 }

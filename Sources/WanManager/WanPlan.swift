@@ -30,9 +30,13 @@ public struct WanSpec: Sendable, Equatable {
     /// Routing table of this WAN's `from ADDR lookup TABLE` rule.
     public var table: UInt32
     public var enabled = true
+    /// Health probe targets; nil: `ProbeTarget.defaults` with the gateway as fallback; empty: not probed.
+    public var probes: [ProbeTarget]?
 
-    public init(interface: String, gateways: [IPAddress] = [], backup: Bool = false, table: UInt32, enabled: Bool = true) {
+    public init(interface: String, gateways: [IPAddress] = [], backup: Bool = false, table: UInt32, enabled: Bool = true,
+                probes: [ProbeTarget]? = nil) {
         self.interface = interface
+        self.probes = probes
         self.gateways = gateways
         self.backup = backup
         self.table = table
@@ -53,6 +57,8 @@ public struct PathSettings: Sendable, Equatable {
 public struct WanPlan: Sendable, Equatable {
     public var wans: [WanSpec]
     public var paths: PathSettings
+    /// `[health]`: probe timing and thresholds.
+    public var health = HealthSettings()
 
     /// RTPROT value marking the routes and rules the manager installs (`ip route show proto
     /// 245`); anything else is someone else's and never touched.

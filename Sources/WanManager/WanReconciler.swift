@@ -31,10 +31,15 @@ public enum WanReconciler {
     ///     endpoints are replaced even if they look right, because re-adding an endpoint is
     ///     what gives existing connections a subflow over the link again.
     ///   - limits: the limits to hold, or nil to leave the kernel's alone.
+    ///   - outOfService: WANs whose probes fail although their link is up: their endpoints
+    ///     are withdrawn (no new subflow uses them) but their rule and routes stay, so the
+    ///     probes still leave through them and notice the recovery.
     public static func reconcile(_ plan: WanPlan, _ view: KernelView, owned: Set<OwnedEndpoint>,
-                                 flapped: Set<Int32> = [], limits: PathLimits? = nil) -> Reconciliation {
+                                 flapped: Set<Int32> = [], limits: PathLimits? = nil,
+                                 outOfService: Set<String> = []) -> Reconciliation {
         var out = Reconciliation()
-        let desired = desiredState(plan, view, notes: &out.notes)
+        var desired = desiredState(plan, view, notes: &out.notes)
+        desired.endpoints.removeAll { outOfService.contains($0.wan) }
 
         if let limits, view.limits != limits { out.actions.append(.setLimits(limits)) }
 

@@ -1,22 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import Logging
+import MPTCPSocket
+import Netlink
+import RelayAdmin
 import RelayConfig
+import RelayCore
 import WanManager
 
 extension RunCommand {
-    /// The WAN manager of a config with `[[wan]]` tables, started; nil without any.
+    /// The WAN manager of a config with `[[wan]]` tables, started; nil without any. It tells
+    /// `relay` where new upstream connections start (health probes, issue 15).
     /// A kernel without the `mptcp_pm` family or a missing CAP_NET_ADMIN stops the start:
     /// the config asked for uplinks that cannot be managed.
-    static func startWanManager(_ config: RelayConfigFile?, logger: Logger) throws -> WanManager? {
+    static func startWanManager(_ config: RelayConfigFile?, relay: Relay, logger: Logger) throws -> WanManager? {
         guard let config, !config.wan.wans.isEmpty else { return nil }
         let record = OwnedEndpointRecord(path: OwnedEndpointRecord.defaultPath())
         do {
             let manager = try WanManager(plan: config.wan, record: record, logger: logger)
+            let channel = relay.uplinks
+            manager.onSteering = { choice in channel.steer(Self.steering(choice)) }
             manager.start()
             return manager
         } catch {
             logger.critical("wan: cannot manage the [[wan]] uplinks: netlink: \(error) (needs CAP_NET_ADMIN and a kernel with MPTCP)")
             throw ExitCode(1)
         }
+    }
+
+    /// The manager's reports as the status API carries them.
+    static func uplinkSource(_ manager: WanManager) -> @Sendable () -> [StatusDocument.Uplink] {
+        {
+            manager.uplinkReports().map {
+                StatusDocument.Uplink(interface: $0.interface, link: $0.link, probes: $0.probes, inService: $0.inService,
+                                      detail: $0.detail, since: $0.since, rounds: $0.rounds, failedRounds: $0.failedRounds,
+                                      transitions: $0.transitions)
+            }
+        }
+    }
+
+    /// The manager's decision in the relay's terms (socket addresses, raw prefixes).
+    static func steering(_ choice: UplinkChoice) -> UplinkSteering {
+        var s = UplinkSteering(via: choice.via, refusal: choice.refusal)
+        for source in choice.sources {
+            let address = SocketAddress(host: source.description, port: 0)
+            if source.family == .v4 { s.sourceV4 = address } else { s.sourceV6 = address }
+        }
+        s.exempt = choice.exempt.map {
+            UplinkSteering.Prefix(family: $0.address.family == .v4 ? AF_INET : AF_INET6, bytes: $0.address.bytes, length: $0.length)
+        }
+        return s
     }
 }

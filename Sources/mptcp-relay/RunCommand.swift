@@ -197,7 +197,7 @@ struct RunCommand: ParsableCommand {
         }
         let relay = Relay(settings: settings, logger: logger)
         // Uplinks first: once the listeners accept, endpoints, rules and routes are in place.
-        let wan = try Self.startWanManager(loaded, logger: logger)
+        let wan = try Self.startWanManager(loaded, relay: relay, logger: logger)
         defer { wan?.stop() }
         do {
             try relay.start()
@@ -207,7 +207,7 @@ struct RunCommand: ParsableCommand {
         }
         // The operator listener (issue 11): --admin wins over the config's [admin].
         let adminSettings = admin.map { AdminSettings(listen: $0, tokenFile: adminTokenFile) } ?? loaded?.admin
-        let adminServer = try adminSettings.map { try Self.startAdmin($0, relay: relay, logger: logger) }
+        let adminServer = try adminSettings.map { try Self.startAdmin($0, relay: relay, wan: wan, logger: logger) }
         if !MPTCP.isAvailable() && settings.upstreamMPTCP {
             logger.warning("this kernel or namespace refuses MPTCP sockets (net.mptcp.enabled=0?): connections will be plain TCP")
         }
@@ -229,9 +229,9 @@ struct RunCommand: ParsableCommand {
         if status != 0 { throw ExitCode(status) }
     }
 
-    private static func startAdmin(_ settings: AdminSettings, relay: Relay, logger: Logger) throws -> AdminServer {
+    private static func startAdmin(_ settings: AdminSettings, relay: Relay, wan: WanManager?, logger: Logger) throws -> AdminServer {
         do {
-            let server = try AdminServer(settings: settings, relay: relay)
+            let server = try AdminServer(settings: settings, relay: relay, uplinks: wan.map(Self.uplinkSource))
             try server.start()
             logger.notice("admin listener on http://\(settings.listen)/ (/metrics, /api/connections)\(settings.tokenFile != nil ? "; bearer token required" : "")")
             return server

@@ -95,6 +95,11 @@ enum StatusTable {
                 [$0.interface, "\($0.subflows)", bytes($0.bytesSent), bytes($0.bytesReceived)]
             })
         }
+        if let uplinks = doc.uplinks, !uplinks.isEmpty {
+            out += "\n\n" + table([["Uplink", "Link", "Probes", "Service", "Last round"]] + uplinks.map {
+                [$0.interface, $0.link, $0.probes, $0.inService ? "in service" : "OUT", $0.detail]
+            })
+        }
         var rows = [["ID", "State", "MPTCP", "Subflows", "Client", "Destination", "Up", "Down", "Age"]]
         for c in doc.connections {
             let subflows = c.subflows.map { list in

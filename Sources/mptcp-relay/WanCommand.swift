@@ -30,6 +30,8 @@ struct WanCommand: ParsableCommand {
         }
         let owned = OwnedEndpointRecord(path: OwnedEndpointRecord.defaultPath()).load()
         let sockets = Self.establishedBySource()
+        // What the running relay's probes found (it writes them next to its endpoint record).
+        let reports = UplinkReportFile(path: UplinkReportFile.defaultPath()).load()
         print("limits: \(view.limits.map(String.init(describing:)) ?? "?") (config wants \(loaded.wan.limits))")
         for w in WanStatus.of(loaded.wan, view, owned: owned) {
             var head = "\(w.interface): link \(w.link), table \(w.table)"
@@ -38,6 +40,7 @@ struct WanCommand: ParsableCommand {
             print(head)
             print("  addresses: \(w.addresses.isEmpty ? "-" : w.addresses.map(\.description).joined(separator: " "))")
             print("  gateways:  \(w.gateways.isEmpty ? "-" : w.gateways.map(\.description).joined(separator: " "))")
+            print("  service:   \(Self.service(reports, w.interface))")
             if w.endpoints.isEmpty { print("  endpoints: -") }
             for (e, mine) in w.endpoints {
                 print("  endpoint:  id \(e.id) \(e.address) \(e.flags)\(mine ? "" : " (not created by mptcp-relay)")")
@@ -47,6 +50,16 @@ struct WanCommand: ParsableCommand {
             let rx = Self.counter(w.interface, "rx_bytes"), tx = Self.counter(w.interface, "tx_bytes")
             print("  bytes:     rx \(rx.map(String.init) ?? "-") tx \(tx.map(String.init) ?? "-")")
         }
+    }
+
+    /// "in service", or "out of service: link up, probes failing since ..." with the last round.
+    static func service(_ reports: [UplinkReport]?, _ interface: String) -> String {
+        guard let reports else { return "unknown (no relay manages the WANs of this namespace)" }
+        guard let r = reports.first(where: { $0.interface == interface }) else { return "unknown (not in the running relay's config)" }
+        let since = Date(timeIntervalSince1970: r.since).formatted(.iso8601.time(includingFractionalSeconds: false))
+        var text = "\(r.summary) since \(since) UTC, \(r.failedRounds) of \(r.rounds) probe rounds failed"
+        if !r.detail.isEmpty { text += "\n             last round: \(r.detail)" }
+        return text
     }
 
     static func counter(_ interface: String, _ name: String) -> Int? {

@@ -13,6 +13,9 @@ public final class Testbed: @unchecked Sendable {
     public let gwLanIP6: String
     public let srvIP: String
     public let srvIP6: String
+    /// The server's address beyond every WAN (on its loopback): routed, never on-link.
+    public let srvFarIP: String
+    public let srvFarIP6: String
     public let wans: Int
     public let rateMbit: Int
 
@@ -45,6 +48,7 @@ public final class Testbed: @unchecked Sendable {
         lanIP = try get("LAN_IP"); lanIP6 = try get("LAN_IP6")
         gwLanIP = try get("GW_LAN_IP"); gwLanIP6 = try get("GW_LAN_IP6")
         srvIP = try get("SRV_IP"); srvIP6 = try get("SRV_IP6")
+        srvFarIP = try get("SRV_FAR_IP"); srvFarIP6 = try get("SRV_FAR_IP6")
         self.wans = Int(try get("WANS")) ?? wans
         self.rateMbit = Int(try get("RATE_MBIT")) ?? rateMbit
     }
@@ -71,6 +75,11 @@ public final class Testbed: @unchecked Sendable {
 
     public func link(_ k: Int, up: Bool) async throws {
         try await Proc.check([Testbed.script.path, "link", name, "\(k)", up ? "up" : "down"])
+    }
+
+    /// WAN k's far side drops everything; its link stays up.
+    public func blackhole(_ k: Int, _ on: Bool) async throws {
+        try await Proc.check([Testbed.script.path, "blackhole", name, "\(k)", on ? "on" : "off"])
     }
 
     public func loss(_ k: Int, percent: Int) async throws {

@@ -18,6 +18,7 @@
 #define CNET_MPTCP_FULL_INFO      4
 #define CNET_TCP_IS_MPTCP         43  /* Linux 6.7+: 1 when the socket runs MPTCP, 0 after fallback */
 #define CNET_TCP_FASTOPEN_CONNECT 30
+#define CNET_IP_BIND_ADDRESS_NO_PORT 24  /* bind() leaves the port to connect(): binds do not use up ports */
 #define CNET_TCP_FASTOPEN         23
 #define CNET_SO_ORIGINAL_DST      80  /* same value for IPv4 and IP6T_SO_ORIGINAL_DST */
 #define CNET_IP_TRANSPARENT       19

@@ -1,0 +1,174 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Netlink
+import SystemPackage
+
+/// One probe in flight: a non-blocking socket bound to a WAN's interface and address, so
+/// the probe can only leave through that WAN (SO_BINDTODEVICE), and an answer proves that
+/// WAN carries traffic both ways.
+struct ProbeSocket {
+    enum Kind {
+        case tcp
+        /// `raw`: a SOCK_RAW socket (ping sockets refused by net.ipv4.ping_group_range):
+        /// it sees every echo reply, so replies are matched by identifier.
+        case icmp(raw: Bool, identifier: UInt16, sequence: UInt16)
+    }
+
+    let fd: Int32
+    let kind: Kind
+    let target: IPAddress
+
+    /// Opens, binds and starts the probe: a TCP connect in progress, or an echo request sent.
+    static func start(_ target: ProbeTarget, to address: IPAddress, from source: IPAddress, interface: String,
+                      sequence: UInt16) throws(Errno) -> ProbeSocket {
+        let af = address.family == .v4 ? AF_INET : AF_INET6
+        let flags = Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
+        var fd: Int32
+        var kind: Kind
+        switch target {
+        case .tcp:
+            fd = socket(af, Int32(SOCK_STREAM.rawValue) | flags, Int32(IPPROTO_TCP))
+            kind = .tcp
+        case .icmp, .gateway:
+            let proto = address.family == .v4 ? Int32(IPPROTO_ICMP) : Int32(IPPROTO_ICMPV6)
+            fd = socket(af, Int32(SOCK_DGRAM.rawValue) | flags, proto)
+            var raw = false
+            if fd < 0 && (errno == EACCES || errno == EPERM) {
+                fd = socket(af, Int32(SOCK_RAW.rawValue) | flags, proto)
+                raw = true
+            }
+            kind = .icmp(raw: raw, identifier: UInt16.random(in: 1...UInt16.max), sequence: sequence)
+        }
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        let probe = ProbeSocket(fd: fd, kind: kind, target: address)
+        do {
+            try probe.bind(interface: interface, source: source)
+            try probe.send(port: { if case .tcp(_, let port) = target { return port } else { return 0 } }())
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        return probe
+    }
+
+    private func bind(interface: String, source: IPAddress) throws(Errno) {
+        let bound = interface.withCString { name in
+            setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(strlen(name) + 1))
+        }
+        guard bound == 0 else { throw Errno(rawValue: errno) }
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_IP), 24 /* IP_BIND_ADDRESS_NO_PORT */, &one, socklen_t(MemoryLayout<Int32>.size))
+        let rc = Self.withSockaddr(source, port: 0) { Glibc.bind(fd, $0, $1) }
+        guard rc == 0 else { throw Errno(rawValue: errno) }
+    }
+
+    private func send(port: UInt16) throws(Errno) {
+        switch kind {
+        case .tcp:
+            // A RST must come back as a RST, not linger: SO_LINGER 0 also aborts on close.
+            var l = linger(l_onoff: 1, l_linger: 0)
+            _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+            let rc = Self.withSockaddr(target, port: port) { connect(fd, $0, $1) }
+            guard rc == 0 || errno == EINPROGRESS || errno == ECONNREFUSED else { throw Errno(rawValue: errno) }
+        case .icmp(_, let identifier, let sequence):
+            let packet = Self.echoRequest(v6: target.family == .v6, identifier: identifier, sequence: sequence)
+            let sent = packet.withUnsafeBytes { bytes in
+                Self.withSockaddr(target, port: 0) { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, $1) }
+            }
+            guard sent >= 0 else { throw Errno(rawValue: errno) }
+        }
+    }
+
+    /// What poll(2) waits for.
+    var events: Int16 { if case .tcp = kind { Int16(POLLOUT) } else { Int16(POLLIN) } }
+
+    /// After poll reported `revents`: nil while undecided (an ICMP packet that was not our
+    /// reply), else answered or the failure.
+    func outcome(_ revents: Int16) -> Result<Void, Errno>? {
+        switch kind {
+        case .tcp:
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            // A RST proves the path as well as a SYN-ACK does.
+            if error == 0 || error == ECONNREFUSED { return .success(()) }
+            return .failure(Errno(rawValue: error))
+        case .icmp(let raw, let identifier, let sequence):
+            var buffer = [UInt8](repeating: 0, count: 1500)
+            while true {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n < 0 {
+                    if errno == EAGAIN || errno == EINTR { return nil }
+                    return .failure(Errno(rawValue: errno))  // an ICMP error (unreachable) on a ping socket
+                }
+                var icmp = buffer[0..<n]
+                if raw && target.family == .v4 {
+                    guard n > 0 else { continue }
+                    let headerLength = Int(buffer[0] & 0x0f) * 4
+                    guard n >= headerLength + 8 else { continue }
+                    icmp = buffer[headerLength..<n]
+                }
+                guard icmp.count >= 8 else { continue }
+                let b = Array(icmp)
+                let replyType: UInt8 = target.family == .v4 ? 0 : 129
+                guard b[0] == replyType, UInt16(b[6]) << 8 | UInt16(b[7]) == sequence else { continue }
+                // A ping socket's kernel rewrites the identifier and delivers only its own replies.
+                if raw && UInt16(b[4]) << 8 | UInt16(b[5]) != identifier { continue }
+                return .success(())
+            }
+        }
+    }
+
+    func close() { Glibc.close(fd) }
+
+    static func echoRequest(v6: Bool, identifier: UInt16, sequence: UInt16) -> [UInt8] {
+        var p: [UInt8] = [v6 ? 128 : 8, 0, 0, 0, UInt8(identifier >> 8), UInt8(identifier & 0xff),
+                          UInt8(sequence >> 8), UInt8(sequence & 0xff)]
+        p += Array("mptcp-relay probe".utf8)
+        if !v6 {
+            // ICMPv6's checksum covers a pseudo-header: the kernel fills it in.
+            let sum = checksum(p)
+            p[2] = UInt8(sum >> 8)
+            p[3] = UInt8(sum & 0xff)
+        }
+        return p
+    }
+
+    /// RFC 1071 Internet checksum.
+    static func checksum(_ bytes: [UInt8]) -> UInt16 {
+        var sum: UInt32 = 0
+        var i = 0
+        while i + 1 < bytes.count {
+            sum += UInt32(bytes[i]) << 8 | UInt32(bytes[i + 1])
+            i += 2
+        }
+        if i < bytes.count { sum += UInt32(bytes[i]) << 8 }
+        while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
+        return ~UInt16(sum)
+    }
+
+    static func withSockaddr<R>(_ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        var storage = sockaddr_storage()
+        return withUnsafeMutablePointer(to: &storage) { p in
+            let raw = UnsafeMutableRawPointer(p)
+            let length: socklen_t
+            if address.family == .v4 {
+                var sa = sockaddr_in()
+                sa.sin_family = sa_family_t(AF_INET)
+                sa.sin_port = port.bigEndian
+                withUnsafeMutableBytes(of: &sa.sin_addr) { for (i, b) in address.bytes.enumerated() { $0[i] = b } }
+                raw.storeBytes(of: sa, as: sockaddr_in.self)
+                length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            } else {
+                var sa = sockaddr_in6()
+                sa.sin6_family = sa_family_t(AF_INET6)
+                sa.sin6_port = port.bigEndian
+                withUnsafeMutableBytes(of: &sa.sin6_addr) { for (i, b) in address.bytes.enumerated() { $0[i] = b } }
+                raw.storeBytes(of: sa, as: sockaddr_in6.self)
+                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            }
+            return raw.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
+        }
+    }
+}

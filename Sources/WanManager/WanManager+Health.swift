@@ -1,0 +1,182 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import Netlink
+
+/// Health probes: which WANs carry traffic although their link is up, what the reconciler
+/// withdraws, and where the relay's new connections start. Runs on the manager's thread;
+/// only the rounds themselves run on the prober's.
+extension WanManager {
+    /// WANs out of service by probes (their link is up): endpoints withdrawn.
+    var probedDown: Set<String> { Set(health.filter { $0.value.state == .down }.map(\.key)) }
+
+    /// What the WAN manager's reports say now (status API, metrics).
+    public func uplinkReports() -> [UplinkReport] { lock.withLock { reports } }
+
+    func healthSummary() -> String {
+        let h = plan.health
+        guard h.enabled else { return "; health probes off" }
+        return "; probes every \(String(format: "%g", h.interval)) s, out of service after \(h.downAfter) failed rounds (within \(String(format: "%g", h.detectionSeconds)) s), back after \(h.upAfter)"
+    }
+
+    func startProber() {
+        let prober = WanProber(
+            jobs: { [weak self] in
+                guard let self else { return ([], HealthSettings()) }
+                return self.lock.withLock { self.probeWork }
+            },
+            deliver: { [weak self] results in
+                guard let self else { return }
+                self.lock.withLock { self.pendingRounds.append(results) }
+                self.wake()
+            })
+        self.prober = prober
+        prober.start()
+    }
+
+    /// Folds in the rounds the prober finished; true when a WAN went in or out of service.
+    func applyProbeRounds() -> Bool {
+        let rounds = lock.withLock { () -> [[ProbeResult]] in defer { pendingRounds = [] }; return pendingRounds }
+        guard !rounds.isEmpty else { return false }
+        let probed = Set(lock.withLock { probeWork.0.map(\.wan) })
+        var changed = false
+        for round in rounds {
+            for result in round where probed.contains(result.wan) {
+                if !result.answered.isEmpty, plan.wans.first(where: { $0.interface == result.wan })?.probes == nil {
+                    if !defaultsAnswered { logger.info("wan: default probe targets answer: the gateway fallback no longer judges") }
+                    defaultsAnswered = true
+                }
+                let answered = !result.answered.isEmpty || (!defaultsAnswered && !result.fallbackAnswered.isEmpty)
+                let detail = !result.answered.isEmpty ? "answered: \(result.answered.joined(separator: ", "))"
+                    : answered ? "answered by the gateway fallback (no default target has answered on any WAN yet): \(result.fallbackAnswered.joined(separator: ", "))"
+                    : "no answer: \(result.failed.joined(separator: "; "))"
+                var verdict = health[result.wan] ?? WanHealth()
+                let before = verdict.state
+                let transition = verdict.record(answered: answered, detail: detail, settings: plan.health)
+                health[result.wan] = verdict
+                switch (before, transition) {
+                case (_, .down?):
+                    logger.warning("wan: \(result.wan) out of service: \(plan.health.downAfter) probe rounds in a row failed, link up (\(detail)); its MPTCP endpoints are withdrawn")
+                    serviceChanged(result.wan)
+                    changed = true
+                case (.down, .up?):
+                    logger.notice("wan: \(result.wan) back in service: \(plan.health.upAfter) probe rounds in a row answered (\(detail)); its endpoints return")
+                    serviceChanged(result.wan)
+                    changed = true
+                case (.unknown, .up?):
+                    logger.info("wan: \(result.wan) probes answer (\(detail))")
+                default: break
+                }
+            }
+        }
+        publishReports(lastView)
+        return changed
+    }
+
+    private func serviceChanged(_ wan: String) {
+        since[wan] = Date().timeIntervalSince1970
+        transitions[wan, default: 0] += 1
+    }
+
+    /// After each kernel read: the probe jobs for the WANs as they are now, the steering
+    /// decision, and the reports.
+    func refreshHealth(_ view: KernelView) {
+        var jobs: [ProbeJob] = []
+        for wan in plan.enabledWans where plan.health.enabled {
+            guard let link = view.link(named: wan.interface), link.isUp else { continue }
+            let job = Self.job(for: wan, link: link, view, fallback: wan.probes == nil && !defaultsAnswered)
+            if !job.probes.isEmpty { jobs.append(job) }
+        }
+        let probed = Set(jobs.map(\.wan))
+        for (wan, verdict) in health where !probed.contains(wan) && verdict.state != .unknown {
+            // Link down, removed or unprobeable: link state judges it until probes resume.
+            logger.info("wan: \(wan) no longer probed (link down, disabled or no address to probe from): its last verdict is dropped")
+            var reset = verdict
+            reset.reset()
+            health[wan] = reset
+        }
+        lock.withLock { probeWork = (jobs, plan.health) }
+
+        var service: [String: String?] = [:]
+        for wan in plan.enabledWans {
+            guard let link = view.link(named: wan.interface) else { service[wan.interface] = .some("no such interface"); continue }
+            if !link.isUp { service[wan.interface] = .some("link down") } else if health[wan.interface]?.state == .down {
+                service[wan.interface] = .some("probes failing: \(health[wan.interface]?.lastResult ?? "")")
+            } else {
+                service[wan.interface] = .some(nil)
+            }
+        }
+        let choice = UplinkChoice.choose(plan, view, service: service)
+        if choice != lastChoice {
+            if choice.description != lastChoice?.description {
+                if let refusal = choice.refusal {
+                    logger.error("wan: \(refusal): new connections through the relay are reset until one recovers")
+                } else if let via = choice.via {
+                    logger.warning("wan: new connections start on \(via) (bound to \(choice.sources.map(\.description).joined(separator: ", "))): the main table's default route leads to a WAN out of service")
+                } else if lastChoice != nil {
+                    logger.notice("wan: new connections follow the main routing table again")
+                }
+            }
+            lastChoice = choice
+            onSteering?(choice)
+        }
+        publishReports(view)
+    }
+
+    /// The probes of one WAN whose link is up: each target of a family the WAN has an
+    /// address of, from that address.
+    static func job(for wan: WanSpec, link: Link, _ view: KernelView, fallback: Bool) -> ProbeJob {
+        var sources: [IPAddress.Family: IPAddress] = [:]
+        for a in view.addresses where a.ifindex == link.ifindex && a.isUsable {
+            if let have = sources[a.address.family], have < a.address { continue }
+            sources[a.address.family] = a.address
+        }
+        var probes: [ProbeJob.Probe] = []
+        func gatewayProbes(fallback: Bool) {
+            for family in [IPAddress.Family.v4, .v6] {
+                guard let source = sources[family], let gateway = view.gateway(for: wan, ifindex: link.ifindex, family: family) else { continue }
+                probes.append(.init(target: .gateway, address: gateway, source: source, fallback: fallback))
+            }
+        }
+        for target in wan.probes ?? ProbeTarget.defaults {
+            switch target {
+            case .tcp(let address, _), .icmp(let address):
+                guard let source = sources[address.family] else { continue }
+                probes.append(.init(target: target, address: address, source: source, fallback: false))
+            case .gateway:
+                gatewayProbes(fallback: false)
+            }
+        }
+        if fallback && wan.probes == nil { gatewayProbes(fallback: true) }
+        return ProbeJob(wan: wan.interface, interface: wan.interface, probes: probes)
+    }
+
+    func publishReports(_ view: KernelView) {
+        let now = Date().timeIntervalSince1970
+        let probed = Set(lock.withLock { probeWork.0.map(\.wan) })
+        let next = plan.wans.map { wan -> UplinkReport in
+            let link = view.link(named: wan.interface).map { $0.isUp ? "up" : "down" } ?? "absent"
+            let verdict = health[wan.interface] ?? WanHealth()
+            let probes = !probed.contains(wan.interface) ? "off" : verdict.state.rawValue
+            let inService = wan.enabled && link == "up" && verdict.state != .down
+            var detail = verdict.lastResult
+            if !wan.enabled { detail = "disabled in the config" } else if link != "up" { detail = link == "absent" ? "no such interface" : "link down" }
+            else if probes == "off" { detail = plan.health.enabled ? "nothing to probe (no target of its address families)" : "probes off" }
+            return UplinkReport(interface: wan.interface, link: link, probes: probes, inService: inService, detail: detail,
+                                since: since[wan.interface] ?? now, rounds: verdict.rounds, failedRounds: verdict.failures,
+                                transitions: transitions[wan.interface] ?? 0)
+        }
+        for r in next where since[r.interface] == nil { since[r.interface] = now }
+        let old = lock.withLock { () -> [UplinkReport] in defer { reports = next }; return reports }
+        // The file is for a person running `mptcp-relay wan`: every change of state at once,
+        // the counters at most every 5 s.
+        let stateChanged = old.map { [$0.interface, $0.link, $0.probes, String($0.inService)] } != next.map { [$0.interface, $0.link, $0.probes, String($0.inService)] }
+        guard stateChanged || now - reportsWrittenAt >= 5 else { return }
+        reportsWrittenAt = now
+        do { try reportFile.save(next) } catch {
+            if stateChanged { logger.debug("wan: cannot write \(reportFile.path): \(error)") }
+        }
+    }
+}
