@@ -19,9 +19,21 @@ struct ProbeSocket {
     let kind: Kind
     let target: IPAddress
 
+    /// Why a probe did not start: this process could not set it up (`local`: says nothing
+    /// about the WAN), or the network refused the packet at once (`network`: a failure).
+    enum StartError: Error, CustomStringConvertible {
+        case local(Errno)
+        case network(Errno)
+        var description: String {
+            switch self {
+            case .local(let e), .network(let e): return "\(e)"
+            }
+        }
+    }
+
     /// Opens, binds and starts the probe: a TCP connect in progress, or an echo request sent.
     static func start(_ target: ProbeTarget, to address: IPAddress, from source: IPAddress, interface: String,
-                      sequence: UInt16) throws(Errno) -> ProbeSocket {
+                      sequence: UInt16) throws(StartError) -> ProbeSocket {
         let af = address.family == .v4 ? AF_INET : AF_INET6
         let flags = Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
         var fd: Int32
@@ -40,14 +52,20 @@ struct ProbeSocket {
             }
             kind = .icmp(raw: raw, identifier: UInt16.random(in: 1...UInt16.max), sequence: sequence)
         }
-        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        guard fd >= 0 else { throw .local(Errno(rawValue: errno)) }
         let probe = ProbeSocket(fd: fd, kind: kind, target: address)
         do {
             try probe.bind(interface: interface, source: source)
+        } catch {
+            Glibc.close(fd)
+            // The address just went (EADDRNOTAVAIL) is news about the WAN; the rest is ours.
+            throw error == .addressNotAvailable ? .network(error) : .local(error)
+        }
+        do {
             try probe.send(port: { if case .tcp(_, let port) = target { return port } else { return 0 } }())
         } catch {
             Glibc.close(fd)
-            throw error
+            throw .network(error)
         }
         return probe
     }

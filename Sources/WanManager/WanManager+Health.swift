@@ -44,6 +44,11 @@ extension WanManager {
         var changed = false
         for round in rounds {
             for result in round where probed.contains(result.wan) {
+                for problem in result.unable where !unableLogged.contains(problem) {
+                    logger.warning("wan: \(result.wan): cannot probe: \(problem) (a round of only such probes is not counted; ping targets need CAP_NET_RAW or net.ipv4.ping_group_range)")
+                    unableLogged.insert(problem)
+                }
+                if result.answered.isEmpty && result.fallbackAnswered.isEmpty && !result.unable.isEmpty && result.failed.isEmpty { continue }
                 if !result.answered.isEmpty, plan.wans.first(where: { $0.interface == result.wan })?.probes == nil {
                     if !defaultsAnswered { logger.info("wan: default probe targets answer: the gateway fallback no longer judges") }
                     defaultsAnswered = true

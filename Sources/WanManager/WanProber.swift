@@ -25,6 +25,11 @@ struct ProbeResult: Sendable, Equatable {
     var answered: [String] = []
     var fallbackAnswered: [String] = []
     var failed: [String] = []
+    /// Probes this process could not even set up (out of descriptors or memory, no
+    /// CAP_NET_RAW for a ping socket): they say nothing about the WAN, so a round of only
+    /// these is not counted. A relay short of descriptors must not conclude that every WAN
+    /// is dead and refuse every connection.
+    var unable: [String] = []
 }
 
 /// Runs probe rounds on a thread of its own, every `interval`: every probe of every WAN at
@@ -88,6 +93,8 @@ final class WanProber: @unchecked Sendable {
                     let socket = try ProbeSocket.start(probe.target, to: probe.address, from: probe.source,
                                                        interface: job.interface, sequence: sequence)
                     open.append((j, probe, socket, DispatchTime.now().uptimeNanoseconds))
+                } catch .local(let error) {
+                    results[j].unable.append("\(label): \(error)")
                 } catch {
                     results[j].failed.append("\(label): \(error)")
                 }

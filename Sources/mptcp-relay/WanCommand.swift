@@ -56,6 +56,13 @@ struct WanCommand: ParsableCommand {
     static func service(_ reports: [UplinkReport]?, _ interface: String) -> String {
         guard let reports else { return "unknown (no relay manages the WANs of this namespace)" }
         guard let r = reports.first(where: { $0.interface == interface }) else { return "unknown (not in the running relay's config)" }
+        // The relay rewrites the file at least every 5 s while it runs; an old one was left
+        // by a relay that was killed.
+        let path = UplinkReportFile.defaultPath()
+        if let written = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+           Date().timeIntervalSince(written) > 30 {
+            return "unknown (\(path) is \(Int(Date().timeIntervalSince(written))) s old: is the relay running?)"
+        }
         let since = Date(timeIntervalSince1970: r.since).formatted(.iso8601.time(includingFractionalSeconds: false))
         var text = "\(r.summary) since \(since) UTC, \(r.failedRounds) of \(r.rounds) probe rounds failed"
         if !r.detail.isEmpty { text += "\n             last round: \(r.detail)" }

@@ -91,10 +91,13 @@ struct HealthTests {
                                                                .init(target: .icmp(ip("127.0.0.1")), address: ip("127.0.0.1"), source: source, fallback: false)]),
             // Bound to loopback, a TEST-NET address has no route: the probe fails at once or times out.
             ProbeJob(wan: "silent", interface: "lo", probes: [.init(target: .tcp(ip("192.0.2.1"), port: 9), address: ip("192.0.2.1"), source: source, fallback: false)]),
+            // A probe this process cannot set up (no such device here) says nothing about the WAN.
+            ProbeJob(wan: "unable", interface: "nosuchif0", probes: [.init(target: .icmp(ip("127.0.0.1")), address: ip("127.0.0.1"), source: source, fallback: false)]),
         ]
         let results = WanProber.round(jobs, timeout: 0.5, sequence: 1)
         #expect(results[0].answered.count == 2 && results[0].failed.isEmpty, "\(results[0])")
         #expect(results[1].answered.isEmpty && results[1].failed.count == 1, "\(results[1])")
+        #expect(results[2].failed.isEmpty && results[2].unable.count == 1, "\(results[2])")
     }
 }
 
