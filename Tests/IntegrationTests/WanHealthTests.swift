@@ -5,7 +5,7 @@ import TestSupport
 /// A forward relay to the server's address beyond both WANs (not on either link), with
 /// both WANs probed by a TCP connect to that address (port 9: nothing listens, a RST
 /// answers) and a ping to it, and an operator listener.
-func healthConfig(_ env: Env, admin: Int) throws -> URL {
+func healthConfig(_ env: Env, admin: Int, extra: String = "") throws -> URL {
     let probes = "probe = [\"\(env.tb.srvFarIP):9\", \"\(env.tb.srvFarIP)\"]"
     let file = env.tmp.file("health.toml")
     try Files.write("""
@@ -16,6 +16,8 @@ func healthConfig(_ env: Env, admin: Int) throws -> URL {
 
         [admin]
         listen = "127.0.0.1:\(admin)"
+
+        \(extra)
 
         [[wan]]
         interface = "wan1"
@@ -155,6 +157,30 @@ extension Integration {
                     #expect((c["\(kind)-from1-on1"] ?? 0) > 5 && (c["\(kind)-from2-on2"] ?? 0) > 5, "\(c)")
                     #expect(c["\(kind)-from1-on2"] == 0 && c["\(kind)-from2-on1"] == 0, "a probe left by the other WAN: \(c)")
                 }
+            }
+        }
+
+        /// The control: the same outage with the probes off. New connections follow the main
+        /// table's default route into the dead WAN and are not served; this is what the
+        /// probes fix.
+        @Test func withoutProbesNewConnectionsAreLost() async throws {
+            try await withEnv(wans: 2, rateMbit: 50, bare: true) { env in
+                let config = try healthConfig(env, admin: 9933, extra: "[health]\nenabled = false\n")
+                let g = try await GatewaySetup.start(env, config: config.path, port: 8081, intercept: false)
+                let small = g.www.appendingPathComponent("small.bin")
+                try await Files.random(small, bytes: 1_000_000)
+                let (before, _) = try await Self.fetch(env, "before.bin")
+                try #require(before.succeeded, "served before the outage: \(before.summary)")
+                try await env.tb.blackhole(1, true)
+                try await Task.sleep(nanoseconds: 5_000_000_000)
+                let results = try await withThrowingTaskGroup(of: ProcResult.self) { group in
+                    for i in 1...5 { group.addTask { try await Self.fetch(env, "lost\(i).bin", maxTime: 8).0 } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                let served = results.filter(\.succeeded).count
+                print("wan health: probes off, WAN 1 blackholed with its link up: \(served) of 5 new connections served (curl exits \(results.map(\.status)))")
+                #expect(served == 0, "without probes the main table's dead default route takes every new connection")
+                #expect(!g.relay.log.contains("out of service"))
             }
         }
 
