@@ -161,6 +161,7 @@ interface = "wan1"
 
 [[wan]]
 interface = "wan2"
+gateway = "10.2.0.2"         # the main table has no default route through wan2 here
 TOML
 sleep 1
 ip netns exec "$GW_NS" "$RELAY" run --config "$T/wan.toml" >"$T/wan.log" 2>&1 &
@@ -173,6 +174,30 @@ if wait_port "$GW_NS" 7000; then
         elif (( $(counter "$SRV_NS" MPTcpExtMPJoinSynRx) <= joins )); then fail wan-manager "no subflow joined over wan2 ($endpoints)"
         else pass wan-manager; fi
     }
+
+    # 2c. Health probes: WAN 1's far side drops everything while its link stays up. The
+    # default targets never answer here, so the gateway ping judges; it fails, WAN 1 goes
+    # out of service, and a new connection to an address beyond both WANs starts on WAN 2.
+    ip -n "$SRV_NS" addr add 10.200.0.1/32 dev lo
+    ip netns exec "$SRV_NS" mptcpize run python3 -m http.server 8081 --bind 10.200.0.1 --directory "$T/www" >"$T/http-far.log" 2>&1 &
+    ip netns exec "$SRV_NS" nft -f - <<NFT
+table inet kc_blackhole {
+    chain rx { type filter hook prerouting priority -300; iifname "wan1" drop; }
+    chain tx { type filter hook postrouting priority 300; oifname "wan1" drop; }
+}
+NFT
+    for _ in $(seq 150); do grep -q "wan: wan1 out of service" "$T/wan.log" && break; sleep 0.2; done
+    if ! grep -q "wan: wan1 out of service" "$T/wan.log"; then
+        fail wan-health "wan1 not taken out of service in 30 s: $(grep 'wan:' "$T/wan.log" | tail -3 | tr '\n' ' ')"
+    elif ! wait_port "$SRV_NS" 8081; then
+        fail wan-health "the far server did not start: $(tail -2 "$T/http-far.log")"
+    else
+        ip netns exec "$LAN_NS" curl -sS --max-time 60 -o "$T/far.bin" "http://10.200.0.1:8081/body.bin" && check_hash wan-health "$T/far.bin" "$WANT" && {
+            grep -q "new connections start on wan2 (bound to 10.2.0.1" "$T/wan.log" && pass wan-health ||
+                fail wan-health "no steering line: $(grep 'wan:' "$T/wan.log" | tail -3 | tr '\n' ' ')"
+        }
+    fi
+    ip netns exec "$SRV_NS" nft delete table inet kc_blackhole
 else
     fail wan-manager "relay did not start: $(grep -v 'descriptor limit' "$T/wan.log" | tail -3 | tr '\n' ' ')"
 fi

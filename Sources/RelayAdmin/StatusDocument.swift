@@ -35,7 +35,9 @@ public struct StatusDocument: Codable, Sendable {
         public var bytesReceived: UInt64
     }
 
-    /// One `[[wan]]` uplink as the WAN manager's health probes see it.
+    /// One `[[wan]]` uplink as the WAN manager's health probes see it. The API's own copy of
+    /// `WanManager.UplinkReport`: the document is a schema clients rely on, and RelayAdmin
+    /// does not depend on the netlink side.
     public struct Uplink: Codable, Sendable, Equatable {
         public var interface: String
         /// "up", "down" or "absent".

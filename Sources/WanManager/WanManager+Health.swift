@@ -91,7 +91,11 @@ extension WanManager {
         var jobs: [ProbeJob] = []
         for wan in plan.enabledWans where plan.health.enabled {
             guard let link = view.link(named: wan.interface), link.isUp else { continue }
-            let job = Self.job(for: wan, link: link, view, fallback: wan.probes == nil && !defaultsAnswered)
+            let fallback = wan.probes == nil && !defaultsAnswered
+            let job = Self.job(for: wan, link: link, view, fallback: fallback)
+            // Default targets that never answered anywhere and no gateway to judge by: a
+            // verdict would only guess, and a wrong "down" refuses connections.
+            if fallback && !job.probes.contains(where: \.fallback) { continue }
             if !job.probes.isEmpty { jobs.append(job) }
         }
         let probed = Set(jobs.map(\.wan))
@@ -168,7 +172,10 @@ extension WanManager {
             let inService = wan.enabled && link == "up" && verdict.state != .down
             var detail = verdict.lastResult
             if !wan.enabled { detail = "disabled in the config" } else if link != "up" { detail = link == "absent" ? "no such interface" : "link down" }
-            else if probes == "off" { detail = plan.health.enabled ? "nothing to probe (no target of its address families)" : "probes off" }
+            else if probes == "off" {
+                detail = !plan.health.enabled ? "probes off"
+                    : wan.probes == nil ? "not probed: no default target has answered yet and it has no gateway to ping (set gateway = \"...\" or probe = [...])"
+                    : "not probed: no target of its address families" }
             return UplinkReport(interface: wan.interface, link: link, probes: probes, inService: inService, detail: detail,
                                 since: since[wan.interface] ?? now, rounds: verdict.rounds, failedRounds: verdict.failures,
                                 transitions: transitions[wan.interface] ?? 0)

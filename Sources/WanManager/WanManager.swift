@@ -102,20 +102,10 @@ public final class WanManager: @unchecked Sendable {
         logger.info("wan: managing \(plan.enabledWans.map(\.interface).joined(separator: ", ")) (\(plan.limits))\(healthSummary())")
         reconcile()
         startProber()
-        let t = Thread { [self] in
+        thread = Thread.startBlockingSignals(name: "wan-manager") { [self] in
             run()
             done.signal()
         }
-        t.name = "wan-manager"
-        thread = t
-        // The thread inherits the creator's signal mask: created with every signal blocked,
-        // it never takes SIGTERM/SIGHUP meant for the relay's control loop (sigtimedwait),
-        // whichever is started first.
-        var all = sigset_t(), previous = sigset_t()
-        sigfillset(&all)
-        pthread_sigmask(SIG_BLOCK, &all, &previous)
-        t.start()
-        pthread_sigmask(SIG_SETMASK, &previous, nil)
     }
 
     /// SIGHUP: the next reconciliation uses `plan` (a WAN gone from it loses its endpoints,

@@ -50,17 +50,10 @@ final class WanProber: @unchecked Sendable {
     }
 
     func start() {
-        let t = Thread { [self] in
+        thread = Thread.startBlockingSignals(name: "wan-prober") { [self] in
             loop()
             done.signal()
         }
-        t.name = "wan-prober"
-        thread = t
-        var all = sigset_t(), previous = sigset_t()
-        sigfillset(&all)
-        pthread_sigmask(SIG_BLOCK, &all, &previous)
-        t.start()
-        pthread_sigmask(SIG_SETMASK, &previous, nil)
     }
 
     func stop() {

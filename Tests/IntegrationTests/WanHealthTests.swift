@@ -137,17 +137,31 @@ extension Integration {
                 #expect(await long.waitForExit(timeout: 60) && long.exitStatus == 0, "the download across the outage: \(long.log)")
                 #expect(try await Files.sha256(longFile) == body.sha, "the download across the outage is byte-exact")
 
-                // Recovery: back in service, and a new connection uses both WANs again.
+                // Recovery, with a download started while WAN 1 is still out: WAN 1 comes back
+                // into service, that connection regains a subflow over it, and a new
+                // connection uses both WANs again.
+                let duringFile = env.tmp.file("during.bin")
+                let during = try BackgroundProcess(in: env.tb.lanNS, ["curl", "-sS", "--max-time", "90", "-o", duringFile.path,
+                                                                      "http://\(env.tb.gwLanIP):8081/body.bin"], log: env.tmp.file("during.log"))
+                env.started.add(during)
+                try await Task.sleep(nanoseconds: 1_500_000_000)
+                let wan1BeforeRecovery = try await rxBytes(env.tb.gwNS, "wan1")
                 try await env.tb.blackhole(1, false)
                 let recovery = Date()
                 #expect(await g.relay.waitForLog("wan: wan1 back in service", timeout: 10), "\(tail(g.relay.log))")
                 print("wan health: WAN 1 back in service \(String(format: "%.1f", Date().timeIntervalSince(recovery))) s after it recovered (configured: within 3 s)")
                 #expect(await g.relay.waitForLog("wan: new connections follow the main routing table again", timeout: 2))
+                #expect(await during.waitForExit(timeout: 60) && during.exitStatus == 0, "\(during.log)")
+                #expect(try await Files.sha256(duringFile) == body.sha)
+                let regained = try await rxBytes(env.tb.gwNS, "wan1") - wan1BeforeRecovery
+                print("wan health: the connection started while WAN 1 was out got \(regained / 1_000_000) MB over WAN 1 once it was back")
+                #expect(regained > 5_000_000, "the running connection regains WAN 1: \(regained) bytes")
+
                 let (wan1Before, wan2Before) = (try await rxBytes(env.tb.gwNS, "wan1"), try await rxBytes(env.tb.gwNS, "wan2"))
                 let again = try await g.download("http://\(env.tb.gwLanIP):8081/body.bin", to: "again.bin")
                 #expect(try await Files.sha256(again.file) == body.sha)
                 let (wan1Got, wan2Got) = (try await rxBytes(env.tb.gwNS, "wan1") - wan1Before, try await rxBytes(env.tb.gwNS, "wan2") - wan2Before)
-                print("wan health: after recovery \(Int(again.mbit)) Mbit/s over 2 x 50; WAN 1 carried \(wan1Got / 1_000_000) MB, WAN 2 \(wan2Got / 1_000_000) MB")
+                print("wan health: after recovery a new connection: \(Int(again.mbit)) Mbit/s over 2 x 50; WAN 1 carried \(wan1Got / 1_000_000) MB, WAN 2 \(wan2Got / 1_000_000) MB")
                 #expect(wan1Got > 15_000_000 && wan2Got > 15_000_000, "both WANs carry the new connection: \(wan1Got) / \(wan2Got) bytes")
 
                 // Probes never left by the other WAN (during the outage neither).
