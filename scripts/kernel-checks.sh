@@ -193,7 +193,7 @@ NFT
         fail wan-health "the far server did not start: $(tail -2 "$T/http-far.log")"
     else
         ip netns exec "$LAN_NS" curl -sS --max-time 60 -o "$T/far.bin" "http://10.200.0.1:8081/body.bin" && check_hash wan-health "$T/far.bin" "$WANT" && {
-            grep -q "new connections start on wan2 (bound to 10.2.0.1" "$T/wan.log" && pass wan-health ||
+            grep -q "new IPv4 connections start on wan2 (bound to 10.2.0.1)" "$T/wan.log" && pass wan-health ||
                 fail wan-health "no steering line: $(grep 'wan:' "$T/wan.log" | tail -3 | tr '\n' ' ')"
         }
     fi

@@ -107,6 +107,9 @@ enum WanParsing {
                 guard let target = ProbeTarget(text) else {
                     throw r.error(at: line, "probe target \"\(text)\" is not \"ADDR:PORT\" (TCP connect), \"[ADDR6]:PORT\", \"ADDR\" (ping) or \"gateway\": write IP addresses, a host name would be resolved over the WAN under test")
                 }
+                if let problem = target.problem {
+                    throw r.error(at: line, "probe target \"\(text)\": \(problem); name a host beyond the WAN (a public resolver, your aggregation server) or \"gateway\"")
+                }
                 if !wan.probes!.contains(target) { wan.probes!.append(target) }
             }
         }

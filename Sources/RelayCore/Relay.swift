@@ -176,8 +176,7 @@ public final class Relay {
             mailboxes.append(mailbox)
             mailboxList.append(mailbox)
             // After the append: a steer() from now on reaches this mailbox too.
-            let current = uplinks.value
-            if current != .none { mailbox.post { $0.steering = current } }
+            uplinks.postCurrent(to: mailbox)
             let sockets = zip(ids, perWorker[i]).map { (id: $0, fd: $1) }
             let launch = WorkerLaunch(index: i, settings: settings, listenerSockets: sockets, mailbox: mailbox,
                                       counters: counters[i], localAddresses: localAddresses, upstreamAddresses: upstreamAddresses,

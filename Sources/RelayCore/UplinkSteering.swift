@@ -9,7 +9,18 @@ import MPTCPSocket
 /// The WAN manager decides; every worker keeps a copy (posted through its mailbox) and
 /// applies it to each dial, so the data path takes no lock for it.
 public struct UplinkSteering: Sendable, Equatable {
-    /// A connected prefix: destinations on it are reached directly and never steered.
+    public enum Decision: Sendable, Equatable {
+        /// The main routing table decides.
+        case mainTable
+        /// Bind to this source (port 0): the chosen WAN's `from ADDR` rule routes the SYN.
+        case bind(SocketAddress)
+        /// No WAN in service: reset at once with this reason, instead of waiting out a
+        /// connect timeout.
+        case refuse(String)
+    }
+
+    /// A destination the main table routes more specifically than by its default route
+    /// (connected prefixes, static routes, a VPN): never steered.
     public struct Prefix: Sendable, Equatable {
         public var family: Int32
         public var bytes: [UInt8]
@@ -21,48 +32,34 @@ public struct UplinkSteering: Sendable, Equatable {
         }
     }
 
-    /// Source to bind an IPv4 / IPv6 upstream socket to (port 0): the address of the WAN
-    /// chosen, whose `from ADDR` rule sends the SYN out through it. nil: the main table decides.
-    public var sourceV4: SocketAddress?
-    public var sourceV6: SocketAddress?
+    public var v4: Decision
+    public var v6: Decision
     /// The WAN chosen, for log lines.
     public var via: String?
-    /// Set when no WAN is in service: new upstream connections are reset at once with this
-    /// reason instead of waiting out a connect timeout.
-    public var refusal: String?
     public var exempt: [Prefix]
 
-    public init(sourceV4: SocketAddress? = nil, sourceV6: SocketAddress? = nil, via: String? = nil,
-                refusal: String? = nil, exempt: [Prefix] = []) {
-        self.sourceV4 = sourceV4
-        self.sourceV6 = sourceV6
+    public init(v4: Decision = .mainTable, v6: Decision = .mainTable, via: String? = nil, exempt: [Prefix] = []) {
+        self.v4 = v4
+        self.v6 = v6
         self.via = via
-        self.refusal = refusal
         self.exempt = exempt
     }
 
     /// Nothing steered, nothing refused.
     public static let none = UplinkSteering()
 
-    public var isActive: Bool { sourceV4 != nil || sourceV6 != nil || refusal != nil }
-
-    enum Decision: Equatable {
-        case mainTable
-        case bind(SocketAddress)
-        case refuse(String)
-    }
+    public var isActive: Bool { v4 != .mainTable || v6 != .mainTable }
 
     /// What a dial to `destination` does.
     func decision(for destination: SocketAddress) -> Decision {
         guard isActive, !isExempt(destination) else { return .mainTable }
-        if let refusal { return .refuse(refusal) }
         switch destination {
-        case .v4: return sourceV4.map(Decision.bind) ?? .mainTable
-        case .v6: return sourceV6.map(Decision.bind) ?? .mainTable
+        case .v4: return v4
+        case .v6: return v6
         }
     }
 
-    /// Loopback and connected prefixes (the LAN, a WAN's own subnet).
+    /// Loopback and the exempt prefixes.
     func isExempt(_ destination: SocketAddress) -> Bool {
         switch destination {
         case .v4(var sa):

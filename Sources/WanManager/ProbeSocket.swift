@@ -9,7 +9,7 @@ import SystemPackage
 /// WAN carries traffic both ways.
 struct ProbeSocket {
     enum Kind {
-        case tcp
+        case tcp(acceptReset: Bool)
         /// `raw`: a SOCK_RAW socket (ping sockets refused by net.ipv4.ping_group_range):
         /// it sees every echo reply, so replies are matched by identifier.
         case icmp(raw: Bool, identifier: UInt16, sequence: UInt16)
@@ -33,7 +33,7 @@ struct ProbeSocket {
 
     /// Opens, binds and starts the probe: a TCP connect in progress, or an echo request sent.
     static func start(_ target: ProbeTarget, to address: IPAddress, from source: IPAddress, interface: String,
-                      sequence: UInt16) throws(StartError) -> ProbeSocket {
+                      sequence: UInt16, acceptReset: Bool = true) throws(StartError) -> ProbeSocket {
         let af = address.family == .v4 ? AF_INET : AF_INET6
         let flags = Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
         var fd: Int32
@@ -41,7 +41,7 @@ struct ProbeSocket {
         switch target {
         case .tcp:
             fd = socket(af, Int32(SOCK_STREAM.rawValue) | flags, Int32(IPPROTO_TCP))
-            kind = .tcp
+            kind = .tcp(acceptReset: acceptReset)
         case .icmp, .gateway:
             let proto = address.family == .v4 ? Int32(IPPROTO_ICMP) : Int32(IPPROTO_ICMPV6)
             fd = socket(af, Int32(SOCK_DGRAM.rawValue) | flags, proto)
@@ -65,9 +65,17 @@ struct ProbeSocket {
             try probe.send(port: { if case .tcp(_, let port) = target { return port } else { return 0 } }())
         } catch {
             Glibc.close(fd)
-            throw .network(error)
+            throw Self.isLocal(error) ? .local(error) : .network(error)
         }
         return probe
+    }
+
+    /// Errors of a connect or send that come from this host, not from the path: out of
+    /// buffers, memory or ports, or a local firewall that refuses the packet (EPERM).
+    static func isLocal(_ error: Errno) -> Bool {
+        let codes: [Errno] = [.noBufferSpace, .noMemory, .resourceTemporarilyUnavailable, .addressNotAvailable,
+                              .tooManyOpenFiles, .tooManyOpenFilesInSystem, .notPermitted, .permissionDenied]
+        return codes.contains(error)
     }
 
     private func bind(interface: String, source: IPAddress) throws(Errno) {
@@ -105,12 +113,13 @@ struct ProbeSocket {
     /// reply), else answered or the failure.
     func outcome(_ revents: Int16) -> Result<Void, Errno>? {
         switch kind {
-        case .tcp:
+        case .tcp(let acceptReset):
             var error: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-            // A RST proves the path as well as a SYN-ACK does.
-            if error == 0 || error == ECONNREFUSED { return .success(()) }
+            if error == 0 { return .success(()) }
+            // A RST proves the path when the target is one that refuses the port.
+            if error == ECONNREFUSED && acceptReset { return .success(()) }
             return .failure(Errno(rawValue: error))
         case .icmp(let raw, let identifier, let sequence):
             var buffer = [UInt8](repeating: 0, count: 1500)

@@ -35,6 +35,29 @@ public enum ProbeTarget: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Why the target cannot tell anything about a WAN (an address that never leaves the
+    /// host, or is not one host), or nil.
+    public var problem: String? {
+        switch self {
+        case .tcp(let a, _), .icmp(let a): return Self.problem(a)
+        case .gateway: return nil
+        }
+    }
+
+    static func problem(_ a: IPAddress) -> String? {
+        let b = a.bytes
+        if a.family == .v4 {
+            if b[0] == 127 { return "a loopback address never leaves the host" }
+            if b.allSatisfy({ $0 == 0 }) { return "0.0.0.0 is not a host" }
+            if (224...239).contains(b[0]) { return "a multicast address is not one host" }
+            if b.allSatisfy({ $0 == 255 }) { return "the broadcast address is not one host" }
+        } else {
+            if b.dropLast().allSatisfy({ $0 == 0 }) && (b[15] == 1 || b[15] == 0) { return b[15] == 1 ? "::1 never leaves the host" : ":: is not a host" }
+            if b[0] == 0xff { return "a multicast address is not one host" }
+        }
+        return nil
+    }
+
     public var family: IPAddress.Family? {
         switch self {
         case .tcp(let a, _), .icmp(let a): return a.family

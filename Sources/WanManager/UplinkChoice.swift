@@ -2,39 +2,50 @@ import Netlink
 
 /// Where the relay's new upstream connections start, decided from the WANs' state. Pure.
 ///
-/// MPTCP's initial subflow follows the main routing table. While the WAN that carries the
-/// main default route is in service nothing is steered (the administrator's routing
-/// stands); once it is out of service (probes fail, or its carrier is gone but the route
-/// stayed), upstream sockets are bound to the address of the first WAN in service, regular
-/// before backup, and its `from ADDR` rule takes the SYN out through it.
+/// MPTCP's initial subflow follows the main routing table. Nothing is steered while the
+/// main table's default route of a family leads to a WAN in service, or to an interface
+/// that is not a `[[wan]]` (the administrator's routing stands), or when there is none.
+/// Once it leads to a WAN out of service (probes fail, or its carrier is gone but the route
+/// stayed), upstream sockets of that family are bound to the address of the first WAN in
+/// service, regular before backup, whose `from ADDR` rule takes the SYN out through it; with
+/// none in service, they are refused.
 public struct UplinkChoice: Sendable, Equatable, CustomStringConvertible {
+    public enum Decision: Sendable, Equatable {
+        case mainTable
+        case bind(IPAddress, via: String)
+        case refuse(String)
+    }
+
     public struct Prefix: Sendable, Equatable {
         public var address: IPAddress
         public var length: Int
     }
 
-    /// At most one address per family.
-    public var sources: [IPAddress] = []
-    /// The WAN the sources belong to.
-    public var via: String?
-    /// Set when no WAN is in service: why, for the reset's log line.
-    public var refusal: String?
-    /// Connected prefixes (the LAN, each WAN's subnet): reached directly, never steered.
+    public var v4: Decision = .mainTable
+    public var v6: Decision = .mainTable
+    /// Destinations the main table routes more specifically than by its default route
+    /// (connected prefixes, static routes, VPNs): never steered.
     public var exempt: [Prefix] = []
 
-    public init(sources: [IPAddress] = [], via: String? = nil, refusal: String? = nil, exempt: [Prefix] = []) {
-        self.sources = sources
-        self.via = via
-        self.refusal = refusal
+    public init(v4: Decision = .mainTable, v6: Decision = .mainTable, exempt: [Prefix] = []) {
+        self.v4 = v4
+        self.v6 = v6
         self.exempt = exempt
     }
 
-    public var isActive: Bool { !sources.isEmpty || refusal != nil }
+    public var isActive: Bool { v4 != .mainTable || v6 != .mainTable }
+
+    public func decision(_ family: IPAddress.Family) -> Decision { family == .v4 ? v4 : v6 }
 
     public var description: String {
-        if let refusal { return "none: \(refusal)" }
-        guard let via else { return "main routing table" }
-        return "\(via) (\(sources.map(\.description).joined(separator: ", ")))"
+        func text(_ d: Decision) -> String {
+            switch d {
+            case .mainTable: return "main routing table"
+            case .bind(let a, let via): return "\(via) (bound to \(a))"
+            case .refuse(let why): return "refused: \(why)"
+            }
+        }
+        return "IPv4: \(text(v4)); IPv6: \(text(v6))"
     }
 
     /// - Parameter service: for each enabled WAN, nil when it is in service, else why not.
@@ -42,32 +53,36 @@ public struct UplinkChoice: Sendable, Equatable, CustomStringConvertible {
         var out = UplinkChoice()
         let wans = plan.enabledWans
         guard !wans.isEmpty else { return out }
-        out.exempt = view.addresses.map { Prefix(address: $0.address.masked($0.prefixLength), length: $0.prefixLength) }
         let usable = wans.filter { (service[$0.interface] ?? "not known") == nil }
-        guard !usable.isEmpty else {
-            let why = wans.map { "\($0.interface): \((service[$0.interface] ?? "not known") ?? "")" }.joined(separator: "; ")
-            out.refusal = "no WAN in service (\(why))"
-            return out
-        }
         let preferred = usable.filter { !$0.backup } + usable.filter(\.backup)
         for family in [IPAddress.Family.v4, .v6] {
-            let main = view.routes.filter { $0.table == 254 && $0.isDefault && $0.family == family }.min { $0.metric < $1.metric }
-            if let main {
-                // A default route through something that is not a WAN, or through a WAN in
-                // service: the main table is right.
-                guard let wan = wans.first(where: { view.link(named: $0.interface)?.ifindex == main.oif }),
-                      !usable.contains(where: { $0.interface == wan.interface }) else { continue }
+            let defaults = view.routes.filter { $0.table == 254 && $0.isDefault && $0.family == family }
+            guard let main = defaults.min(by: { $0.metric < $1.metric }) else { continue }
+            let leadsToDeadWan: Bool
+            if main.oif == 0 {
+                // Several next hops (ECMP) or a nexthop object: which WAN a connection hashes
+                // to is unknown, so any WAN out of service may take it.
+                leadsToDeadWan = usable.count < wans.count
+            } else if let wan = wans.first(where: { view.link(named: $0.interface)?.ifindex == main.oif }) {
+                leadsToDeadWan = !usable.contains { $0.interface == wan.interface }
+            } else {
+                leadsToDeadWan = false
             }
+            guard leadsToDeadWan else { continue }
+            var decision = Decision.refuse("no WAN in service (" + wans.map { "\($0.interface): \((service[$0.interface] ?? "not known") ?? "in service")" }.joined(separator: "; ") + ")")
             for wan in preferred {
                 guard let link = view.link(named: wan.interface),
                       let source = view.addresses.filter({ $0.ifindex == link.ifindex && $0.isUsable && $0.address.family == family })
                           .map(\.address).min() else { continue }
-                out.sources.append(source)
-                if out.via == nil { out.via = wan.interface }
+                decision = .bind(source, via: wan.interface)
                 break
             }
+            if family == .v4 { out.v4 = decision } else { out.v6 = decision }
         }
-        if out.sources.isEmpty { out.exempt = [] }
+        if out.isActive {
+            out.exempt = view.routes.filter { $0.table == 254 && !$0.isDefault }
+                .map { Prefix(address: $0.destination.masked($0.prefixLength), length: $0.prefixLength) }
+        }
         return out
     }
 }

@@ -14,6 +14,9 @@ public struct WanHealth: Sendable, Equatable {
     public private(set) var streak = 0
     /// Why the last round failed, or what answered it.
     public private(set) var lastResult = ""
+    /// What the round that took the WAN out of service found: a stable reason for refusals
+    /// and reports while it stays out (the last round's detail changes every second).
+    public private(set) var downReason = ""
     /// Rounds run and rounds failed since start (for metrics).
     public private(set) var rounds: UInt64 = 0
     public private(set) var failures: UInt64 = 0
@@ -40,6 +43,7 @@ public struct WanHealth: Sendable, Equatable {
             guard streak >= settings.downAfter else { return nil }
             streak = 0
             state = .down
+            downReason = detail
             return .down
         case (.down, true):
             streak += 1
@@ -50,9 +54,15 @@ public struct WanHealth: Sendable, Equatable {
         }
     }
 
-    /// The WAN is no longer probed (link down, disabled, no address): forget the verdict so
-    /// it starts afresh when probing resumes.
-    public mutating func reset() {
+    /// The WAN is not probed for a while (link down, no address): the verdict stands, so a
+    /// dead modem that re-attaches is not back in service before `upAfter` answers, but a
+    /// streak in progress is dropped.
+    public mutating func pause() {
+        streak = 0
+    }
+
+    /// Probing is off for it (config): no verdict at all.
+    public mutating func forget() {
         state = .unknown
         streak = 0
     }

@@ -48,15 +48,11 @@ extension WanManager {
                     logger.warning("wan: \(result.wan): cannot probe: \(problem) (a round of only such probes is not counted; ping targets need CAP_NET_RAW or net.ipv4.ping_group_range)")
                     unableLogged.insert(problem)
                 }
-                if result.answered.isEmpty && result.fallbackAnswered.isEmpty && !result.unable.isEmpty && result.failed.isEmpty { continue }
                 if !result.answered.isEmpty, plan.wans.first(where: { $0.interface == result.wan })?.probes == nil {
                     if !defaultsAnswered { logger.info("wan: default probe targets answer: the gateway fallback no longer judges") }
                     defaultsAnswered = true
                 }
-                let answered = !result.answered.isEmpty || (!defaultsAnswered && !result.fallbackAnswered.isEmpty)
-                let detail = !result.answered.isEmpty ? "answered: \(result.answered.joined(separator: ", "))"
-                    : answered ? "answered by the gateway fallback (no default target has answered on any WAN yet): \(result.fallbackAnswered.joined(separator: ", "))"
-                    : "no answer: \(result.failed.joined(separator: "; "))"
+                guard let (answered, detail) = result.verdict(defaultsAnswered: defaultsAnswered) else { continue }
                 var verdict = health[result.wan] ?? WanHealth()
                 let before = verdict.state
                 let transition = verdict.record(answered: answered, detail: detail, settings: plan.health)
@@ -64,11 +60,11 @@ extension WanManager {
                 switch (before, transition) {
                 case (_, .down?):
                     logger.warning("wan: \(result.wan) out of service: \(plan.health.downAfter) probe rounds in a row failed, link up (\(detail)); its MPTCP endpoints are withdrawn")
-                    serviceChanged(result.wan)
+                    transitions[result.wan, default: 0] += 1
                     changed = true
                 case (.down, .up?):
                     logger.notice("wan: \(result.wan) back in service: \(plan.health.upAfter) probe rounds in a row answered (\(detail)); its endpoints return")
-                    serviceChanged(result.wan)
+                    transitions[result.wan, default: 0] += 1
                     changed = true
                 case (.unknown, .up?):
                     logger.info("wan: \(result.wan) probes answer (\(detail))")
@@ -78,11 +74,6 @@ extension WanManager {
         }
         publishReports(lastView)
         return changed
-    }
-
-    private func serviceChanged(_ wan: String) {
-        since[wan] = Date().timeIntervalSince1970
-        transitions[wan, default: 0] += 1
     }
 
     /// After each kernel read: the probe jobs for the WANs as they are now, the steering
@@ -96,42 +87,62 @@ extension WanManager {
             // Default targets that never answered anywhere and no gateway to judge by: a
             // verdict would only guess, and a wrong "down" refuses connections.
             if fallback && !job.probes.contains(where: \.fallback) { continue }
+            if job.probes.isEmpty, let targets = wan.probes, !targets.isEmpty, !unableLogged.contains("families:\(wan.interface)") {
+                logger.warning("wan: \(wan.interface): none of its probe targets (\(targets.map(\.description).joined(separator: ", "))) is of an address family it has: it is not probed")
+                unableLogged.insert("families:\(wan.interface)")
+            }
             if !job.probes.isEmpty { jobs.append(job) }
         }
         let probed = Set(jobs.map(\.wan))
-        for (wan, verdict) in health where !probed.contains(wan) && verdict.state != .unknown {
-            // Link down, removed or unprobeable: link state judges it until probes resume.
-            logger.info("wan: \(wan) no longer probed (link down, disabled or no address to probe from): its last verdict is dropped")
-            var reset = verdict
-            reset.reset()
-            health[wan] = reset
+        for (wan, verdict) in health where !probed.contains(wan) {
+            var kept = verdict
+            // Probes off for it: no verdict. Link down or no address: the verdict stands (a
+            // dead modem that re-attaches must answer before it is back in service).
+            if !plan.health.enabled || plan.wans.first(where: { $0.interface == wan })?.probes?.isEmpty ?? true { kept.forget() } else { kept.pause() }
+            health[wan] = kept
         }
         lock.withLock { probeWork = (jobs, plan.health) }
+        let wake = probeWorkSettingsChanged(plan.health)
+        if wake { prober?.poke() }
 
         var service: [String: String?] = [:]
         for wan in plan.enabledWans {
             guard let link = view.link(named: wan.interface) else { service[wan.interface] = .some("no such interface"); continue }
-            if !link.isUp { service[wan.interface] = .some("link down") } else if health[wan.interface]?.state == .down {
-                service[wan.interface] = .some("probes failing: \(health[wan.interface]?.lastResult ?? "")")
+            if !link.isUp { service[wan.interface] = .some("link down") } else if let h = health[wan.interface], h.state == .down {
+                service[wan.interface] = .some("probes failing (\(h.downReason))")
             } else {
                 service[wan.interface] = .some(nil)
             }
         }
         let choice = UplinkChoice.choose(plan, view, service: service)
         if choice != lastChoice {
-            if choice.description != lastChoice?.description {
-                if let refusal = choice.refusal {
-                    logger.error("wan: \(refusal): new connections through the relay are reset until one recovers")
-                } else if let via = choice.via {
-                    logger.warning("wan: new connections start on \(via) (bound to \(choice.sources.map(\.description).joined(separator: ", "))): the main table's default route leads to a WAN out of service")
-                } else if lastChoice != nil {
-                    logger.notice("wan: new connections follow the main routing table again")
-                }
-            }
+            logSteering(choice, was: lastChoice ?? UplinkChoice())
             lastChoice = choice
             onSteering?(choice)
         }
         publishReports(view)
+    }
+
+    /// One line per family whose decision changed.
+    private func logSteering(_ now: UplinkChoice, was: UplinkChoice) {
+        for family in [IPAddress.Family.v4, .v6] where now.decision(family) != was.decision(family) {
+            let name = family == .v4 ? "IPv4" : "IPv6"
+            switch now.decision(family) {
+            case .refuse(let why):
+                logger.error("wan: \(why): new \(name) connections through the relay are reset until one recovers")
+            case .bind(let source, let via):
+                logger.warning("wan: new \(name) connections start on \(via) (bound to \(source)): the main table's default route leads to a WAN out of service")
+            case .mainTable:
+                logger.notice("wan: new \(name) connections follow the main routing table again")
+            }
+        }
+    }
+
+    /// True once after the health settings change (a reload): the prober then starts its
+    /// next round at once, on the new interval.
+    private func probeWorkSettingsChanged(_ settings: HealthSettings) -> Bool {
+        defer { lastHealthSettings = settings }
+        return lastHealthSettings != nil && lastHealthSettings != settings
     }
 
     /// The probes of one WAN whose link is up: each target of a family the WAN has an
@@ -153,7 +164,7 @@ extension WanManager {
             switch target {
             case .tcp(let address, _), .icmp(let address):
                 guard let source = sources[address.family] else { continue }
-                probes.append(.init(target: target, address: address, source: source, fallback: false))
+                probes.append(.init(target: target, address: address, source: source, fallback: false, acceptReset: wan.probes != nil))
             case .gateway:
                 gatewayProbes(fallback: false)
             }
@@ -180,14 +191,21 @@ extension WanManager {
                                 since: since[wan.interface] ?? now, rounds: verdict.rounds, failedRounds: verdict.failures,
                                 transitions: transitions[wan.interface] ?? 0)
         }
-        for r in next where since[r.interface] == nil { since[r.interface] = now }
-        let old = lock.withLock { () -> [UplinkReport] in defer { reports = next }; return reports }
+        let old = lock.withLock { reports }
+        // `since`: the last time the WAN went in or out of service, for any reason (link or probes).
+        var dated = next
+        for i in dated.indices {
+            let name = dated[i].interface
+            if since[name] == nil || old.first(where: { $0.interface == name })?.inService != dated[i].inService { since[name] = now }
+            dated[i].since = since[name] ?? now
+        }
+        lock.withLock { reports = dated }
         // The file is for a person running `mptcp-relay wan`: every change of state at once,
         // the counters at most every 5 s.
-        let stateChanged = old.map { [$0.interface, $0.link, $0.probes, String($0.inService)] } != next.map { [$0.interface, $0.link, $0.probes, String($0.inService)] }
+        let stateChanged = old.map { [$0.interface, $0.link, $0.probes, String($0.inService)] } != dated.map { [$0.interface, $0.link, $0.probes, String($0.inService)] }
         guard stateChanged || now - reportsWrittenAt >= 5 else { return }
         reportsWrittenAt = now
-        do { try reportFile.save(next) } catch {
+        do { try reportFile.save(dated) } catch {
             if stateChanged { logger.debug("wan: cannot write \(reportFile.path): \(error)") }
         }
     }

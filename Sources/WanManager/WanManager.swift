@@ -46,6 +46,7 @@ public final class WanManager: @unchecked Sendable {
     var reportsWrittenAt = 0.0
     /// Probes that could not start, logged once each.
     var unableLogged: Set<String> = []
+    var lastHealthSettings: HealthSettings?
     let reportFile: UplinkReportFile
     /// Told where new upstream connections start, from the manager's thread (set before start).
     public var onSteering: (@Sendable (UplinkChoice) -> Void)?

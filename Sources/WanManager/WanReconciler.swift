@@ -39,6 +39,11 @@ public enum WanReconciler {
                                  outOfService: Set<String> = []) -> Reconciliation {
         var out = Reconciliation()
         var desired = desiredState(plan, view, notes: &out.notes)
+        for (e, wan) in desired.endpoints where outOfService.contains(wan) {
+            if let have = view.endpoints.first(where: { $0.address == e.address }), !owned.contains(OwnedEndpoint(id: have.id, address: have.address)) {
+                out.notes.append("\(wan): out of service, but \(e.address) is endpoint id \(have.id), not created by mptcp-relay: left as it is (new subflows may still use it)")
+            }
+        }
         desired.endpoints.removeAll { outOfService.contains($0.wan) }
 
         if let limits, view.limits != limits { out.actions.append(.setLimits(limits)) }

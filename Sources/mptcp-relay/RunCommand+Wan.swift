@@ -43,11 +43,16 @@ extension RunCommand {
 
     /// The manager's decision in the relay's terms (socket addresses, raw prefixes).
     static func steering(_ choice: UplinkChoice) -> UplinkSteering {
-        var s = UplinkSteering(via: choice.via, refusal: choice.refusal)
-        for source in choice.sources {
-            let address = SocketAddress(host: source.description, port: 0)
-            if source.family == .v4 { s.sourceV4 = address } else { s.sourceV6 = address }
+        func decision(_ d: UplinkChoice.Decision) -> UplinkSteering.Decision {
+            switch d {
+            case .mainTable: return .mainTable
+            case .refuse(let why): return .refuse(why)
+            case .bind(let source, _):
+                return SocketAddress(host: source.description, port: 0).map(UplinkSteering.Decision.bind) ?? .mainTable
+            }
         }
+        var s = UplinkSteering(v4: decision(choice.v4), v6: decision(choice.v6))
+        for case .bind(_, let via) in [choice.v4, choice.v6] where s.via == nil { s.via = via }
         s.exempt = choice.exempt.map {
             UplinkSteering.Prefix(family: $0.address.family == .v4 ? AF_INET : AF_INET6, bytes: $0.address.bytes, length: $0.length)
         }

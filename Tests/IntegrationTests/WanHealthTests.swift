@@ -14,6 +14,11 @@ func healthConfig(_ env: Env, admin: Int, extra: String = "") throws -> URL {
         mode = "forward"
         upstream = "\(env.tb.srvFarIP):8080"
 
+        [[listener]]
+        listen = "[\(env.tb.gwLanIP6)]:8082"
+        mode = "forward"
+        upstream = "[\(env.tb.srvFarIP6)]:8080"
+
         [admin]
         listen = "127.0.0.1:\(admin)"
 
@@ -112,7 +117,8 @@ extension Integration {
                 #expect(await g.relay.waitForLog("wan: wan1 out of service: 3 probe rounds in a row failed, link up", timeout: 6),
                         "\(tail(g.relay.log))")
                 let detected = Date().timeIntervalSince(outage)
-                #expect(g.relay.log.contains("wan: new connections start on wan2 (bound to 10.2.0.1"))
+                #expect(await g.relay.waitForLog("wan: new IPv4 connections start on wan2 (bound to 10.2.0.1)", timeout: 2))
+                #expect(await g.relay.waitForLog("wan: new IPv6 connections start on wan2 (bound to fd00:2::1)", timeout: 2))
                 // New connections from the end of the detection time on (5 s, the issue's bound).
                 if detected < 5 { try await Task.sleep(nanoseconds: UInt64((5 - detected) * 1e9)) }
                 var served = 0
@@ -122,6 +128,10 @@ extension Integration {
                 }
                 print("wan health: WAN 1 blackholed with its link up: out of service after \(String(format: "%.1f", detected)) s; \(served) of 5 new connections (started 5 s after the outage) served")
                 #expect(served == 5, "new connections while WAN 1 is dead: \(served) of 5 served\n\(tail(g.relay.log))")
+                let v6File = env.tmp.file("new6.bin")
+                let v6 = try await env.lan(["curl", "-sS", "--max-time", "20", "-o", v6File.path, "http://[\(env.tb.gwLanIP6)]:8082/small.bin"], timeout: 30)
+                #expect(v6.succeeded, "an IPv6 connection while WAN 1 is dead: \(v6.summary)")
+                #expect(try await Files.sha256(v6File) == smallSHA)
                 let endpoints = try await Proc.check(in: env.tb.gwNS, ["ip", "mptcp", "endpoint", "show"])
                 #expect(!endpoints.contains("10.1.0.1 ") && endpoints.contains("10.2.0.1 "), "WAN 1's endpoint withdrawn:\n\(endpoints)")
 
@@ -129,7 +139,11 @@ extension Integration {
                 let wan = try await Proc.check(in: env.tb.gwNS, [bin, "wan", "--config", config.path])
                 #expect(wan.contains("service:   out of service: link up, probes failing"), "\(wan)")
                 let api = try await Proc.check(in: env.tb.gwNS, ["curl", "-sS", "http://127.0.0.1:9931/api/connections"])
-                #expect(api.contains("\"interface\":\"wan1\",\"link\":\"up\",\"probes\":\"down\"") || api.contains("\"in_service\":false"), "\(api)")
+                struct Doc: Decodable { struct Uplink: Decodable { var interface: String; var link: String; var probes: String; var in_service: Bool }; var uplinks: [Uplink] }
+                let doc = try JSONDecoder().decode(Doc.self, from: Data(api.utf8))
+                let byName = Dictionary(uniqueKeysWithValues: doc.uplinks.map { ($0.interface, $0) })
+                #expect(byName["wan1"]?.link == "up" && byName["wan1"]?.probes == "down" && byName["wan1"]?.in_service == false, "\(doc.uplinks)")
+                #expect(byName["wan2"]?.in_service == true, "\(doc.uplinks)")
                 let metrics = try await Proc.check(in: env.tb.gwNS, ["curl", "-sS", "http://127.0.0.1:9931/metrics"])
                 #expect(metrics.contains("mptcp_relay_wan_in_service{interface=\"wan1\"} 0"), "\(metrics)")
                 #expect(metrics.contains("mptcp_relay_wan_in_service{interface=\"wan2\"} 1"), "\(metrics)")
@@ -150,7 +164,7 @@ extension Integration {
                 let recovery = Date()
                 #expect(await g.relay.waitForLog("wan: wan1 back in service", timeout: 10), "\(tail(g.relay.log))")
                 print("wan health: WAN 1 back in service \(String(format: "%.1f", Date().timeIntervalSince(recovery))) s after it recovered (configured: within 3 s)")
-                #expect(await g.relay.waitForLog("wan: new connections follow the main routing table again", timeout: 2))
+                #expect(await g.relay.waitForLog("wan: new IPv4 connections follow the main routing table again", timeout: 2))
                 #expect(await during.waitForExit(timeout: 60) && during.exitStatus == 0, "\(during.log)")
                 #expect(try await Files.sha256(duringFile) == body.sha)
                 let regained = try await rxBytes(env.tb.gwNS, "wan1") - wan1BeforeRecovery
@@ -219,11 +233,11 @@ extension Integration {
                 // 7: the connection was reset during the handshake; 52/56: reset after it. 28
                 // would be a timeout: the client left hanging.
                 #expect([7, 52, 56].contains(dead.status), "a reset, not a hang: \(dead.summary)")
-                #expect(await g.relay.waitForLog("no WAN in service", count: 2, timeout: 5), "the connection's close line says why\n\(tail(g.relay.log))")
+                #expect(await g.relay.waitForLog("refused: no WAN in service (wan1: probes failing", timeout: 5), "the connection's close line says why\n\(tail(g.relay.log))")
 
                 try await env.tb.blackhole(2, false)
                 #expect(await g.relay.waitForLog("wan: wan2 back in service", timeout: 10), "\(tail(g.relay.log))")
-                #expect(await g.relay.waitForLog("wan: new connections start on wan2", timeout: 2), "\(tail(g.relay.log))")
+                #expect(await g.relay.waitForLog("wan: new IPv4 connections start on wan2", timeout: 2), "\(tail(g.relay.log))")
                 let (r, file) = try await Self.fetch(env, "resumed.bin")
                 #expect(r.succeeded, "\(r.summary)\n\(tail(g.relay.log))")
                 #expect(try await Files.sha256(file) == smallSHA)

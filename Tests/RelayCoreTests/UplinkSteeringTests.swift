@@ -11,7 +11,7 @@ struct UplinkSteeringTests {
     func address(_ text: String) -> SocketAddress { try! SocketAddress(parsing: text) }
 
     let steering = UplinkSteering(
-        sourceV4: SocketAddress(host: "10.2.0.1", port: 0), sourceV6: nil, via: "wan2",
+        v4: .bind(SocketAddress(host: "10.2.0.1", port: 0)!), v6: .mainTable, via: "wan2",
         exempt: [UplinkSteering.Prefix(family: AF_INET, bytes: [192, 168, 50, 0], length: 24),
                  UplinkSteering.Prefix(family: AF_INET, bytes: [10, 1, 0, 0], length: 23),
                  UplinkSteering.Prefix(family: AF_INET6, bytes: [0xfd, 0, 0, 0x50] + Array(repeating: 0, count: 12), length: 64)])
@@ -24,14 +24,15 @@ struct UplinkSteeringTests {
         #expect(steering.decision(for: address("127.0.0.1:80")) == .mainTable)
         #expect(steering.decision(for: address("[::1]:80")) == .mainTable)
         #expect(steering.decision(for: address("[2001:db8::1]:80")) == .mainTable, "no IPv6 source: the main table decides")
-        #expect(steering.decision(for: address("[fd00:0:0:50::9]:80")) == .mainTable)
+        #expect(steering.decision(for: address("[fd00:50::9]:80")) == .mainTable)
     }
 
     @Test func noneInServiceRefusesAllButConnected() {
         var s = steering
-        s.refusal = "no WAN in service"
+        s.v6 = .refuse("no WAN in service")
         #expect(s.decision(for: address("[2001:db8::1]:80")) == .refuse("no WAN in service"))
-        #expect(s.decision(for: address("192.168.50.7:80")) == .mainTable)
+        #expect(s.decision(for: address("[fd00:50::9]:80")) == .mainTable, "exempt prefixes are never refused")
+        #expect(s.decision(for: address("10.200.0.1:80")) == .bind(SocketAddress(host: "10.2.0.1", port: 0)!), "per family")
         #expect(UplinkSteering.none.decision(for: address("10.200.0.1:80")) == .mainTable)
     }
 }
