@@ -30,6 +30,8 @@ public final class WanManager: @unchecked Sendable {
     /// Changes that failed last time: a change the kernel keeps refusing (a flag this kernel
     /// lacks) is retried every pass but logged once.
     private var lastFailures: Set<String> = []
+    /// The C flag of an advertising server (InitialJoinSysctl.swift).
+    private let initialJoin = InitialJoinSysctl()
 
     private let routing: RoutingClient
     private let pm: PathManagerClient
@@ -78,7 +80,7 @@ public final class WanManager: @unchecked Sendable {
     /// "ready"), then the event thread.
     public func start() {
         originalLimits = try? pm.limits()
-        logger.info("wan: managing \(plan.enabledWans.map(\.interface).joined(separator: ", ")) (\(plan.limits))")
+        logger.info("wan: managing \(plan.enabledWans.map(\.interface).joined(separator: ", "))\(plan.advertises ? "; advertising \(plan.advertise.map(String.init(describing:)).joined(separator: ", "))" : "") (\(plan.limits))")
         reconcile()
         let t = Thread { [self] in
             run()
@@ -195,6 +197,7 @@ public final class WanManager: @unchecked Sendable {
             return
         }
         lastView = view
+        initialJoin.sync(advertising: plan.advertises, logger: logger)
         let up = Set(view.links.filter(\.isUp).map(\.ifindex))
         let flapped = seenDown.intersection(up)
         seenDown = []
@@ -259,6 +262,7 @@ public final class WanManager: @unchecked Sendable {
             do { try apply(action) } catch { logger.warning("wan: cleanup: \(action) failed: \(error)") }
         }
         record.remove()
+        initialJoin.restore(logger: logger)
         logger.info("wan: removed \(result.actions.count) change(s) on exit")
     }
 }

@@ -41,5 +41,6 @@ struct CheckCommand: ParsableCommand {
         for warning in loaded.wanWarnings() { printError(warning) }
         let modes = loaded.settings.listeners.map { "\($0.address) \($0.mode)" }.joined(separator: "; ")
         print("\(config): OK: \(loaded.settings.listeners.count) listener(s): \(modes)")
+        for line in loaded.fleetInstructions() { print(line) }
     }
 }
