@@ -80,7 +80,7 @@ public final class WanManager: @unchecked Sendable {
     /// "ready"), then the event thread.
     public func start() {
         originalLimits = try? pm.limits()
-        logger.info("wan: managing \(plan.enabledWans.map(\.interface).joined(separator: ", "))\(plan.advertises ? "; advertising \(plan.advertise.map(String.init(describing:)).joined(separator: ", "))" : "") (\(plan.limits))")
+        logger.info("wan: managing \(plan.enabledWans.isEmpty ? "no WAN" : plan.enabledWans.map(\.interface).joined(separator: ", "))\(plan.advertises ? "; advertising \(plan.advertise.map(String.init(describing:)).joined(separator: ", "))" : "") (\(plan.limits))")
         reconcile()
         let t = Thread { [self] in
             run()

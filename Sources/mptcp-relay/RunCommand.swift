@@ -284,6 +284,7 @@ struct RunCommand: ParsableCommand {
         }
         wan?.update(next.wan)
         if wan == nil && !next.wan.wans.isEmpty { logger.notice("reload: [[wan]] uplinks added to a running relay are managed after a restart") }
+        if wan == nil && next.wan.advertises { logger.notice("reload: [server] advertise added to a running relay takes effect after a restart") }
     }
 }
 

@@ -249,6 +249,42 @@ extension Integration {
             }
         }
 
+        /// `run --advertise` is checked like the file's `[server] advertise`; `check` says what
+        /// the balancer must route where.
+        @Test func advertiseFlagAndCheck() async throws {
+            let bin = try await RelayBinary.path()
+            let key = "--key-file=/nonexistent.key"
+            let refusals: [([String], String)] = [
+                (["--listen", "0.0.0.0:4000", "--upstream", "127.0.0.1:80", "--advertise", "203.0.113.11"], "--advertise is for an aggregation server: it goes with --server"),
+                (["--listen", "198.51.100.1:4000", "--server", key, "--advertise", "203.0.113.11"], "has no port, so joins come to 203.0.113.11:4000, where nothing listens"),
+                (["--listen", "0.0.0.0:4000", "--server", key, "--advertise", "127.0.0.1"], "wildcard, loopback or multicast"),
+                (["--listen", "0.0.0.0:4000", "--server", key, "--advertise", "203.0.113.11:0"], "has a bad port"),
+            ]
+            for (args, message) in refusals {
+                let r = try await Proc.run([bin, "run"] + args, timeout: 30)
+                #expect(!r.succeeded && r.stderr.contains(message), "\(args): \(r.summary)")
+            }
+            let tmp = try TempDir(prefix: "fl-check")
+            defer { tmp.remove() }
+            let keyFile = try TunnelSetup.writeKey(tmp.file("tunnel.key"))
+            let config = tmp.file("server.toml")
+            try Files.write("""
+                [[listener]]
+                listen = "0.0.0.0:4000"
+                mode = "tunnel-server"
+                key_file = "\(keyFile)"
+
+                [server]
+                advertise = ["203.0.113.11", "203.0.113.12:4001"]
+                """, to: config)
+            let out = try await Proc.check([bin, "check", "--no-bind", "--config", config.path])
+            #expect(out.contains("0.0.0.0:4000 (tunnel server) -> any server"), "\(out)")
+            #expect(out.contains("203.0.113.11 port(s) 4000 -> this server"), "\(out)")
+            #expect(out.contains("203.0.113.12 port 4001 -> this server"), "\(out)")
+            #expect(out.contains("allow_join_initial_addr_port = 0"), "\(out)")
+            #expect(out.contains("warning: 203.0.113.11 is not an address of this host"), "\(out)")
+        }
+
         /// The same fleet without `advertise`: joins go to the balanced address, the hash
         /// sends some to the other server, which refuses them; those connections stay on one WAN.
         @Test func withoutAdvertiseJoinsLandOnTheWrongServer() async throws {
