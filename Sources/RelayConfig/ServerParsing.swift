@@ -123,10 +123,6 @@ extension RelayConfigFile {
 
     /// True when `address` is configured on an interface of this network namespace.
     static func isLocal(_ address: IPAddress) -> Bool {
-        let s = address.family == .v4 ? socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0) : socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
-        guard s >= 0 else { return true }
-        defer { close(s) }
-        guard let sa = SocketAddress(host: "\(address)", port: 0) else { return true }
-        return sa.withSockaddr { bind(s, $0, $1) } == 0
+        Socket.interfaceAddresses().contains { IPAddress($0.host) == address }
     }
 }
