@@ -193,6 +193,14 @@ extension Integration {
                 #expect(joins.flatMap { $0 }.allSatisfy { $0 >= 1 }, "a connection without its join on its own server: \(joins)")
                 #expect(joins.flatMap { $0 }.count >= 10, "too few live connections to judge: \(joins)")
                 #expect(steady >= 90, "aggregate \(steady) Mbit/s of 2 x \(fleet.tb.rateMbit)")
+
+                // SIGTERM: the signal endpoint goes and the sysctl is what it was (1, the default).
+                let server = fleet.servers[1], ns = fleet.tb.serverNS[1]
+                server.signal(SIGTERM)
+                #expect(await server.waitForExit(timeout: 40), "\(tail(server.log))")
+                let left = try await Proc.check(in: ns, ["ip", "mptcp", "endpoint", "show"])
+                #expect(left.isEmpty, "left behind: \(left)")
+                #expect(try await Proc.check(in: ns, ["sysctl", "-n", "net.mptcp.allow_join_initial_addr_port"]).hasPrefix("1"))
             }
         }
 
