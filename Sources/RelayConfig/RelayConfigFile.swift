@@ -30,6 +30,7 @@ public struct RelayConfigFile: Sendable {
         "header_timeout", "max_pending_headers", "max_pending_per_source",
         "pipe_size", "pipe_memory", "splice", "upstream_mptcp", "listener", "interception",
         "wan", "paths", "health", "admin",
+        "server",
     ]
 
     /// Reads and checks `path`. Relative `key_file` paths are taken from the file's directory.
@@ -90,6 +91,7 @@ public struct RelayConfigFile: Sendable {
                                      path: origin, listenLines: parsed.map(\.listenLine))
         config.wan = try WanParsing.parse(top, interceptionTable: interception.routeTable)
         config.admin = try AdminParsing.parse(root, top)
+        config.wan.advertise = try ServerParsing.parse(top, listeners: settings.listeners)
         return config
     }
 

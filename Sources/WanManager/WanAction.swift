@@ -17,7 +17,10 @@ public enum WanAction: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .setLimits(let l): return "limits \(l)"
         case .deleteEndpoint(let e): return "delete endpoint id \(e.id) \(e.address)"
-        case .addEndpoint(let e, let wan): return "add endpoint id \(e.id) \(e.address) dev \(wan) \(e.flags)"
+        case .addEndpoint(let e, let wan):
+            // An advertised address (signal) is bound to no device; `wan` names its entry.
+            guard e.ifindex == 0 && e.flags.contains(.signal) else { return "add endpoint id \(e.id) \(e.address) dev \(wan) \(e.flags)" }
+            return "add endpoint id \(e.id) \(e.address)\(e.port != 0 ? " port \(e.port)" : "") \(e.flags) (\(wan))"
         case .setEndpointFlags(let e): return "set endpoint id \(e.id) \(e.address) \(e.flags)"
         case .deleteRule(let r): return "delete rule from \(r.source) lookup \(r.table)"
         case .addRule(let r): return "add rule from \(r.source) lookup \(r.table)"

@@ -17,6 +17,7 @@ extension WanManager {
 
     func healthSummary() -> String {
         let h = plan.health
+        guard !plan.enabledWans.isEmpty else { return "" }
         guard h.enabled else { return "; health probes off" }
         return "; probes every \(String(format: "%g", h.interval)) s, out of service after \(h.downAfter) failed rounds (within \(String(format: "%g", h.detectionSeconds)) s), back after \(h.upAfter)"
     }

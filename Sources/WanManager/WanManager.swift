@@ -30,6 +30,8 @@ public final class WanManager: @unchecked Sendable {
     /// Changes that failed last time: a change the kernel keeps refusing (a flag this kernel
     /// lacks) is retried every pass but logged once.
     private var lastFailures: Set<String> = []
+    /// The C flag of an advertising server (InitialJoinSysctl.swift).
+    private let initialJoin = InitialJoinSysctl()
 
     // Health probes (WanManager+Health): the verdicts live on the manager's thread; the
     // prober hands its rounds over through `pendingRounds`.
@@ -100,7 +102,7 @@ public final class WanManager: @unchecked Sendable {
     /// "ready"), then the event thread.
     public func start() {
         originalLimits = try? pm.limits()
-        logger.info("wan: managing \(plan.enabledWans.map(\.interface).joined(separator: ", ")) (\(plan.limits))\(healthSummary())")
+        logger.info("wan: managing \(plan.enabledWans.isEmpty ? "no WAN" : plan.enabledWans.map(\.interface).joined(separator: ", "))\(plan.advertises ? "; advertising \(plan.advertise.map(String.init(describing:)).joined(separator: ", "))" : "") (\(plan.limits))\(healthSummary())")
         reconcile()
         startProber()
         thread = Thread.startBlockingSignals(name: "wan-manager") { [self] in
@@ -222,6 +224,7 @@ public final class WanManager: @unchecked Sendable {
             return
         }
         lastView = view
+        initialJoin.sync(advertising: plan.advertises, logger: logger)
         let up = Set(view.links.filter(\.isUp).map(\.ifindex))
         let flapped = seenDown.intersection(up)
         seenDown = []
@@ -290,6 +293,7 @@ public final class WanManager: @unchecked Sendable {
         record.remove()
         reportFile.remove()
         if lastChoice?.isActive == true { onSteering?(UplinkChoice()) }
+        initialJoin.restore(logger: logger)
         logger.info("wan: removed \(result.actions.count) change(s) on exit")
     }
 }

@@ -59,6 +59,8 @@ public struct WanPlan: Sendable, Equatable {
     public var paths: PathSettings
     /// `[health]`: probe timing and thresholds.
     public var health = HealthSettings()
+    /// `[server] advertise`: addresses announced with `signal` endpoints (AdvertisedAddress.swift).
+    public var advertise: [AdvertisedAddress] = []
 
     /// RTPROT value marking the routes and rules the manager installs (`ip route show proto
     /// 245`); anything else is someone else's and never touched.
@@ -72,18 +74,20 @@ public struct WanPlan: Sendable, Equatable {
     /// Where new endpoint ids start (the kernel numbers `ip mptcp endpoint add` from 1).
     public static let firstEndpointID: UInt8 = 100
 
-    public init(wans: [WanSpec], paths: PathSettings = PathSettings()) {
+    public init(wans: [WanSpec], paths: PathSettings = PathSettings(), advertise: [AdvertisedAddress] = []) {
         self.wans = wans
         self.paths = paths
+        self.advertise = advertise
     }
 
     public var enabledWans: [WanSpec] { wans.filter(\.enabled) }
 
     /// `[paths]` limits, or per WAN one extra subflow for each family, and one accepted
-    /// ADD_ADDR per WAN; at most 8 each (the kernel's cap).
+    /// ADD_ADDR per WAN; at most 8 each (the kernel's cap). A server that advertises
+    /// addresses accepts the kernel's most joins: its clients may have many WANs.
     public var limits: PathLimits {
         let n = max(1, enabledWans.count)
-        return PathLimits(subflows: paths.subflows ?? min(8, max(2, 2 * n)),
+        return PathLimits(subflows: paths.subflows ?? (advertises ? 8 : min(8, max(2, 2 * n))),
                           addAddrAccepted: paths.addAddrAccepted ?? min(8, n))
     }
 

@@ -62,7 +62,7 @@ public enum WanReconciler {
                     out.notes.append("\(wan): \(want.address) is already endpoint id \(have.id), not created by mptcp-relay: left as it is")
                     continue
                 }
-                if have.ifindex == want.ifindex && !flapped.contains(want.ifindex)
+                if have.ifindex == want.ifindex && have.port == want.port && !flapped.contains(want.ifindex)
                     && have.flags.symmetricDifference(want.flags).isSubset(of: .backup) {
                     out.owned.insert(OwnedEndpoint(id: have.id, address: have.address))
                     if have.flags != want.flags {
@@ -151,6 +151,10 @@ public enum WanReconciler {
                     notes.append("\(wan.interface): no \(name) gateway (no default route through it in the main table): set gateway = \"...\" in its [[wan]]; its \(name) subflows may not leave")
                 }
             }
+        }
+        // `[server] advertise`: signal endpoints, owned like the WANs' (AdvertisedAddress.swift).
+        for a in plan.advertise where !d.endpoints.contains(where: { $0.endpoint.address == a.address }) {
+            d.endpoints.append((a.endpoint, "advertise \(a)"))
         }
         return d
     }

@@ -15,11 +15,13 @@ extension RunCommand {
     /// `relay` where new upstream connections start (health probes, issue 15).
     /// A kernel without the `mptcp_pm` family or a missing CAP_NET_ADMIN stops the start:
     /// the config asked for uplinks that cannot be managed.
-    static func startWanManager(_ config: RelayConfigFile?, relay: Relay, logger: Logger) throws -> WanManager? {
-        guard let config, !config.wan.wans.isEmpty else { return nil }
+    static func startWanManager(_ config: RelayConfigFile?, advertise: [AdvertisedAddress] = [], relay: Relay, logger: Logger) throws -> WanManager? {
+        // `[server] advertise` (or --advertise) alone starts it too: the signal endpoints and the C flag.
+        let plan = config?.wan ?? WanPlan(wans: [], advertise: advertise)
+        guard !plan.wans.isEmpty || plan.advertises else { return nil }
         let record = OwnedEndpointRecord(path: OwnedEndpointRecord.defaultPath())
         do {
-            let manager = try WanManager(plan: config.wan, record: record, logger: logger)
+            let manager = try WanManager(plan: plan, record: record, logger: logger)
             let channel = relay.uplinks
             manager.onSteering = { choice in channel.steer(Self.steering(choice)) }
             manager.start()

@@ -100,6 +100,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Admin bearer token file (mode 0600); required for a non-loopback --admin.", valueName: "file"))
     var adminTokenFile: String?
 
+    @Option(help: ArgumentHelp("Server behind a load balancer: announce this address of its own (routed straight to it) for the extra subflows; sets the C flag (repeatable).", valueName: "addr[:port]"))
+    var advertise: [String] = []
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -108,6 +111,7 @@ struct RunCommand: ParsableCommand {
             if listen != nil || upstream != nil || mode != nil || via != nil || keyFile != nil {
                 throw ValidationError("--config describes the listeners: drop --listen/--upstream/--transparent/--redirect/--server/--via/--key-file")
             }
+            if !advertise.isEmpty { throw ValidationError("--config: write the addresses as [server] advertise = [...] in the file instead of --advertise") }
             return
         }
         guard listen != nil else { throw ValidationError("give --listen HOST:PORT (or --config FILE)") }
@@ -130,6 +134,7 @@ struct RunCommand: ParsableCommand {
         if !counts.contains(maxConnections) { throw ValidationError("--max-connections must be between 1 and \(Int32.max)") }
         if let pipeMemory, pipeMemory < 65536 { throw ValidationError("--pipe-memory must be at least 65536 bytes") }
         if pipeSize < 4096 || pipeSize > 64 << 20 { throw ValidationError("--pipe-size must be between 4096 and 67108864 bytes") }
+        _ = try advertised()
         if adminTokenFile != nil && admin == nil { throw ValidationError("--admin-token-file goes with --admin HOST:PORT") }
         if let admin, let problem = AdminSettings(listen: admin, tokenFile: adminTokenFile).problem { throw ValidationError(problem) }
     }
@@ -171,6 +176,26 @@ struct RunCommand: ParsableCommand {
         return s
     }
 
+    /// --advertise, checked like `[server] advertise` (ServerParsing.swift).
+    func advertised() throws -> [AdvertisedAddress] {
+        guard !advertise.isEmpty else { return [] }
+        guard server, let listen else { throw ValidationError("--advertise is for an aggregation server: it goes with --server") }
+        var result: [AdvertisedAddress] = []
+        for text in advertise {
+            switch parseAdvertised(text) {
+            case .success(let a):
+                if result.contains(where: { $0.address == a.address }) { throw ValidationError("--advertise \(a.address) is given twice") }
+                if a.port == 0 && !listen.isWildcard && listen.host != "\(a.address)" {
+                    throw ValidationError("--advertise \(text) has no port, so joins come to \(a.address):\(listen.port), where nothing listens: --listen on a wildcard address or give the port, like \(text):4001")
+                }
+                result.append(a)
+            case .failure(let problem): throw ValidationError("--advertise: \(problem.message)")
+            }
+        }
+        if result.count > 8 { throw ValidationError("--advertise given \(result.count) times: the kernel announces at most 8 addresses") }
+        return result
+    }
+
     /// The config file's prefix syntax and checks, for --allow/--deny.
     private static func prefix(_ text: String) throws -> AddressPrefix {
         switch parsePrefix(text) {
@@ -197,7 +222,7 @@ struct RunCommand: ParsableCommand {
         }
         let relay = Relay(settings: settings, logger: logger)
         // Uplinks first: once the listeners accept, endpoints, rules and routes are in place.
-        let wan = try Self.startWanManager(loaded, relay: relay, logger: logger)
+        let wan = try Self.startWanManager(loaded, advertise: try advertised(), relay: relay, logger: logger)
         defer { wan?.stop() }
         do {
             try relay.start()
@@ -259,6 +284,7 @@ struct RunCommand: ParsableCommand {
         }
         wan?.update(next.wan)
         if wan == nil && !next.wan.wans.isEmpty { logger.notice("reload: [[wan]] uplinks added to a running relay are managed after a restart") }
+        if wan == nil && next.wan.advertises { logger.notice("reload: [server] advertise added to a running relay takes effect after a restart") }
     }
 }
 
