@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Logging
 import MPTCPSocket
 import Synchronization
@@ -22,6 +23,10 @@ final class UpstreamResolver: @unchecked Sendable {
     private let logger: Logger
     private let publish: @Sendable ([String: [SocketAddress]]) -> Void
     private var thread: pthread_t?
+    /// Ends the resolver's one-second pause at once: stop() must not wait it out (a daemon
+    /// that takes a second to exit gets SIGKILLed by supervisors that allow one), and a
+    /// reload's names are resolved without it.
+    private let wakeup = DispatchSemaphore(value: 0)
 
     init(logger: Logger, publish: @escaping @Sendable ([String: [SocketAddress]]) -> Void) {
         self.logger = logger
@@ -49,17 +54,19 @@ final class UpstreamResolver: @unchecked Sendable {
         return result
     }
 
-    /// A reload's listeners: resolved on the resolver thread within a second.
+    /// A reload's listeners: resolved on the resolver thread at once.
     func update(_ listeners: [ListenerSettings]) {
         let names = Self.named(listeners)
         state.withLock {
             $0.upstreams = names
             $0.dirty = true
         }
+        wakeup.signal()
     }
 
     func stop() {
         state.withLock { $0.stopped = true }
+        wakeup.signal()
         if let thread { pthread_join(thread, nil) }
         thread = nil
     }
@@ -72,9 +79,8 @@ final class UpstreamResolver: @unchecked Sendable {
     private func loop() {
         var waited = 0.0
         while true {
-            var pause = timespec(tv_sec: 1, tv_nsec: 0)
-            nanosleep(&pause, nil)
-            waited += 1
+            let paused = wakeup.wait(timeout: .now() + 1) == .timedOut
+            if paused { waited += 1 }
             let (stopped, dirty) = state.withLock { s -> (Bool, Bool) in
                 defer { s.dirty = false }
                 return (s.stopped, s.dirty)
