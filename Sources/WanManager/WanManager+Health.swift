@@ -99,7 +99,9 @@ extension WanManager {
             var kept = verdict
             // Probes off for it: no verdict. Link down or no address: the verdict stands (a
             // dead modem that re-attaches must answer before it is back in service).
-            if !plan.health.enabled || plan.wans.first(where: { $0.interface == wan })?.probes?.isEmpty ?? true { kept.forget() } else { kept.pause() }
+            let spec = plan.wans.first { $0.interface == wan }
+            let probingOff = !plan.health.enabled || spec == nil || spec?.enabled == false || spec?.probes?.isEmpty == true
+            if probingOff { kept.forget() } else { kept.pause() }
             health[wan] = kept
         }
         lock.withLock { probeWork = (jobs, plan.health) }
