@@ -23,33 +23,12 @@
 set -Eeuo pipefail
 
 ROLES=(lan gw lb srv1 srv2)
+TESTBED_TOOL=testbed-fleet
 VIP=198.51.100.1
 ADV=(198.51.100.11 198.51.100.12)
 
-die() { echo "testbed-fleet: $*" >&2; exit 1; }
-
-need_root() {
-    [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces need CAP_NET_ADMIN)"
-    command -v ip >/dev/null || die "'ip' not found: apt-get install iproute2"
-    command -v nft >/dev/null || die "'nft' not found: apt-get install nftables"
-}
-
-valid_name() {
-    [[ $1 =~ ^[A-Za-z0-9_.-]{1,40}$ ]] || die "bad testbed name '$1' (letters, digits, _ . - ; up to 40)"
-}
-
-ns_exists() { ip netns list | awk '{print $1}' | grep -qxF -- "$1"; }
-
-nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-
-# Same shaping as testbed.sh: tbf, ~4 ms burst (>= 32 KB), ~25 ms queue.
-shape() {
-    local ns=$1 dev=$2 mbit=$3
-    local bytes_per_s=$(( mbit * 1000000 / 8 ))
-    local burst=$(( bytes_per_s * 4 / 1000 ))
-    (( burst < 32768 )) && burst=32768
-    nsx "$ns" tc qdisc replace dev "$dev" root tbf rate "${mbit}mbit" burst "$burst" latency 25ms
-}
+# shellcheck source=lib/namespaces.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/namespaces.sh"
 
 # The balancer's rule set. `pool` lists the servers new flows may go to (1, 2 or "1 2").
 # A mark of 0 would mean "no mark": marks are 1 + hash, table = 100 + mark.
@@ -81,6 +60,7 @@ cmd_up() {
     valid_name "$name"
     [[ $rate =~ ^[1-9][0-9]*$ ]] || die "--rate must be a positive integer Mbit/s (got '$rate')"
     need_root
+    command -v nft >/dev/null || die "'nft' not found: apt-get install nftables"
     local r
     for r in "${ROLES[@]}"; do
         ns_exists "$name-$r" && die "namespace $name-$r already exists (pick another NAME or run: $0 down $name)"
@@ -155,31 +135,6 @@ ADV1=${ADV[0]}
 ADV2=${ADV[1]}
 RATE_MBIT=$rate
 EOF
-}
-
-kill_ns_procs() {
-    local ns=$1 pids i
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    [[ -z $pids ]] && return 0
-    kill -TERM $pids 2>/dev/null || true
-    for i in 1 2 3 4 5 6 7 8 9 10; do
-        pids=$(ip netns pids "$ns" 2>/dev/null || true)
-        [[ -z $pids ]] && return 0
-        sleep 0.1
-    done
-    kill -KILL $pids 2>/dev/null || true
-}
-
-cmd_down() {
-    local name=${1:-}; [[ -n $name ]] || die "usage: down NAME"
-    valid_name "$name"
-    need_root
-    local r
-    for r in "${ROLES[@]}"; do
-        ns_exists "$name-$r" || continue
-        kill_ns_procs "$name-$r"
-        ip netns del "$name-$r" 2>/dev/null || true
-    done
 }
 
 cmd_drain() {

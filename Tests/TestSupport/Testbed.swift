@@ -3,7 +3,6 @@ import Foundation
 /// A namespace testbed built by scripts/testbed.sh: lan -- gw ==wan1..N== srv.
 /// Call `down()` when done; deinit does it too, so a failed test leaves nothing behind.
 public final class Testbed: @unchecked Sendable {
-    public let name: String
     public let lanNS: String
     public let gwNS: String
     public let srvNS: String
@@ -19,8 +18,8 @@ public final class Testbed: @unchecked Sendable {
     public let wans: Int
     public let rateMbit: Int
 
-    private let lock = NSLock()
-    private var isDown = false
+    private let namespaces: ScriptedNamespaces
+    public var name: String { namespaces.name }
 
     public static var script: URL { Repo.path("scripts/testbed.sh") }
 
@@ -31,47 +30,20 @@ public final class Testbed: @unchecked Sendable {
     /// process that died are removed first.
     /// `bare`: testbed.sh --bare (no endpoints, limits or policy routes on the gateway).
     public init(prefix: String = "it", wans: Int = 2, rateMbit: Int = 50, bare: Bool = false) async throws {
-        await Testbed.reapStale(prefix: prefix)
-        let name = "\(prefix)-\(getpid())-\(Testbed.counter.next())"
-        let out = try await Proc.check([Testbed.script.path, "up", name, "--wans", "\(wans)", "--rate", "\(rateMbit)"] + (bare ? ["--bare"] : []))
-        var kv: [String: String] = [:]
-        for line in out.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            if parts.count == 2 { kv[String(parts[0])] = String(parts[1]) }
-        }
-        func get(_ key: String) throws -> String {
-            guard let v = kv[key] else { throw ProcError("testbed.sh up printed no \(key): \(out)") }
-            return v
-        }
-        self.name = name
-        lanNS = try get("LAN_NS"); gwNS = try get("GW_NS"); srvNS = try get("SRV_NS")
-        lanIP = try get("LAN_IP"); lanIP6 = try get("LAN_IP6")
-        gwLanIP = try get("GW_LAN_IP"); gwLanIP6 = try get("GW_LAN_IP6")
-        srvIP = try get("SRV_IP"); srvIP6 = try get("SRV_IP6")
-        srvFarIP = try get("SRV_FAR_IP"); srvFarIP6 = try get("SRV_FAR_IP6")
-        self.wans = Int(try get("WANS")) ?? wans
-        self.rateMbit = Int(try get("RATE_MBIT")) ?? rateMbit
+        let n = try await ScriptedNamespaces(script: Testbed.script, prefix: prefix,
+                                             arguments: ["--wans", "\(wans)", "--rate", "\(rateMbit)"] + (bare ? ["--bare"] : []))
+        namespaces = n
+        lanNS = try n.get("LAN_NS"); gwNS = try n.get("GW_NS"); srvNS = try n.get("SRV_NS")
+        lanIP = try n.get("LAN_IP"); lanIP6 = try n.get("LAN_IP6")
+        gwLanIP = try n.get("GW_LAN_IP"); gwLanIP6 = try n.get("GW_LAN_IP6")
+        srvIP = try n.get("SRV_IP"); srvIP6 = try n.get("SRV_IP6")
+        srvFarIP = try n.get("SRV_FAR_IP"); srvFarIP6 = try n.get("SRV_FAR_IP6")
+        self.wans = Int(try n.get("WANS")) ?? wans
+        self.rateMbit = Int(try n.get("RATE_MBIT")) ?? rateMbit
     }
 
     /// Kills everything in the namespaces and deletes them. Idempotent.
-    public func down() async {
-        guard markDown() else { return }
-        _ = try? await Proc.run([Testbed.script.path, "down", name], timeout: 30)
-    }
-
-    private func markDown() -> Bool {
-        lock.withLock {
-            if isDown { return false }
-            isDown = true
-            return true
-        }
-    }
-
-    deinit {
-        guard markDown() else { return }
-        // deinit cannot await: run the script synchronously.
-        Proc.runBlocking([Testbed.script.path, "down", name])
-    }
+    public func down() async { await namespaces.down() }
 
     public func link(_ k: Int, up: Bool) async throws {
         try await Proc.check([Testbed.script.path, "link", name, "\(k)", up ? "up" : "down"])
@@ -88,17 +60,8 @@ public final class Testbed: @unchecked Sendable {
 
     /// Removes testbeds named "<prefix>-<pid>-<n>" whose pid no longer exists.
     public static func reapStale(prefix: String) async {
-        guard let out = try? await Proc.check([script.path, "list"]) else { return }
-        for name in out.split(separator: "\n") {
-            let parts = name.split(separator: "-")
-            guard parts.count == 3, parts[0] == prefix, let pid = Int32(parts[1]) else { continue }
-            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH {
-                _ = try? await Proc.run([script.path, "down", String(name)], timeout: 30)
-            }
-        }
+        await ScriptedNamespaces.reapStale(script: script, prefix: prefix)
     }
-
-    private static let counter = Counter()
 }
 
 /// A process-wide counter for unique names.
