@@ -19,7 +19,7 @@ extension Integration {
                 let first = try await g.download("http://\(env.tb.srvIP):8080/body.bin", to: "first.bin")
                 print("gateway (TPROXY): \(Int(first.mbit)) Mbit/s over 2 x 50 Mbit/s")
                 #expect(try await Files.sha256(first.file) == body.sha)
-                #expect(first.mbit > 80, "through the gateway: \(first.mbit) Mbit/s")
+                #expect(first.mbit > 65, "through the gateway: \(first.mbit) Mbit/s (one 50 Mbit/s WAN carries at most 50; curl's average includes the ramp-up)")
                 #expect(try await rxBytes(env.tb.gwNS, "wan2") - wan2Before > 10_000_000, "WAN 2 carried too little of the download")
                 #expect(try await Net.counter("MPTcpExtMPCapableSYNRX", ns: env.tb.srvNS) > capable, "the server saw no MPTCP connection")
                 #expect(await g.relay.waitForLog("upstream=\(env.tb.srvIP):8080 mptcp=yes"), "\(tail(g.relay.log))")

@@ -36,7 +36,9 @@ extension Integration {
                 let tunnelMbit = (Double(r.stdout) ?? 0) * 8 / 1e6
                 print("tunnel: \(Int(tunnelMbit)) Mbit/s through gateway+server, direct \(Int(directMbit)) Mbit/s (2 x 50 Mbit/s WANs)")
                 #expect(try await Files.sha256(got) == want, "body differs after the tunnel")
-                #expect(tunnelMbit > 80, "tunnel: \(tunnelMbit) Mbit/s")
+                // One 50 Mbit/s WAN cannot carry more than 50: above 65 both did. (curl's average
+                // includes the ramp-up and the join; on 2 loaded cores it ranged 74-93.)
+                #expect(tunnelMbit > 65, "tunnel: \(tunnelMbit) Mbit/s, not more than one WAN's worth")
                 #expect(directMbit < 60, "direct is one path, expected about 48 Mbit/s: \(directMbit)")
                 #expect(await t.gateway.waitForLog("destination=\(Self.webIP):8080"), "\(tail(t.gateway.log))")
                 #expect(await t.gateway.waitForLog("via=\(env.tb.srvIP):4000 mptcp=yes"), "\(tail(t.gateway.log))")

@@ -100,12 +100,12 @@ extension Integration {
                 print("wan manager, config alone: \(Int(steady)) Mbit/s on the wire in steady state, \(Int(average)) Mbit/s curl average (goodput incl. ramp-up) over 2 x 50 Mbit/s")
                 #expect(try await Files.sha256(agg.file) == body.sha)
                 #expect(steady >= 90, "aggregation from the config alone: \(steady) Mbit/s of 100 on the wire")
-                #expect(average >= 80, "curl average \(average) Mbit/s (ramp-up included; the steady state above is the criterion)")
+                #expect(average >= 65, "curl average \(average) Mbit/s (ramp-up included; the steady state above is the criterion)")
                 #expect(try await rxBytes(env.tb.gwNS, "wan2") - wan2Before > 25_000_000, "WAN 2 carried too little")
                 let v6 = try await g.download("http://[\(env.tb.srvIP6)]:8080/body.bin", to: "agg6.bin")
                 #expect(try await Files.sha256(v6.file) == body.sha)
                 print("wan manager, config alone, IPv6: \(Int(v6.mbit)) Mbit/s")
-                #expect(v6.mbit >= 80, "IPv6 subflows need the per-WAN rules: \(v6.mbit) Mbit/s")
+                #expect(v6.mbit >= 65, "IPv6 subflows need the per-WAN rules: \(v6.mbit) Mbit/s (one WAN carries at most 50)")
 
                 // SIGTERM: endpoints, rules, routes gone; limits as found.
                 g.relay.signal(SIGTERM)
