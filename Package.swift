@@ -41,6 +41,7 @@ let package = Package(
         ]),
         .target(name: "WanManager", dependencies: [
             "Netlink",
+            "MPTCPSocket",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SystemPackage", package: "swift-system"),
         ]),

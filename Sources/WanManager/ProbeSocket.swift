@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MPTCPSocket
 import Netlink
 import SystemPackage
 
@@ -83,24 +84,20 @@ struct ProbeSocket {
             setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(strlen(name) + 1))
         }
         guard bound == 0 else { throw Errno(rawValue: errno) }
-        var one: Int32 = 1
-        _ = setsockopt(fd, Int32(IPPROTO_IP), 24 /* IP_BIND_ADDRESS_NO_PORT */, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = Self.withSockaddr(source, port: 0) { Glibc.bind(fd, $0, $1) }
-        guard rc == 0 else { throw Errno(rawValue: errno) }
+        try Socket.bindSource(FileDescriptor(rawValue: fd), source.socketAddress(port: 0))
     }
 
     private func send(port: UInt16) throws(Errno) {
         switch kind {
         case .tcp:
-            // A RST must come back as a RST, not linger: SO_LINGER 0 also aborts on close.
-            var l = linger(l_onoff: 1, l_linger: 0)
-            _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
-            let rc = Self.withSockaddr(target, port: port) { connect(fd, $0, $1) }
+            // Closing a probe sends a RST: the target keeps no state of it.
+            try? Socket.setResetOnClose(FileDescriptor(rawValue: fd))
+            let rc = target.socketAddress(port: port).withSockaddr { connect(fd, $0, $1) }
             guard rc == 0 || errno == EINPROGRESS || errno == ECONNREFUSED else { throw Errno(rawValue: errno) }
         case .icmp(_, let identifier, let sequence):
             let packet = Self.echoRequest(v6: target.family == .v6, identifier: identifier, sequence: sequence)
             let sent = packet.withUnsafeBytes { bytes in
-                Self.withSockaddr(target, port: 0) { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, $1) }
+                target.socketAddress(port: 0).withSockaddr { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, $1) }
             }
             guard sent >= 0 else { throw Errno(rawValue: errno) }
         }
@@ -173,29 +170,5 @@ struct ProbeSocket {
         if i < bytes.count { sum += UInt32(bytes[i]) << 8 }
         while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
         return ~UInt16(sum)
-    }
-
-    static func withSockaddr<R>(_ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        var storage = sockaddr_storage()
-        return withUnsafeMutablePointer(to: &storage) { p in
-            let raw = UnsafeMutableRawPointer(p)
-            let length: socklen_t
-            if address.family == .v4 {
-                var sa = sockaddr_in()
-                sa.sin_family = sa_family_t(AF_INET)
-                sa.sin_port = port.bigEndian
-                withUnsafeMutableBytes(of: &sa.sin_addr) { for (i, b) in address.bytes.enumerated() { $0[i] = b } }
-                raw.storeBytes(of: sa, as: sockaddr_in.self)
-                length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            } else {
-                var sa = sockaddr_in6()
-                sa.sin6_family = sa_family_t(AF_INET6)
-                sa.sin6_port = port.bigEndian
-                withUnsafeMutableBytes(of: &sa.sin6_addr) { for (i, b) in address.bytes.enumerated() { $0[i] = b } }
-                raw.storeBytes(of: sa, as: sockaddr_in6.self)
-                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            }
-            return raw.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
-        }
     }
 }

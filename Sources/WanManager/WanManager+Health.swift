@@ -45,9 +45,9 @@ extension WanManager {
         var changed = false
         for round in rounds {
             for result in round where probed.contains(result.wan) {
-                for problem in result.unable where !unableLogged.contains(problem) {
+                for problem in result.unable where !loggedOnce.contains(problem) {
                     logger.warning("wan: \(result.wan): cannot probe: \(problem) (a round of only such probes is not counted; ping targets need CAP_NET_RAW or net.ipv4.ping_group_range)")
-                    unableLogged.insert(problem)
+                    loggedOnce.insert(problem)
                 }
                 if !result.answered.isEmpty, plan.wans.first(where: { $0.interface == result.wan })?.probes == nil {
                     if !defaultsAnswered { logger.info("wan: default probe targets answer: the gateway fallback no longer judges") }
@@ -88,9 +88,9 @@ extension WanManager {
             // Default targets that never answered anywhere and no gateway to judge by: a
             // verdict would only guess, and a wrong "down" refuses connections.
             if fallback && !job.probes.contains(where: \.fallback) { continue }
-            if job.probes.isEmpty, let targets = wan.probes, !targets.isEmpty, !unableLogged.contains("families:\(wan.interface)") {
+            if job.probes.isEmpty, let targets = wan.probes, !targets.isEmpty, !loggedOnce.contains("families:\(wan.interface)") {
                 logger.warning("wan: \(wan.interface): none of its probe targets (\(targets.map(\.description).joined(separator: ", "))) is of an address family it has: it is not probed")
-                unableLogged.insert("families:\(wan.interface)")
+                loggedOnce.insert("families:\(wan.interface)")
             }
             if !job.probes.isEmpty { jobs.append(job) }
         }
@@ -104,9 +104,9 @@ extension WanManager {
             if probingOff { kept.forget() } else { kept.pause() }
             health[wan] = kept
         }
-        lock.withLock { probeWork = (jobs, plan.health) }
-        let wake = probeWorkSettingsChanged(plan.health)
-        if wake { prober?.poke() }
+        let previous = lock.withLock { () -> HealthSettings in defer { probeWork = (jobs, plan.health) }; return probeWork.1 }
+        // A reload changed the timing: the prober starts its next round at once, on it.
+        if previous != plan.health { prober?.poke() }
 
         var service: [String: String?] = [:]
         for wan in plan.enabledWans {
@@ -139,13 +139,6 @@ extension WanManager {
                 logger.notice("wan: new \(name) connections follow the main routing table again")
             }
         }
-    }
-
-    /// True once after the health settings change (a reload): the prober then starts its
-    /// next round at once, on the new interval.
-    private func probeWorkSettingsChanged(_ settings: HealthSettings) -> Bool {
-        defer { lastHealthSettings = settings }
-        return lastHealthSettings != nil && lastHealthSettings != settings
     }
 
     /// The probes of one WAN whose link is up: each target of a family the WAN has an

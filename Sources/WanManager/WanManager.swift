@@ -46,9 +46,9 @@ public final class WanManager: @unchecked Sendable {
     var lastChoice: UplinkChoice?
     var reports: [UplinkReport] = []
     var reportsWrittenAt = 0.0
-    /// Probes that could not start, logged once each.
-    var unableLogged: Set<String> = []
-    var lastHealthSettings: HealthSettings?
+    /// Warnings about probing (a probe that cannot start, a WAN with no target of its
+    /// families) already logged: each is logged once.
+    var loggedOnce: Set<String> = []
     let reportFile: UplinkReportFile
     /// Told where new upstream connections start, from the manager's thread (set before start).
     public var onSteering: (@Sendable (UplinkChoice) -> Void)?

@@ -49,8 +49,7 @@ extension RunCommand {
             switch d {
             case .mainTable: return .mainTable
             case .refuse(let why): return .refuse(why)
-            case .bind(let source, _):
-                return SocketAddress(host: source.description, port: 0).map(UplinkSteering.Decision.bind) ?? .mainTable
+            case .bind(let source, _): return .bind(source.socketAddress(port: 0))
             }
         }
         var s = UplinkSteering(v4: decision(choice.v4), v6: decision(choice.v6))
