@@ -36,6 +36,7 @@ enum Dashboard {
 <h2>Throughput per WAN (one point a second, last 5 minutes)</h2>
 <svg id="chart" viewBox="0 0 1000 220" preserveAspectRatio="none"></svg>
 <div id="legend"></div>
+<div id="routing"></div>
 <table id="uplinks"><thead><tr><th>uplink</th><th>link</th><th>probes</th><th>service</th><th>last round</th></tr></thead><tbody></tbody></table>
 <table id="wans"><thead><tr><th>interface</th><th>subflows</th><th>now</th><th>sent</th><th>received</th></tr></thead><tbody></tbody></table>
 <h2>Open connections</h2>
@@ -110,6 +111,15 @@ function render(doc) {
   }
   last = doc;
   drawChart();
+
+  const routing = document.querySelector("#routing");
+  routing.replaceChildren();
+  for (const r of doc.routing || []) {
+    const line = document.createElement("div");
+    line.className = "route"; line.dataset.family = r.family; line.dataset.via = r.via || "";
+    line.textContent = "Routed " + r.family + " traffic: " + (r.via ? "by " + r.via : "main routing table") + " (" + r.reason + ")";
+    routing.appendChild(line);
+  }
 
   const uplinkBody = document.querySelector("#uplinks tbody");
   uplinkBody.replaceChildren();

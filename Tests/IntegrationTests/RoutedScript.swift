@@ -1,0 +1,61 @@
+/// UDP peers for the routed-traffic tests (issue 22): traffic the gateway routes and NATs,
+/// not the relay's. Written to the test's temporary directory and run with python3.
+let routedScript = #"""
+import json, selectors, socket, sys, time
+
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+def echo(port, addrs):
+    # Bound to each address, so a reply leaves from the address the client asked.
+    sel = selectors.DefaultSelector()
+    for a in addrs:
+        s = socket.socket(family(a), socket.SOCK_DGRAM)
+        s.bind((a, port)); sel.register(s, selectors.EVENT_READ)
+    print("listening", flush=True)
+    while True:
+        for key, _ in sel.select():
+            data, addr = key.fileobj.recvfrom(2048)
+            key.fileobj.sendto(data, addr)
+
+def once(dst, port, timeout):
+    # One exchange from a fresh socket (a new flow): exit 0 when answered in time.
+    s = socket.socket(family(dst), socket.SOCK_DGRAM); s.settimeout(timeout)
+    s.connect((dst, port)); s.send(b"ping")
+    try:
+        ok = s.recv(100) == b"ping"
+    except OSError:
+        ok = False
+    print("answered" if ok else "no answer"); sys.exit(0 if ok else 1)
+
+def flow(dst, port, seconds, stop_file):
+    # One flow (one source port): a datagram every 50 ms, echoed. Prints a JSON summary with
+    # the longest gap between answers; ends after `seconds` or when stop_file exists.
+    s = socket.socket(family(dst), socket.SOCK_DGRAM); s.setblocking(False)
+    s.connect((dst, port))
+    start = time.time(); last = None; gaps = []; sent = got = 0
+    next_send = start
+    import os
+    while time.time() - start < seconds and not os.path.exists(stop_file):
+        now = time.time()
+        if now >= next_send:
+            try:
+                s.send(b"%d" % sent)
+            except OSError:
+                pass
+            sent += 1; next_send += 0.05
+        try:
+            s.recv(100); now = time.time()
+            if last is not None and now - last > 0.3:
+                gaps.append([round(last - start, 2), round(now - last, 2)])
+            last = now; got += 1
+        except (BlockingIOError, OSError):
+            time.sleep(0.005)
+    print(json.dumps({"sent": sent, "answered": got, "gaps": gaps, "duration": time.time() - start,
+                      "last_answer": (last - start) if last else -1}), flush=True)
+
+cmd = sys.argv[1]
+if cmd == "echo": echo(int(sys.argv[2]), sys.argv[3:])
+elif cmd == "once": once(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+elif cmd == "flow": flow(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
+"""#
