@@ -78,6 +78,23 @@ struct RoutedSite {
 
     func remove() { try? FileManager.default.removeItem(at: netnsEtc) }
 
+    /// A lookup every 250 ms through the gateway's resolver until `stop` exists.
+    func lookupLoop(stop: URL) throws -> BackgroundProcess {
+        let p = try BackgroundProcess(in: env.tb.lanNS, ["python3", script, "lookups", env.tb.gwLanIP, Self.name, "120", stop.path],
+                                      log: env.tmp.file("lookups.log"))
+        env.started.add(p)
+        return p
+    }
+
+    /// Stops a `flow` or `lookups` loop; its gaps, as text ("3.55 s at 1.9 s, ...").
+    func finish(_ p: BackgroundProcess, stop: URL) async throws -> String {
+        try Files.write("", to: stop)
+        #expect(await p.waitForExit(timeout: 10), "\(p.command) ends")
+        let s = try JSONDecoder().decode(FlowSummary.self, from: Data((p.log.split(separator: "\n").last.map(String.init) ?? "").utf8))
+        let gaps = s.gaps.map { String(format: "%.2f s from %.1f s", $0[1], $0[0]) }
+        return "\(s.answered) of \(s.sent) answered, gaps: \(gaps.isEmpty ? "none" : gaps.joined(separator: ", "))"
+    }
+
     /// `count` fetches by host name (each a different name, so each is a lookup), all at
     /// once: how many came back byte-exact.
     func fetchesByName(_ label: String, count: Int = 5, maxTime: Int = 8) async throws -> Int {
@@ -166,6 +183,8 @@ extension Integration {
                 let flow = try BackgroundProcess(in: env.tb.lanNS, ["python3", site.script, "flow", env.tb.srvFarIP, "7", "120", stop.path],
                                                  log: env.tmp.file("flow.log"))
                 env.started.add(flow)
+                let lookupStop = env.tmp.file("lookups.stop")
+                let lookups = try site.lookupLoop(stop: lookupStop)
                 try await Task.sleep(nanoseconds: 2_000_000_000)
                 #expect(try await counters.read().wan1 > 10, "the flow starts on WAN 1 (the main table's default)")
 
@@ -179,6 +198,8 @@ extension Integration {
                 let byName = try await site.fetchesByName("outage")
                 let udp = try await site.udpExchanges()
                 let udp6 = try await site.udpExchanges(count: 1, to: env.tb.srvFarIP6)
+                let lookupGaps = try await site.finish(lookups, stop: lookupStop)
+                print("routed failover: name lookups every 250 ms through the gateway's resolver: \(lookupGaps)")
                 print("routed failover: 8 s into the outage of WAN 1: \(byName) of 5 fetches by host name, \(udp) of 5 LAN UDP exchanges (and \(udp6) of 1 over IPv6) succeeded")
                 #expect(byName == 5, "fetches by name through the gateway's resolver\n\(tail(site.g.relay.log))")
                 #expect(udp == 5 && udp6 == 1, "routed LAN UDP")
@@ -236,6 +257,13 @@ extension Integration {
                 let site = try await RoutedSite.start(env, admin: 9952, extra: "[routing]\nfollow_service = false\n")
                 defer { site.remove() }
                 #expect(try await site.fetchesByName("before", count: 1) == 1)
+                let stop = env.tmp.file("flow.stop")
+                let flow = try BackgroundProcess(in: env.tb.lanNS, ["python3", site.script, "flow", env.tb.srvFarIP, "7", "120", stop.path],
+                                                 log: env.tmp.file("flow.log"))
+                env.started.add(flow)
+                let lookupStop = env.tmp.file("lookups.stop")
+                let lookups = try site.lookupLoop(stop: lookupStop)
+                try await Task.sleep(nanoseconds: 2_000_000_000)
                 try await env.tb.blackhole(1, true)
                 let outage = Date()
                 #expect(await site.g.relay.waitForLog("wan: wan1 out of service", timeout: 10), "\(tail(site.g.relay.log))")
@@ -243,6 +271,9 @@ extension Integration {
                 if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
                 let byName = try await site.fetchesByName("outage")
                 let udp = try await site.udpExchanges()
+                let lookupGaps = try await site.finish(lookups, stop: lookupStop)
+                let flowGaps = try await site.finish(flow, stop: stop)
+                print("routed failover, control: name lookups every 250 ms: \(lookupGaps); UDP flow every 50 ms: \(flowGaps)")
                 print("routed failover, control ([routing] follow_service = false): \(byName) of 5 fetches by host name, \(udp) of 5 LAN UDP exchanges")
                 #expect(byName == 0 && udp == 0, "without the feature the dead WAN takes the lookups and the UDP")
                 let rules = try await Proc.check(in: env.tb.gwNS, ["ip", "rule"])

@@ -51,11 +51,45 @@ def flow(dst, port, seconds, stop_file):
             last = now; got += 1
         except (BlockingIOError, OSError):
             time.sleep(0.005)
-    print(json.dumps({"sent": sent, "answered": got, "gaps": gaps, "duration": time.time() - start,
+    end = time.time()
+    if last is None or end - last > 0.3:
+        gaps.append([round((last or start) - start, 2), round(end - (last or start), 2)])
+    print(json.dumps({"sent": sent, "answered": got, "gaps": gaps, "duration": end - start,
+                      "last_answer": (last - start) if last else -1}), flush=True)
+
+def lookups(server, domain, seconds, stop_file):
+    # A name lookup (a new name each time: no cache helps) every 250 ms, 1 s to answer, to the
+    # resolver at `server`; prints JSON with the gaps between answered lookups.
+    import os, random, struct
+    start = time.time(); last = None; gaps = []; asked = answered = 0
+    while time.time() - start < seconds and not os.path.exists(stop_file):
+        qid = random.randrange(65536); name = "q%d.%s" % (asked, domain); asked += 1
+        q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+        q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+        s = socket.socket(family(server), socket.SOCK_DGRAM); s.settimeout(1.0)
+        t0 = time.time()
+        try:
+            s.sendto(q, (server, 53))
+            r = s.recv(512)
+            ok = len(r) >= 12 and struct.unpack(">H", r[:2])[0] == qid and struct.unpack(">H", r[6:8])[0] > 0
+        except OSError:
+            ok = False
+        s.close()
+        now = time.time()
+        if ok:
+            if last is not None and now - last > 0.6:
+                gaps.append([round(last - start, 2), round(now - last, 2)])
+            last = now; answered += 1
+        time.sleep(max(0, 0.25 - (time.time() - t0)))
+    end = time.time()
+    if last is None or end - last > 0.6:
+        gaps.append([round((last or start) - start, 2), round(end - (last or start), 2)])
+    print(json.dumps({"sent": asked, "answered": answered, "gaps": gaps, "duration": end - start,
                       "last_answer": (last - start) if last else -1}), flush=True)
 
 cmd = sys.argv[1]
 if cmd == "echo": echo(int(sys.argv[2]), sys.argv[3:])
 elif cmd == "once": once(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
 elif cmd == "flow": flow(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
+elif cmd == "lookups": lookups(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5])
 """#
