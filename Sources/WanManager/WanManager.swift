@@ -35,8 +35,8 @@ public final class WanManager: @unchecked Sendable {
     /// `[routing] follow_service`: conntrack entries of flows NATed to a WAN that goes out of
     /// service are deleted with it; nil where ctnetlink cannot be opened.
     private var conntrack: ConntrackClient?
-    /// The WANs whose flow pinning (FlowPinning) is loaded; nil: no table of ours.
-    private var pinned: [String]?
+    /// The flow pinning table (FlowPinning) as loaded; nil: no table of ours.
+    private var pinned: String?
     /// WANs out of service at the last reconciliation: a WAN new in it has its NATed flows released.
     private var releasedFor: Set<String> = []
 
@@ -282,16 +282,16 @@ public final class WanManager: @unchecked Sendable {
         save(owned)
     }
 
-    /// Loads the flow pinning table when routed traffic follows the WANs and the WAN list
-    /// changed since it was loaded; removes it when the feature is off.
+    /// Loads the flow pinning table when routed traffic follows the WANs and its text (the
+    /// WANs and their marks) changed since it was loaded; removes it when the feature is off.
     private func syncPinning() {
-        let want = plan.followsService ? plan.enabledWans.map(\.interface) : nil
+        let want = plan.followsService ? FlowPinning.render(plan) : nil
         guard want != pinned else { return }
         if want != nil {
             if let problem = FlowPinning.install(plan) {
-                let line = "wan: cannot load the nftables table \(FlowPinning.table): \(problem): routed flows are not pinned to their WAN (a WAN back in service may take flows that moved away)"
-                if !lastFailures.contains(line) { logger.warning("\(line)") }
-                lastFailures.insert(line)
+                let line = "wan: cannot load the nftables table \(FlowPinning.table): \(problem): routed flows are not pinned to their WAN (a WAN back in service may take flows that moved away); retried every \(Self.period) s"
+                if !loggedOnce.contains(line) { logger.warning("\(line)") }
+                loggedOnce.insert(line)
                 return
             }
         } else if let problem = FlowPinning.remove() {

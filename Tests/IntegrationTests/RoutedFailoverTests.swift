@@ -49,8 +49,7 @@ struct RoutedSite {
             interface = "wan2"
             \(probes)
             """, to: config)
-        let script = env.tmp.file("routed.py").path
-        try Files.write(routedScript, to: env.tmp.file("routed.py"))
+        let script = Repo.path("scripts/lib/routed-peer.py").path
         // Beyond both WANs: an authoritative DNS server and the UDP echo.
         let dnsLog = env.tmp.file("dns-srv.log")
         env.started.add(try BackgroundProcess(in: tb.srvNS, ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
@@ -152,7 +151,7 @@ struct EchoCounters {
     }
 }
 
-/// The long flow's summary (RoutedScript.swift, `flow`).
+/// The summary of scripts/lib/routed-peer.py `flow` and `lookups`.
 struct FlowSummary: Decodable {
     var sent: Int
     var answered: Int

@@ -1,6 +1,11 @@
-/// UDP peers for the routed-traffic tests (issue 22): traffic the gateway routes and NATs,
-/// not the relay's. Written to the test's temporary directory and run with python3.
-let routedScript = #"""
+#!/usr/bin/env python3
+# UDP peers for routed-traffic checks (issue 22): traffic the gateway routes and NATs, not the
+# relay's. Used by Tests/IntegrationTests/RoutedFailoverTests.swift and scripts/kernel-checks.sh.
+#   echo PORT ADDR...                 UDP echo bound to each address
+#   once DST PORT TIMEOUT             one exchange from a new socket; exit 0 when answered
+#   flow DST PORT SECONDS STOPFILE    a datagram every 50 ms; JSON with the gaps between answers
+#   lookups SERVER DOMAIN SECONDS STOPFILE
+#                                     a DNS lookup of a new name every 250 ms; JSON with the gaps
 import json, selectors, socket, sys, time
 
 def family(host):
@@ -92,4 +97,3 @@ if cmd == "echo": echo(int(sys.argv[2]), sys.argv[3:])
 elif cmd == "once": once(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
 elif cmd == "flow": flow(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
 elif cmd == "lookups": lookups(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5])
-"""#
