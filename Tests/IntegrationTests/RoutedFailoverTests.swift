@@ -213,6 +213,11 @@ extension Integration {
                 let metrics = try await Proc.check(in: env.tb.gwNS, ["curl", "-sS", "http://127.0.0.1:9951/metrics"])
                 #expect(metrics.contains("mptcp_relay_routing_detour{family=\"IPv4\"} 1"), "\(metrics)")
                 #expect(metrics.contains("mptcp_relay_wan_flows_released_total{interface=\"wan1\"}"), "\(metrics)")
+                let chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(env.tmp.file("chromium").path)",
+                                "--virtual-time-budget=4000", "--dump-dom", "http://127.0.0.1:9951/"]
+                let dom = try await Proc.run(in: env.tb.gwNS, chromium, timeout: 90)
+                #expect(dom.stdout.contains("data-family=\"IPv4\" data-via=\"wan2\"") && dom.stdout.contains("Routed IPv4 traffic: by wan2"),
+                        "the dashboard says where routed traffic goes: \(dom.summary)")
 
                 // Recovery: new flows take WAN 1 again; the flow that moved stays on WAN 2.
                 try await env.tb.blackhole(1, false)
