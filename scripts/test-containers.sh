@@ -94,7 +94,7 @@ if wait_port "$GW_NS" 7000 && ip netns exec "$LAN_NS" curl -sS --max-time 60 -o 
 else
     fail gateway-image "download through the gateway container failed: $("${podman_[@]}" logs "$name-gw" 2>&1 | tail -3)"
 fi
-"${podman_[@]}" stop -t 10 "$name-gw" >/dev/null
+"${podman_[@]}" stop -t 45 "$name-gw" >/dev/null
 if ip netns exec "$GW_NS" nft list tables | grep -q "mptcp_relay"; then fail gateway-image-cleanup "rules left: $(ip netns exec "$GW_NS" nft list tables | tr '\n' ' ')"
 else pass gateway-image-cleanup; fi
 
