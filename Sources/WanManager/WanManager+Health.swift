@@ -57,6 +57,7 @@ extension WanManager {
                     defaultsAnswered = true
                 }
                 guard let (answered, detail) = result.verdict(defaultsAnswered: defaultsAnswered) else { continue }
+                probeRTT[result.wan] = answered ? result.fastestMs : nil
                 var verdict = health[result.wan] ?? WanHealth()
                 let before = verdict.state
                 let transition = verdict.record(answered: answered, detail: detail, settings: plan.health)
@@ -227,6 +228,7 @@ extension WanManager {
                                       since: since[wan.interface] ?? now, rounds: verdict.rounds, failedRounds: verdict.failures,
                                       transitions: transitions[wan.interface] ?? 0)
             report.flowsMoved = flowsMoved[wan.interface] ?? 0
+            report.rttMs = probes == "off" ? nil : probeRTT[wan.interface]
             report.failOpen = failOpen && verdict.state == .down
             return report
         }

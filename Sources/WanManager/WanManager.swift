@@ -63,6 +63,8 @@ public final class WanManager: @unchecked Sendable {
     var failOpen = false
     /// WANs not in service for any reason (link down, absent, probes): what releaseFlows acts on.
     var unavailable: Set<String> = []
+    /// The last round's quickest answer per WAN (ms); nil after a failed round.
+    var probeRTT: [String: Double] = [:]
     /// NATed flows released from each WAN when it went out of service (conntrack entries deleted).
     var flowsMoved: [String: UInt64] = [:]
     /// Routed traffic per family: the WAN it is steered to (nil: the main table), since when, changes.
