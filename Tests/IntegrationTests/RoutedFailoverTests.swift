@@ -77,12 +77,13 @@ struct RoutedSite {
 
     func remove() { try? FileManager.default.removeItem(at: netnsEtc) }
 
-    /// A lookup every 250 ms through the gateway's resolver until `stop` exists.
-    func lookupLoop(stop: URL) throws -> BackgroundProcess {
-        let p = try BackgroundProcess(in: env.tb.lanNS, ["python3", script, "lookups", env.tb.gwLanIP, Self.name, "120", stop.path],
-                                      log: env.tmp.file("lookups.log"))
+    /// scripts/lib/routed-peer.py `flow` (a datagram every 50 ms) or `lookups` (a name lookup
+    /// every 250 ms) on the LAN client, until its stop file exists (`finish`).
+    func background(_ kind: String, _ target: String, _ arg: String) throws -> (BackgroundProcess, URL) {
+        let stop = env.tmp.file("\(kind).stop")
+        let p = try BackgroundProcess(in: env.tb.lanNS, ["python3", script, kind, target, arg, "120", stop.path], log: env.tmp.file("\(kind).log"))
         env.started.add(p)
-        return p
+        return (p, stop)
     }
 
     /// Stops a `flow` or `lookups` loop; its gaps, as text ("3.55 s at 1.9 s, ...").
@@ -178,12 +179,8 @@ extension Integration {
                 #expect(try await site.fetchesByName("before", count: 1) == 1, "a fetch by name before the outage")
                 #expect(try await site.udpExchanges(count: 1) == 1, "a UDP exchange before the outage")
 
-                let stop = env.tmp.file("flow.stop")
-                let flow = try BackgroundProcess(in: env.tb.lanNS, ["python3", site.script, "flow", env.tb.srvFarIP, "7", "120", stop.path],
-                                                 log: env.tmp.file("flow.log"))
-                env.started.add(flow)
-                let lookupStop = env.tmp.file("lookups.stop")
-                let lookups = try site.lookupLoop(stop: lookupStop)
+                let (flow, stop) = try site.background("flow", env.tb.srvFarIP, "7")
+                let (lookups, lookupStop) = try site.background("lookups", env.tb.gwLanIP, RoutedSite.name)
                 try await Task.sleep(nanoseconds: 2_000_000_000)
                 #expect(try await counters.read().wan1 > 10, "the flow starts on WAN 1 (the main table's default)")
 
@@ -261,12 +258,8 @@ extension Integration {
                 let site = try await RoutedSite.start(env, admin: 9952, extra: "[routing]\nfollow_service = false\n")
                 defer { site.remove() }
                 #expect(try await site.fetchesByName("before", count: 1) == 1)
-                let stop = env.tmp.file("flow.stop")
-                let flow = try BackgroundProcess(in: env.tb.lanNS, ["python3", site.script, "flow", env.tb.srvFarIP, "7", "120", stop.path],
-                                                 log: env.tmp.file("flow.log"))
-                env.started.add(flow)
-                let lookupStop = env.tmp.file("lookups.stop")
-                let lookups = try site.lookupLoop(stop: lookupStop)
+                let (flow, stop) = try site.background("flow", env.tb.srvFarIP, "7")
+                let (lookups, lookupStop) = try site.background("lookups", env.tb.gwLanIP, RoutedSite.name)
                 try await Task.sleep(nanoseconds: 2_000_000_000)
                 try await env.tb.blackhole(1, true)
                 let outage = Date()
