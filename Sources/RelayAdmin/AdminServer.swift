@@ -33,6 +33,12 @@ public final class AdminServer: Sendable {
     let uplinks: (@Sendable () -> [StatusDocument.Uplink])?
     /// Advances by the detail budget per request, so the subflows read rotate over connections.
     private let detailOffset = Atomic<Int>(0)
+    /// Requests being answered now; past `maxInFlight` a request gets 503 at once, so a
+    /// flood of requests cannot queue snapshot work for the workers.
+    let inFlight = Atomic<Int>(0)
+    static let maxInFlight = 16
+    /// Orders snapshot reads: WanAccounting folds in only reads newer than the last it took.
+    private let readSequence = Atomic<UInt64>(0)
     static let detailBudget = 256
     private let server: HTTPServer
 
@@ -97,6 +103,7 @@ public final class AdminServer: Sendable {
     /// Every worker's snapshot, folded into the API document.
     func status(withConnections: Bool = true) async -> StatusDocument {
         let view = relay
+        let sequence = readSequence.add(1, ordering: .relaxed).newValue
         let answers: [WorkerSnapshot] = await withCheckedContinuation { continuation in
             let offset = detailOffset.add(Self.detailBudget, ordering: .relaxed).oldValue
             view.relay.snapshot(withConnections: withConnections, detailBudget: Self.detailBudget, detailOffset: offset) {
@@ -132,7 +139,7 @@ public final class AdminServer: Sendable {
         clock_gettime(CLOCK_REALTIME, &ts)
         return StatusDocument(time: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9,
                               workersAnswered: answers.count, workers: r.counters.count,
-                              totals: totals, wans: withConnections ? wans.update(connections) : [],
+                              totals: totals, wans: withConnections ? wans.update(connections, sequence: sequence) : wans.current(),
                               connections: connections,
                               subflowDetailsOmitted: answers.reduce(0) { $0 + $1.detailsOmitted },
                               uplinks: uplinks?())
@@ -144,6 +151,18 @@ struct AdminHandler: HTTPHandler {
     let admin: AdminServer
 
     func handleRequest(_ request: HTTPRequest) async throws -> HTTPResponse {
+        // DNS rebinding: a web page whose name now resolves to 127.0.0.1 must not read the
+        // connection list through the visitor's browser. Its requests carry its own name.
+        if !admin.settings.accepts(host: request.headers[.host]) {
+            return HTTPResponse(statusCode: .misdirectedRequest, headers: [.contentType: "text/plain; charset=utf-8"],
+                                body: Data("421: this listener answers to its own address\(admin.settings.isLoopback ? " or localhost" : ""); add other names with host_names in [admin]\n".utf8))
+        }
+        let busy = admin.inFlight.add(1, ordering: .relaxed).newValue > AdminServer.maxInFlight
+        defer { admin.inFlight.subtract(1, ordering: .relaxed) }
+        if busy {
+            return HTTPResponse(statusCode: .serviceUnavailable, headers: [.contentType: "text/plain", HTTPHeader("Retry-After"): "1"],
+                                body: Data("503: too many requests in progress\n".utf8))
+        }
         if let token = admin.token, !token.accepts(authorization: request.headers[.authorization]) {
             return HTTPResponse(statusCode: .unauthorized,
                                 headers: [.contentType: "text/plain; charset=utf-8", HTTPHeader("WWW-Authenticate"): "Bearer"],
@@ -154,9 +173,12 @@ struct AdminHandler: HTTPHandler {
         }
         switch request.path {
         case "/metrics":
-            let doc = await admin.status()
+            // Counts and live counters only: no worker walks its table or asks the kernel
+            // about each connection for a scrape (per-connection detail is /api's).
+            let doc = await admin.status(withConnections: false)
+            let bytes = admin.relay.relay.counters.flatMap(\.listenerBytes)
             return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                                body: Data(admin.metrics.render(doc).utf8))
+                                body: Data(admin.metrics.render(doc, listenerBytes: bytes).utf8))
         case "/api/connections", "/api/status":
             let doc = await admin.status()
             let encoder = JSONEncoder()
