@@ -43,7 +43,13 @@ public final class AdminServer: Sendable {
     private let server: HTTPServer
 
     /// Loads the token file (when set); the listener starts with `start()`.
-    public init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])? = nil) throws {
+    public convenience init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])? = nil) throws {
+        try self.init(settings: settings, relay: relay, uplinks: uplinks, bootstrapMetrics: true)
+    }
+
+    /// `bootstrapMetrics: false` leaves swift-metrics alone (it takes one backend per process:
+    /// a test process that has one already can still run an admin listener).
+    init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])?, bootstrapMetrics: Bool) throws {
         if let problem = settings.problem { throw StartError(description: problem) }
         self.settings = settings
         self.uplinks = uplinks
@@ -60,7 +66,7 @@ public final class AdminServer: Sendable {
             throw StartError(description: "admin listener \(settings.listen): not an address this server can bind (\(error))")
         }
         server = HTTPServer(config: .init(address: address, timeout: 15, logger: .disabled), handler: nil)
-        metrics.bootstrap()
+        if bootstrapMetrics { metrics.bootstrap() }
     }
 
     /// Binds and starts serving; returns once the socket listens, or throws why not.

@@ -74,6 +74,27 @@ import Testing
         doc = wans.update([])
         #expect(doc[0].bytesSent == 327 && doc[0].subflows == 0 && doc[1].bytesReceived == 5)
     }
+
+    /// Finding 7 (issue 24): two reads finishing out of order; the older one's lower count
+    /// must not become the baseline. Main counted 200 + 200 for a subflow that moved 300.
+    @Test func anOlderReadArrivingLateCountsNothingTwice() {
+        let wans = WanAccounting()
+        _ = wans.update([connection("0.1", [("wan1", 200, 20)])])
+        _ = wans.update([connection("0.1", [("wan1", 100, 10)])])  // read earlier, folded in later
+        let doc = wans.update([connection("0.1", [("wan1", 300, 30)])])
+        #expect(doc[0].bytesSent == 300 && doc[0].bytesReceived == 30, "sent \(doc[0].bytesSent), received \(doc[0].bytesReceived)")
+    }
+
+    /// Finding 7: an older read that predates a connection must not make the accounting
+    /// forget it (and count its bytes again at the next read).
+    @Test func readsAreFoldedInTheOrderTheyWereAskedFor() {
+        let wans = WanAccounting()
+        _ = wans.update([connection("0.1", [("wan1", 200, 0)])], sequence: 2)
+        _ = wans.update([], sequence: 1)  // asked before 0.1 opened, answered last
+        let doc = wans.update([connection("0.1", [("wan1", 300, 0)])], sequence: 3)
+        #expect(doc[0].bytesSent == 300)
+        #expect(wans.current()[0].bytesSent == 300)
+    }
 }
 
 @Suite struct DashboardTests {
