@@ -119,22 +119,22 @@ extension Worker {
             abortAll()
         }
         // Each connection's limits are its own (set at accept): a reload does not change them.
-        for i in 0..<table.capacity {
-            let c = table.slots + i
+        for i in table.slotIndices {
+            let c = table[i]
             switch c.pointee.phase {
             case .readingHeader where now - c.pointee.openedAt > c.pointee.headerLimit:
                 // A silent or slow client cannot hold a slot (and its buffer) for longer.
-                rejectTunnel(Int32(i), code: TunnelCodec.malformed, reason: "no complete tunnel header within \(Double(c.pointee.headerLimit) / 1e9) s")
+                rejectTunnel(i, code: TunnelCodec.malformed, reason: "no complete tunnel header within \(Double(c.pointee.headerLimit) / 1e9) s")
             case .relaying where c.pointee.down.expectReply && now - c.pointee.openedAt > c.pointee.replyLimit:
                 // With Fast Open the connect completes at once (the link timeout never fires), so
                 // the gateway bounds the wait for the server's reply by the connect timeout.
-                beginClose(Int32(i), reason: .connectTimeout, reset: true)
+                beginClose(i, reason: .connectTimeout, reset: true)
             case .relaying where now - c.pointee.lastActive > c.pointee.idleLimit:
                 // Bytes still held would be lost: a clean FIN would pass a truncated stream as whole.
-                beginClose(Int32(i), reason: .idleTimeout, reset: c.pointee.holdsBytes)
+                beginClose(i, reason: .idleTimeout, reset: c.pointee.holdsBytes)
             case .closing where now - c.pointee.closingSince > Self.closingDeadline:
                 logger.warning("conn=\(index).\(c.pointee.sequence): \(c.pointee.pending) operation(s) still pending \(Self.closingDeadline / 1_000_000_000) s after close; reclaiming the slot")
-                finish(Int32(i))
+                finish(i)
             default:
                 break
             }
@@ -146,9 +146,9 @@ extension Worker {
     }
 
     func abortAll() {
-        for i in 0..<table.capacity {
-            switch table.slots[i].phase {
-            case .relaying, .connecting, .readingHeader: beginClose(Int32(i), reason: .shutdown, reset: true)
+        for i in table.slotIndices {
+            switch table[i].pointee.phase {
+            case .relaying, .connecting, .readingHeader: beginClose(i, reason: .shutdown, reset: true)
             case .free, .closing: break
             }
         }

@@ -27,11 +27,11 @@ extension Worker {
             // The budget covers a window of the MPTCP connections, starting at the request's
             // offset (wrapping), so successive requests read different ones.
             var mptcpCount = 0
-            for i in 0..<table.capacity where Self.hasSubflows(table.slots + i) { mptcpCount += 1 }
+            for i in table.slotIndices where Self.hasSubflows(table[i]) { mptcpCount += 1 }
             let start = mptcpCount > 0 ? request.detailOffset % mptcpCount : 0
             var rank = 0
-            for i in 0..<table.capacity {
-                let c = table.slots + i
+            for i in table.slotIndices {
+                let c = table[i]
                 guard c.pointee.phase != .free else { continue }
                 var snapshot = plainSnapshot(c)
                 if Self.hasSubflows(c) {

@@ -72,6 +72,7 @@ final class Worker {
         ring = try Ring(entries: settings.ringEntries, completionEntries: UInt32(min(capacity * 4 + 4096, 1 << 20)))
         // Any worker may hold every connection of the process: the limit is shared
         // (SharedLimits), so a worker the kernel keeps hashing SYNs to never strands them.
+        // The table makes its slots as connections come, so that costs nothing until used.
         table = ConnectionTable(capacity: capacity)
         pipes = PipePool(size: settings.pipeSize, keepIdle: 64, limits: launch.limits)
         let counters = launch.counters

@@ -206,3 +206,36 @@ enum TestMetricsBackend {
         return metrics
     }()
 }
+
+/// Finding 9: a table for the whole process's max_connections costs nothing until used.
+/// Main wrote every slot at start (about 0.7 KB each, per worker).
+@Suite struct TableSizingTests {
+    static func residentBytes() -> Int {
+        guard let f = fopen("/proc/self/statm", "r") else { return 0 }
+        defer { fclose(f) }
+        var size = 0, resident = 0
+        _ = withUnsafeMutablePointer(to: &size) { s in withUnsafeMutablePointer(to: &resident) { r in vfscanf_statm(f, s, r) } }
+        return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    static func vfscanf_statm(_ f: UnsafeMutablePointer<FILE>, _ size: UnsafeMutablePointer<Int>, _ resident: UnsafeMutablePointer<Int>) -> Int32 {
+        var line = [CChar](repeating: 0, count: 256)
+        guard fgets(&line, Int32(line.count), f) != nil else { return 0 }
+        let fields = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: " ")
+        guard fields.count >= 2 else { return 0 }
+        size.pointee = Int(fields[0]) ?? 0
+        resident.pointee = Int(fields[1]) ?? 0
+        return 2
+    }
+
+    @Test func anIdleTableCostsNoMemoryForItsCapacity() throws {
+        let before = Self.residentBytes()
+        let table = ConnectionTable(capacity: 400_000)
+        let grown = Self.residentBytes() - before
+        #expect(grown < 64 << 20, "a table of 400,000 slots made \(grown >> 20) MB resident before any connection")
+        let slot = try #require(table.allocate())
+        table[slot].pointee.pending = 0
+        #expect(table.active == 1)
+        withExtendedLifetime(table) {}
+    }
+}
