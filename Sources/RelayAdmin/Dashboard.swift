@@ -16,7 +16,11 @@ enum Dashboard {
   #totals { display: flex; gap: 1.2em; flex-wrap: wrap; }
   .total { background: #fff; border: 1px solid #d8dce3; border-radius: 6px; padding: .5em .9em; min-width: 7em; }
   .total b { display: block; font-size: 1.3em; }
-  #chart { background: #fff; border: 1px solid #d8dce3; border-radius: 6px; width: 100%; height: 220px; }
+  #chart { background: #fff; border: 1px solid #d8dce3; border-radius: 6px; width: 100%; height: auto; }
+  #chart .grid { stroke: #eceef2; stroke-width: 1; }
+  #chart .axis { stroke: #9aa2b1; stroke-width: 1; }
+  #chart text { font: 12px system-ui, sans-serif; fill: #5b6475; }
+  .note { color: #5b6475; margin: .3em 0; }
   #legend span { margin-right: 1.2em; }
   #legend i { display: inline-block; width: .9em; height: .9em; border-radius: 2px; margin-right: .3em; vertical-align: -1px; }
   table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid #d8dce3; }
@@ -33,11 +37,12 @@ enum Dashboard {
 <h1>mptcp-relay</h1>
 <div id="error"></div>
 <div id="totals"></div>
-<h2>Throughput per WAN (one point a second, last 5 minutes)</h2>
-<svg id="chart" viewBox="0 0 1000 220" preserveAspectRatio="none"></svg>
+<h2>Throughput per WAN (sent + received, one point a second, last 5 minutes)</h2>
+<svg id="chart" viewBox="0 0 1000 250"></svg>
 <div id="legend"></div>
-<table id="uplinks"><thead><tr><th>uplink</th><th>link</th><th>probes</th><th>service</th><th>last round</th></tr></thead><tbody></tbody></table>
-<table id="wans"><thead><tr><th>interface</th><th>subflows</th><th>now</th><th>sent</th><th>received</th></tr></thead><tbody></tbody></table>
+<p class="note" id="no-wans">No WAN traffic seen yet: interfaces appear here once the subflows of an MPTCP connection have been read.</p>
+<table id="uplinks" hidden><thead><tr><th>uplink</th><th>link</th><th>probes</th><th>service</th><th>last round</th></tr></thead><tbody></tbody></table>
+<table id="wans" hidden><thead><tr><th>interface</th><th>subflows</th><th>now</th><th>sent</th><th>received</th></tr></thead><tbody></tbody></table>
 <h2>Open connections</h2>
 <table id="connections"><thead><tr><th>id</th><th>client</th><th>destination</th><th>mode</th><th>MPTCP</th><th>subflows</th><th>up</th><th>down</th><th>age</th></tr></thead><tbody></tbody></table>
 <script>
@@ -111,6 +116,10 @@ function render(doc) {
   last = doc;
   drawChart();
 
+  // Without [[wan]] there is no uplink to show: no table, not an empty header row.
+  document.getElementById("uplinks").hidden = !(doc.uplinks && doc.uplinks.length);
+  document.getElementById("wans").hidden = doc.wans.length === 0;
+  document.getElementById("no-wans").hidden = doc.wans.length > 0;
   const uplinkBody = document.querySelector("#uplinks tbody");
   uplinkBody.replaceChildren();
   for (const u of doc.uplinks || []) {
@@ -152,29 +161,61 @@ function render(doc) {
   }
 }
 
+// A scale top that reads well: 1, 2 or 5 times a power of ten, at or above `peak`.
+function niceTop(peak) {
+  const power = Math.pow(10, Math.floor(Math.log10(peak)));
+  for (const m of [1, 2, 5, 10]) if (m * power >= peak) return m * power;
+  return 10 * power;
+}
+
 function drawChart() {
   const svg = document.getElementById("chart");
   const legend = document.getElementById("legend");
   const names = Object.keys(history).sort();
-  let peak = 1;
+  let peak = 1000;  // the axis shows at least 1 kbit/s
   for (const n of names) for (const p of history[n]) peak = Math.max(peak, p.bps);
+  const top = niceTop(peak);
   svg.replaceChildren(); legend.replaceChildren();
   const ns = "http://www.w3.org/2000/svg";
+  // Plot area: x 80..990, y 10..210 (user units of the 1000 x 250 view box).
+  const left = 80, right = 990, y0 = 210, y1 = 10;
+  function add(tag, attrs, text) {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    svg.appendChild(e);
+    return e;
+  }
+  // Y axis: four steps of the scale, labelled in bit/s.
+  for (let k = 0; k <= 4; k++) {
+    const y = y0 - (y0 - y1) * k / 4;
+    add("line", { x1: left, x2: right, y1: y, y2: y, class: k ? "grid" : "axis" });
+    add("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis-label y" }, bits(top * k / 4));
+  }
+  add("line", { x1: left, x2: left, y1: y0, y2: y1, class: "axis" });
   // One sample a poll; the x axis holds 30 samples at first and grows to five minutes, so a
-  // page opened a moment ago already shows lines.
+  // page opened a moment ago already shows lines. Labels: seconds before now.
   const slots = Math.min(keep, Math.max(30, ...names.map(n => history[n].length)));
+  const step = (right - left) / (slots - 1);
+  for (let k = 0; k <= 4; k++) {
+    const x = left + (right - left) * k / 4;
+    const ago = Math.round((slots - 1) * (4 - k) / 4);
+    add("text", { x: x, y: y0 + 18, "text-anchor": k === 0 ? "start" : k === 4 ? "end" : "middle", class: "axis-label x" },
+        ago ? "-" + ago + " s" : "now");
+  }
+  add("text", { x: left, y: 246, class: "axis-title" }, "time (seconds before now); y: bit/s per WAN, sent + received");
+  svg.dataset.top = top;
   names.forEach((name, i) => {
     const series = history[name];
     const line = document.createElementNS(ns, "polyline");
     line.setAttribute("points", series.map((p, k) => {
-      const x = (k + slots - series.length) * (1000 / (slots - 1));
-      const y = 215 - (p.bps / peak) * 205;
+      const x = left + (k + slots - series.length) * step;
+      const y = y0 - (p.bps / top) * (y0 - y1);
       return x.toFixed(1) + "," + y.toFixed(1);
     }).join(" "));
     line.setAttribute("fill", "none");
     line.setAttribute("stroke", colors[i % colors.length]);
     line.setAttribute("stroke-width", "2");
-    line.setAttribute("vector-effect", "non-scaling-stroke");
     line.setAttribute("class", "series");
     line.dataset.interface = name;
     line.dataset.points = series.length;

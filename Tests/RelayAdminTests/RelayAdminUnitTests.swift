@@ -107,4 +107,15 @@ import Testing
         let urls = html.components(separatedBy: "http").dropFirst().map { $0.prefix(30) }
         #expect(urls.allSatisfy { $0.hasPrefix("://www.w3.org/2000/svg") }, "external references: \(urls)")
     }
+
+    /// Issue 24, finding 13: without [[wan]] the uplink table is not drawn (main drew its
+    /// header row alone), and the chart has a labelled scale with units and a time axis.
+    @Test func noEmptyUplinkTableAndAChartWithAxes() {
+        let html = Dashboard.html
+        #expect(html.contains("<table id=\"uplinks\" hidden>"), "the uplink table shows before any uplink is known")
+        #expect(html.contains("document.getElementById(\"uplinks\").hidden = !(doc.uplinks && doc.uplinks.length)"))
+        #expect(html.contains("class: \"axis-label y\" }, bits("), "no y axis labelled in bit/s")
+        #expect(html.contains("\"now\"") && html.contains("\" s\""), "no time axis")
+        #expect(!html.contains("preserveAspectRatio=\"none\""), "a stretched view box distorts axis text")
+    }
 }
