@@ -239,3 +239,33 @@ enum TestMetricsBackend {
         withExtendedLifetime(table) {}
     }
 }
+
+/// Finding 11: a reload that changes a listener's mode on the same address (forward ->
+/// server: a TCP socket becomes an MPTCP one) is applied. Main refused it: "port in use by
+/// another socket", the other socket being the relay's own.
+@Suite(.serialized) struct ReloadModeChangeTests {
+    @Test func aModeChangeOnTheSameAddressIsApplied() throws {
+        let probe = try Socket.listen(on: SocketAddress(host: "127.0.0.1", port: 0)!, backlog: 1, reusePort: false)
+        let port = try #require(try Socket.localAddress(probe)).port
+        try probe.close()
+        let address = SocketAddress(host: "127.0.0.1", port: port)!
+        let backend = Upstream(SocketAddress(host: "127.0.0.1", port: 9)!)
+        var settings = RelaySettings(listeners: [ListenerSettings(address: address, mode: .forward(upstream: backend))])
+        settings.workers = 1
+        let log = CapturedLog()
+        let relay = Relay(settings: settings, logger: Logger(label: "reload-mode") { _ in CapturingLogHandler(log: log) })
+        try relay.start()
+        defer {
+            relay.requestStop(immediately: true)
+            _ = relay.runUntilStopped()
+        }
+        var next = settings
+        next.listeners = [ListenerSettings(address: address, mode: .server(backend: backend))]
+        do {
+            try relay.reload(next)
+        } catch {
+            Issue.record("reload refused: \(error)")
+        }
+        #expect(log.all.contains { $0.contains("1 new, 1 closed") }, "\(log.all)")
+    }
+}
