@@ -40,6 +40,9 @@ public final class AdminServer: Sendable {
     /// Orders snapshot reads: WanAccounting folds in only reads newer than the last it took.
     private let readSequence = Atomic<UInt64>(0)
     static let detailBudget = 256
+    /// Connections that may wait for request bytes at once (AdminSocketPool).
+    static let maxWaitingConnections = 64
+    let pool: AdminSocketPool
     private let server: HTTPServer
 
     /// Loads the token file (when set); the listener starts with `start()`.
@@ -65,7 +68,8 @@ public final class AdminServer: Sendable {
         } catch {
             throw StartError(description: "admin listener \(settings.listen): not an address this server can bind (\(error))")
         }
-        server = HTTPServer(config: .init(address: address, timeout: 15, logger: .disabled), handler: nil)
+        pool = AdminSocketPool(inner: HTTPServer.defaultPool(), limit: Self.maxWaitingConnections)
+        server = HTTPServer(config: .init(address: address, timeout: 15, pool: pool, logger: .disabled), handler: nil)
         if bootstrapMetrics { metrics.bootstrap() }
     }
 

@@ -105,5 +105,26 @@ import Testing
         #expect(!body.contains("127.0.0.1:\(relayPort)"))
         let (localStatus, _) = try Self.get(adminPort, "/api/connections", host: "localhost:\(adminPort)")
         #expect(localStatus == 200)
+
+        // Connections that never send a request: past the cap, each is closed by the server
+        // instead of holding a descriptor until the client goes.
+        var idle: [Int32] = []
+        defer { for fd in idle { close(fd) } }
+        for _ in 0..<(AdminServer.maxWaitingConnections + 16) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            _ = SocketAddress(host: "127.0.0.1", port: adminPort)!.withSockaddr { connect(fd, $0, $1) }
+            idle.append(fd)
+        }
+        var closedByServer = 0
+        for _ in 0..<50 {
+            closedByServer = idle.filter { fd in
+                var byte: UInt8 = 0
+                return recv(fd, &byte, 1, Int32(MSG_DONTWAIT | MSG_PEEK)) == 0
+            }.count
+            if closedByServer >= 16 { break }
+            usleep(100_000)
+        }
+        #expect(closedByServer >= 16 && closedByServer <= 16 + 1, "\(closedByServer) of \(idle.count) idle connections closed by the server (cap \(AdminServer.maxWaitingConnections))")
+        #expect(admin.pool.counts.refused.load(ordering: .relaxed) >= 16)
     }
 }
