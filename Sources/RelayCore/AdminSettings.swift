@@ -18,7 +18,7 @@ public struct AdminSettings: Sendable, Equatable {
 
     /// Whether a request's `Host:` value names this listener: an IP address (a literal is
     /// never the product of DNS rebinding; a specific listener wants its own), `localhost`
-    /// on a loopback listener, or one of `hostNames`; with or without a port. A page that
+    /// on a loopback or wildcard listener, or one of `hostNames`; with or without a port. A page that
     /// rebinds its own name to 127.0.0.1 sends that name, and is refused. An absent Host
     /// (HTTP/1.0 tools) is accepted: browsers always send one.
     public func accepts(host value: String?) -> Bool {
@@ -39,7 +39,8 @@ public struct AdminSettings: Sendable, Equatable {
         if let literal = SocketAddress(host: name, port: 0) {
             return listen.isWildcard || literal.host == listen.host
         }
-        if name == "localhost" { return isLoopback }
+        // Never an attacker's name: it resolves on this host, to a loopback address.
+        if name == "localhost" { return isLoopback || listen.isWildcard }
         return hostNames.contains { $0.lowercased() == name }
     }
 

@@ -84,7 +84,9 @@ import Testing
         let v6 = AdminSettings(listen: try SocketAddress(parsing: "[::1]:9180"))
         #expect(v6.accepts(host: "[::1]:9180") && v6.accepts(host: "localhost") && !v6.accepts(host: "::1"))
         let wildcard = AdminSettings(listen: try SocketAddress(parsing: "0.0.0.0:9180"), tokenFile: "/x")
-        #expect(wildcard.accepts(host: "192.0.2.7:9180") && !wildcard.accepts(host: "localhost") && !wildcard.accepts(host: "evil.example"))
+        #expect(wildcard.accepts(host: "192.0.2.7:9180") && wildcard.accepts(host: "localhost") && !wildcard.accepts(host: "evil.example"))
+        let specific = AdminSettings(listen: try SocketAddress(parsing: "192.0.2.7:9180"), tokenFile: "/x")
+        #expect(specific.accepts(host: "192.0.2.7") && !specific.accepts(host: "localhost") && !specific.accepts(host: "192.0.2.8"))
     }
 
     /// Finding 1: per-listener live totals, written by one worker, read by the scrape.
