@@ -30,7 +30,7 @@ counter() { ip netns exec "$1" nstat -asz "$2" | awk -v n="$2" '$1 == n {print $
 # Modules the testbed and the rules need (the kernel's own module requests may not reach
 # this root's modprobe).
 for m in veth sch_tbf sch_htb sch_ingress nf_tables nft_tproxy nf_tproxy_ipv4 nf_tproxy_ipv6 nft_socket \
-         nft_nat nft_redir nft_chain_nat nft_numgen nft_ct nft_reject_inet nft_fib_inet; do
+         nft_nat nft_redir nft_chain_nat nft_numgen nft_ct nft_reject_inet nft_fib_inet nft_masq nf_conntrack_netlink; do
     modprobe -d "$KROOT" "$m" 2>>"$T/modprobe.err" || echo "KERNEL-CHECK INFO modprobe $m: $(tail -1 "$T/modprobe.err")"
 done
 
@@ -180,6 +180,16 @@ if wait_port "$GW_NS" 7000; then
     # out of service, and a new connection to an address beyond both WANs starts on WAN 2.
     ip -n "$SRV_NS" addr add 10.200.0.1/32 dev lo
     ip netns exec "$SRV_NS" mptcpize run python3 -m http.server 8081 --bind 10.200.0.1 --directory "$T/www" >"$T/http-far.log" 2>&1 &
+    # 2d (below): routed LAN UDP, NATed per WAN, to an echo beyond both WANs; one flow runs
+    # across the outage.
+    ip netns exec "$GW_NS" nft -f - <<NFT
+table inet kc_nat { chain post { type nat hook postrouting priority srcnat; oifname "wan*" ip saddr 192.168.50.0/24 masquerade; }; }
+NFT
+    PEER=$REPO/scripts/lib/routed-peer.py
+    ip netns exec "$SRV_NS" python3 "$PEER" echo 7 10.200.0.1 >"$T/echo.log" 2>&1 &
+    for _ in $(seq 100); do grep -q listening "$T/echo.log" && break; sleep 0.2; done
+    ip netns exec "$LAN_NS" python3 "$PEER" flow 10.200.0.1 7 120 "$T/flow.stop" >"$T/flow.log" 2>&1 &
+    sleep 2
     ip netns exec "$SRV_NS" nft -f - <<NFT
 table inet kc_blackhole {
     chain rx { type filter hook prerouting priority -300; iifname "wan1" drop; }
@@ -197,7 +207,22 @@ NFT
                 fail wan-health "no steering line: $(grep 'wan:' "$T/wan.log" | tail -3 | tr '\n' ' ')"
         }
     fi
+    # 2d. Routed traffic follows too ([routing] follow_service): a new LAN UDP flow and the
+    # one that ran across the outage (its conntrack entry, NATed to WAN 1, deleted) both get
+    # answers through WAN 2.
+    if ip netns exec "$LAN_NS" python3 "$PEER" once 10.200.0.1 7 3 >"$T/once.log" 2>&1; then
+        sleep 1; touch "$T/flow.stop"
+        for _ in $(seq 50); do grep -q '"sent"' "$T/flow.log" && break; sleep 0.2; done
+        if ! ip -n "$GW_NS" route show table 1000 | grep -q "default via 10.2.0.2"; then fail wan-routed "no detour in table 1000: $(ip -n "$GW_NS" route show table 1000)"
+        elif ! python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read().splitlines()[-1]); sys.exit(0 if d["last_answer"] > d["duration"] - 1.5 else 1)' "$T/flow.log" 2>/dev/null; then
+            fail wan-routed "the UDP flow across the outage did not resume: $(tail -1 "$T/flow.log")"
+        else pass wan-routed; fi
+    else
+        fail wan-routed "a new routed UDP exchange got no answer: $(cat "$T/once.log") $(grep 'wan:' "$T/wan.log" | tail -3 | tr '\n' ' ')"
+    fi
+    touch "$T/flow.stop"
     ip netns exec "$SRV_NS" nft delete table inet kc_blackhole
+    ip netns exec "$GW_NS" nft delete table inet kc_nat
 else
     fail wan-manager "relay did not start: $(grep -v 'descriptor limit' "$T/wan.log" | tail -3 | tr '\n' ' ')"
 fi

@@ -9,6 +9,8 @@ PACKAGES=(
     iproute2       # ip netns / ip mptcp / tc (testbed)
     nftables       # packet loss and blackholes in the testbed
     iperf3 curl wget python3 socat   # peers in tests and demo
+    tmux           # drives `mptcp-relay init` on a terminal in its test
+    dnsmasq-base   # the gateway's resolver and a DNS server beyond the WANs (routed failover tests)
     nginx-light    # mptcpize test: reverse proxy under --scope connect
     gcc libc6-dev file   # mptcpize test: a statically linked client (gcc -static)
     procps util-linux            # sysctl, prlimit

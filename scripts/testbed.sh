@@ -7,12 +7,15 @@
 # namespaces isolate one testbed from another, so only the NAME must be unique per run.
 #
 # Subcommands:
-#   up NAME [--wans N] [--rate MBIT] [--bare]
+#   up NAME [--wans N] [--rate MBIT] [--bare] [--nat]
 #                                      create the testbed, print KEY=VALUE lines for `eval`;
 #                                      --bare: no MPTCP endpoints, limits or policy routes on
 #                                      the gateway (the relay's [[wan]] manager does them), and
 #                                      every WAN has a main-table default route (metric 100*K
-#                                      for K >= 2), as DHCP on each uplink would leave it
+#                                      for K >= 2), as DHCP on each uplink would leave it;
+#                                      --nat: the gateway masquerades LAN traffic out of each
+#                                      WAN and the server has no route back to the LAN prefix,
+#                                      as on a site whose ISPs route only their own addresses
 #   down NAME                          kill its processes and delete it (idempotent)
 #   link NAME K down|up                take WAN K down/up on both ends
 #   loss NAME K PERCENT                drop PERCENT % of packets on WAN K both ways (0 removes)
@@ -31,10 +34,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/namespaces.sh"
 cmd_up() {
     local name=${1:-}; [[ -n $name ]] || die "usage: up NAME [--wans N] [--rate MBIT]"
     shift
-    local wans=2 rate=50 bare=0
+    local wans=2 rate=50 bare=0 nat=0
     while (($#)); do
         case $1 in
             --bare) bare=1; shift ;;
+            --nat) nat=1; shift ;;
             --wans) wans=${2:?--wans needs a number}; shift 2 ;;
             --rate) rate=${2:?--rate needs Mbit/s}; shift 2 ;;
             *) die "unknown option '$1' for up" ;;
@@ -119,8 +123,21 @@ cmd_up() {
     # WAN a connection starts on is decided by routing, not by being on-link.
     nsx "$srv" ip addr add 10.200.0.1/32 dev lo
     nsx "$srv" ip -6 addr add fd00:200::1/128 dev lo
-    nsx "$srv" ip route add 192.168.50.0/24 via 10.1.0.1 dev wan1
-    nsx "$srv" ip -6 route add fd00:50::/64 via fd00:1::1 dev wan1
+    if ((nat)); then
+        command -v nft >/dev/null || die "'nft' not found: apt-get install nftables"
+        nsx "$gw" nft -f - <<EOF
+table inet testbed_nat {
+    chain post {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan*" ip saddr 192.168.50.0/24 masquerade
+        oifname "wan*" ip6 saddr fd00:50::/64 masquerade
+    }
+}
+EOF
+    else
+        nsx "$srv" ip route add 192.168.50.0/24 via 10.1.0.1 dev wan1
+        nsx "$srv" ip -6 route add fd00:50::/64 via fd00:1::1 dev wan1
+    fi
     trap - ERR
 
     cat <<EOF
@@ -159,8 +176,7 @@ cmd_link() {
         if [[ $k == 1 ]]; then
             nsx "$name-gw" ip route replace default via 10.1.0.2 dev wan1
             nsx "$name-gw" ip -6 route replace default via fd00:1::2 dev wan1
-            nsx "$name-srv" ip route replace 192.168.50.0/24 via 10.1.0.1 dev wan1
-            nsx "$name-srv" ip -6 route replace fd00:50::/64 via fd00:1::1 dev wan1
+            restore_lan_route "$name"
         else
             nsx "$name-gw" ip route replace default via "10.$k.0.2" dev "wan$k" metric $((100 * k))
             nsx "$name-gw" ip -6 route replace default via "fd00:$k::2" dev "wan$k" metric $((1024 + 100 * k))
@@ -174,10 +190,18 @@ cmd_link() {
         if [[ $k == 1 ]]; then
             nsx "$name-gw" ip route replace default via 10.1.0.2 dev wan1
             nsx "$name-gw" ip -6 route replace default via fd00:1::2 dev wan1
-            nsx "$name-srv" ip route replace 192.168.50.0/24 via 10.1.0.1 dev wan1
-            nsx "$name-srv" ip -6 route replace fd00:50::/64 via fd00:1::1 dev wan1
+            restore_lan_route "$name"
         fi
     fi
+}
+
+# The server's route back to the LAN prefix over WAN 1 (flushed with the link), unless the
+# testbed NATs (--nat: the server never had one).
+restore_lan_route() {
+    local name=$1
+    nsx "$name-gw" nft list table inet testbed_nat >/dev/null 2>&1 && return 0
+    nsx "$name-srv" ip route replace 192.168.50.0/24 via 10.1.0.1 dev wan1
+    nsx "$name-srv" ip -6 route replace fd00:50::/64 via fd00:1::1 dev wan1
 }
 
 # Random loss with nft numgen (this kernel has no netem). One table per WAN so that changing
@@ -236,7 +260,7 @@ cmd_down_all() {
 }
 
 usage() {
-    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {

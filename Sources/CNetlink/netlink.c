@@ -15,6 +15,8 @@
 #include <linux/if_link.h>
 #include <linux/if_addr.h>
 #include <linux/mptcp.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 #include <arpa/inet.h>
 
 #define CNL_BUF 65536
@@ -449,10 +451,15 @@ static int rule_cb(const struct nlmsghdr *nlh, void *data) {
     r->src_len = h->src_len;
     r->action = h->action;
     r->table = h->table;
+    r->suppress_prefixlen = -1;
     const struct nlattr *a;
     mnl_attr_for_each(a, nlh, sizeof *h) {
         switch (mnl_attr_get_type(a)) {
         case FRA_SRC: copy_addr(r->src, a); break;
+        case FRA_FWMARK: r->fwmark = mnl_attr_get_u32(a); break;
+        case FRA_FWMASK: r->fwmask = mnl_attr_get_u32(a); break;
+        // The kernel reports "none" as -1 (all ones).
+        case FRA_SUPPRESS_PREFIXLEN: r->suppress_prefixlen = (int32_t)mnl_attr_get_u32(a); break;
         case FRA_TABLE: r->table = mnl_attr_get_u32(a); break;
         case FRA_PRIORITY: r->priority = mnl_attr_get_u32(a); break;
         case FRA_PROTOCOL: r->protocol = mnl_attr_get_u8(a); break;
@@ -510,10 +517,118 @@ int cnl_rt_rule(cnl_socket *s, int add, const cnl_rule *r) {
     h->table = r->table < 256 ? (uint8_t)r->table : RT_TABLE_UNSPEC;
     h->action = FR_ACT_TO_TBL;
     if (r->src_len) mnl_attr_put(nlh, FRA_SRC, addr_len(r->family), r->src);
+    if (r->fwmark || r->fwmask) {
+        mnl_attr_put_u32(nlh, FRA_FWMARK, r->fwmark);
+        mnl_attr_put_u32(nlh, FRA_FWMASK, r->fwmask);
+    }
+    if (r->suppress_prefixlen >= 0) mnl_attr_put_u32(nlh, FRA_SUPPRESS_PREFIXLEN, (uint32_t)r->suppress_prefixlen);
     mnl_attr_put_u32(nlh, FRA_TABLE, r->table);
     mnl_attr_put_u32(nlh, FRA_PRIORITY, r->priority);
     if (r->protocol) mnl_attr_put_u8(nlh, FRA_PROTOCOL, r->protocol);
     return transact(s, nlh, NULL, NULL);
+}
+
+// ---------------------------------------------------------------- conntrack
+
+/// An entry to delete: its original tuple as the kernel sent it (the attribute, header
+/// included) and its zone.
+struct ct_victim { uint8_t tuple[256]; uint16_t tuple_len; uint16_t zone; int has_zone; };
+
+struct ct_scan {
+    uint8_t family;
+    const uint8_t *addrs;
+    int count;
+    struct ct_victim *victims;
+    int n, cap;
+    int oom;
+};
+
+/// The address `which` (CTA_IP_V4_SRC/DST or the V6 twin) of a CTA_TUPLE_* attribute.
+static int tuple_addr(const struct nlattr *tuple, int v6, int dst, uint8_t out[16]) {
+    const struct nlattr *t, *ip;
+    mnl_attr_for_each_nested(t, tuple) {
+        if ((mnl_attr_get_type(t) & NLA_TYPE_MASK) != CTA_TUPLE_IP) continue;
+        mnl_attr_for_each_nested(ip, t) {
+            int type = mnl_attr_get_type(ip) & NLA_TYPE_MASK;
+            int want = v6 ? (dst ? CTA_IP_V6_DST : CTA_IP_V6_SRC) : (dst ? CTA_IP_V4_DST : CTA_IP_V4_SRC);
+            if (type != want) continue;
+            memset(out, 0, 16);
+            copy_addr(out, ip);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int in_set(const struct ct_scan *c, const uint8_t a[16]) {
+    size_t len = c->family == AF_INET ? 4 : 16;
+    for (int i = 0; i < c->count; i++) if (!memcmp(c->addrs + 16 * i, a, len)) return 1;
+    return 0;
+}
+
+static int ct_cb(const struct nlmsghdr *nlh, void *data) {
+    struct ct_scan *c = data;
+    const struct nlattr *a, *orig = NULL, *reply = NULL;
+    uint16_t zone = 0; int has_zone = 0;
+    mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+        switch (mnl_attr_get_type(a) & NLA_TYPE_MASK) {
+        case CTA_TUPLE_ORIG: orig = a; break;
+        case CTA_TUPLE_REPLY: reply = a; break;
+        case CTA_ZONE: zone = mnl_attr_get_u16(a); has_zone = 1; break;
+        }
+    }
+    if (!orig || !reply) return MNL_CB_OK;
+    uint8_t src[16], rdst[16];
+    int v6 = c->family == AF_INET6;
+    if (!tuple_addr(orig, v6, 0, src) || !tuple_addr(reply, v6, 1, rdst)) return MNL_CB_OK;
+    // Source-NATed to one of the addresses: replies come to it, the flow did not start there.
+    if (!in_set(c, rdst) || in_set(c, src)) return MNL_CB_OK;
+    if (orig->nla_len > sizeof c->victims[0].tuple) return MNL_CB_OK;
+    if (c->n == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 64;
+        struct ct_victim *v = realloc(c->victims, (size_t)cap * sizeof *v);
+        if (!v) { c->oom = 1; return MNL_CB_OK; }
+        c->victims = v; c->cap = cap;
+    }
+    struct ct_victim *v = &c->victims[c->n++];
+    memcpy(v->tuple, orig, orig->nla_len);
+    v->tuple_len = orig->nla_len;
+    v->zone = zone; v->has_zone = has_zone;
+    return MNL_CB_OK;
+}
+
+static struct nlmsghdr *ct_header(char *buf, uint8_t msg, uint16_t flags, uint8_t family) {
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | msg;
+    nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+    struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof *g);
+    g->nfgen_family = family;
+    g->version = NFNETLINK_V0;
+    g->res_id = 0;
+    return nlh;
+}
+
+int cnl_ct_delete_snat(cnl_socket *s, uint8_t family, const uint8_t *addrs, int count, int *deleted) {
+    *deleted = 0;
+    if (count <= 0) return 0;
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    struct ct_scan c = { family, addrs, count, NULL, 0, 0, 0 };
+    // A dump cannot be interleaved with requests on one socket: collect, then delete.
+    struct nlmsghdr *nlh = ct_header(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, family);
+    int ret = transact(s, nlh, ct_cb, &c);
+    if (ret == 0 && c.oom) ret = -ENOMEM;
+    for (int i = 0; ret == 0 && i < c.n; i++) {
+        nlh = ct_header(buf, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, family);
+        memcpy(mnl_nlmsg_get_payload_tail(nlh), c.victims[i].tuple, c.victims[i].tuple_len);
+        nlh->nlmsg_len += MNL_ALIGN(c.victims[i].tuple_len);
+        if (c.victims[i].has_zone) mnl_attr_put_u16(nlh, CTA_ZONE, c.victims[i].zone);
+        int r = transact(s, nlh, NULL, NULL);
+        // Gone already (the flow ended, or a timeout): nothing to move.
+        if (r == 0) (*deleted)++;
+        else if (r != -ENOENT) ret = r;
+    }
+    free(c.victims);
+    return ret;
 }
 
 // ---------------------------------------------------------------- events

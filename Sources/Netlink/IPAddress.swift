@@ -28,6 +28,11 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         self.init(family: family, bytes: Array(all.prefix(family == .v4 ? 4 : 16)))
     }
 
+    /// 0.0.0.0 or ::, the destination of a default route.
+    public static func unspecified(_ family: Family) -> IPAddress {
+        IPAddress(family: family, bytes: [UInt8](repeating: 0, count: family == .v4 ? 4 : 16))!
+    }
+
     /// "10.2.0.1" or "fd00:2::1"; nil for anything else (no brackets, no prefix, no scope).
     public init?(_ text: String) {
         var buf = [UInt8](repeating: 0, count: 16)

@@ -7,6 +7,7 @@ public final class NetlinkSocket {
     public enum Bus: Int32, Sendable {
         case route = 0     // NETLINK_ROUTE
         case generic = 16  // NETLINK_GENERIC
+        case netfilter = 12  // NETLINK_NETFILTER (conntrack)
     }
 
     let handle: OpaquePointer

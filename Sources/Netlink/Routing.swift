@@ -75,7 +75,9 @@ public struct Route: Hashable, Sendable {
     public var isDefault: Bool { prefixLength == 0 }
 }
 
-/// A policy routing rule `from SOURCE/LEN lookup TABLE`.
+/// A policy routing rule `[from SOURCE/LEN] [fwmark MARK/MASK] lookup TABLE
+/// [suppress_prefixlength N]`. A source length of 0 matches every source (the address
+/// only names the family).
 public struct Rule: Hashable, Sendable {
     public var source: IPAddress
     public var sourceLength: Int
@@ -83,14 +85,26 @@ public struct Rule: Hashable, Sendable {
     public var priority: UInt32
     /// FRA_PROTOCOL: who installed it.
     public var protocolID: UInt8
+    /// Packet mark match; a mask of 0: none.
+    public var fwmark: UInt32 = 0
+    public var fwmask: UInt32 = 0
+    /// Routes of this prefix length or shorter found in the table are ignored (0: its
+    /// default route), so the lookup goes on to the next rule.
+    public var suppressPrefixLength: Int? = nil
 
-    public init(source: IPAddress, sourceLength: Int, table: UInt32, priority: UInt32, protocolID: UInt8) {
+    public init(source: IPAddress, sourceLength: Int, table: UInt32, priority: UInt32, protocolID: UInt8,
+                fwmark: UInt32 = 0, fwmask: UInt32 = 0, suppressPrefixLength: Int? = nil) {
         self.source = source
         self.sourceLength = sourceLength
         self.table = table
         self.priority = priority
         self.protocolID = protocolID
+        self.fwmark = fwmark
+        self.fwmask = fwmask
+        self.suppressPrefixLength = suppressPrefixLength
     }
+
+    public var family: IPAddress.Family { source.family }
 }
 
 /// rtnetlink requests: dumps of links, addresses, routes and rules, and route/rule changes.
@@ -132,7 +146,8 @@ public final class RoutingClient {
     public func rules() throws(Errno) -> [Rule] {
         try dump(empty: cnl_rule()) { cnl_rt_dump_rules(socket.handle, $0, $1, $2) }.compactMap { r in
             guard r.action == 1, let src = IPAddress(rawFamily: r.family, r.src) else { return nil }
-            return Rule(source: src, sourceLength: Int(r.src_len), table: r.table, priority: r.priority, protocolID: r.protocol)
+            return Rule(source: src, sourceLength: Int(r.src_len), table: r.table, priority: r.priority, protocolID: r.protocol,
+                        fwmark: r.fwmark, fwmask: r.fwmask, suppressPrefixLength: r.suppress_prefixlen >= 0 ? Int(r.suppress_prefixlen) : nil)
         }
     }
 
@@ -170,6 +185,9 @@ public final class RoutingClient {
         c.protocol = r.protocolID
         c.table = r.table
         c.priority = r.priority
+        c.fwmark = r.fwmark
+        c.fwmask = r.fwmask
+        c.suppress_prefixlen = r.suppressPrefixLength.map(Int32.init) ?? -1
         c.src = r.source.raw16
         return cnl_rt_rule(socket.handle, add ? 1 : 0, &c)
     }

@@ -59,6 +59,16 @@ final class AdminMetrics: Sendable {
                     help: "Health probe rounds of this WAN, by result.")
             advance("mptcp_relay_wan_service_changes_total", labels, to: u.transitions,
                     help: "Times probes took this WAN out of service or put it back.")
+            advance("mptcp_relay_wan_flows_released_total", labels, to: u.flowsMoved,
+                    help: "NATed routed flows whose conntrack entry was deleted when this WAN went out of service, so they restart on a WAN in service.")
+        }
+        for r in doc.routing ?? [] {
+            let labels = [("family", r.family)]
+            registry.makeGauge(name: "mptcp_relay_routing_detour", labels: labels,
+                               help: "1 while routed traffic of this family avoids the main table's default WAN (out of service).")
+                .set(Int64(r.via == nil ? 0 : 1))
+            advance("mptcp_relay_routing_changes_total", labels, to: r.changes,
+                    help: "Times routed traffic of this family changed the WAN it leaves by.")
         }
         return registry.emitToString()
     }

@@ -31,6 +31,8 @@ public final class AdminServer: Sendable {
     let wans = WanAccounting()
     /// The WAN manager's per-uplink state, when it runs.
     let uplinks: (@Sendable () -> [StatusDocument.Uplink])?
+    /// Where the WAN manager sends routed traffic, when it does.
+    let routing: (@Sendable () -> [StatusDocument.Routing])?
     /// Advances by the detail budget per request, so the subflows read rotate over connections.
     private let detailOffset = Atomic<Int>(0)
     /// Requests being answered now; past `maxInFlight` a request gets 503 at once, so a
@@ -46,16 +48,19 @@ public final class AdminServer: Sendable {
     private let server: HTTPServer
 
     /// Loads the token file (when set); the listener starts with `start()`.
-    public convenience init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])? = nil) throws {
-        try self.init(settings: settings, relay: relay, uplinks: uplinks, bootstrapMetrics: true)
+    public convenience init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])? = nil,
+                            routing: (@Sendable () -> [StatusDocument.Routing])? = nil) throws {
+        try self.init(settings: settings, relay: relay, uplinks: uplinks, routing: routing, bootstrapMetrics: true)
     }
 
     /// `bootstrapMetrics: false` leaves swift-metrics alone (it takes one backend per process:
     /// a test process that has one already can still run an admin listener).
-    init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])?, bootstrapMetrics: Bool) throws {
+    init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])?,
+         routing: (@Sendable () -> [StatusDocument.Routing])? = nil, bootstrapMetrics: Bool) throws {
         if let problem = settings.problem { throw StartError(description: problem) }
         self.settings = settings
         self.uplinks = uplinks
+        self.routing = routing
         token = try settings.tokenFile.map { path throws in try AdminToken.load(path: path) }
         self.relay = RelayView(relay: relay)
         let address: any FlyingSocks.SocketAddress
@@ -147,12 +152,13 @@ public final class AdminServer: Sendable {
             pipesInUse: answers.reduce(0) { $0 + $1.pipesInUse }, acceptPauses: r.total(.acceptPauses))
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
+        let routed = routing?()
         return StatusDocument(time: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9,
                               workersAnswered: answers.count, workers: r.counters.count,
                               totals: totals, wans: withConnections ? wans.update(connections, sequence: sequence) : wans.current(),
                               connections: connections,
                               subflowDetailsOmitted: answers.reduce(0) { $0 + $1.detailsOmitted },
-                              uplinks: uplinks?())
+                              uplinks: uplinks?(), routing: routed?.isEmpty == true ? nil : routed)
     }
 }
 

@@ -41,6 +41,7 @@ enum Dashboard {
 <svg id="chart" viewBox="0 0 1000 250"></svg>
 <div id="legend"></div>
 <p class="note" id="no-wans">No WAN traffic seen yet: interfaces appear here once the subflows of an MPTCP connection have been read.</p>
+<div id="routing"></div>
 <table id="uplinks" hidden><thead><tr><th>uplink</th><th>link</th><th>probes</th><th>service</th><th>last round</th></tr></thead><tbody></tbody></table>
 <table id="wans" hidden><thead><tr><th>interface</th><th>subflows</th><th>now</th><th>sent</th><th>received</th></tr></thead><tbody></tbody></table>
 <h2>Open connections</h2>
@@ -120,6 +121,15 @@ function render(doc) {
   document.getElementById("uplinks").hidden = !(doc.uplinks && doc.uplinks.length);
   document.getElementById("wans").hidden = doc.wans.length === 0;
   document.getElementById("no-wans").hidden = doc.wans.length > 0;
+  const routing = document.querySelector("#routing");
+  routing.replaceChildren();
+  for (const r of doc.routing || []) {
+    const line = document.createElement("div");
+    line.className = "route"; line.dataset.family = r.family; line.dataset.via = r.via || "";
+    line.textContent = "Routed " + r.family + " traffic: " + (r.via ? "by " + r.via : "main routing table") + " (" + r.reason + ")";
+    routing.appendChild(line);
+  }
+
   const uplinkBody = document.querySelector("#uplinks tbody");
   uplinkBody.replaceChildren();
   for (const u of doc.uplinks || []) {

@@ -51,6 +51,10 @@ public struct StatusDocument: Codable, Sendable {
         public var rounds: UInt64
         public var failedRounds: UInt64
         public var transitions: UInt64
+        /// NATed flows moved off it (conntrack entries deleted) when it went out of service.
+        public var flowsMoved: UInt64 = 0
+        /// Its probes fail, as every WAN's do: used anyway (fail open).
+        public var failOpen = false
 
         public init(interface: String, link: String, probes: String, inService: Bool, detail: String, since: Double,
                     rounds: UInt64, failedRounds: UInt64, transitions: UInt64) {
@@ -63,6 +67,26 @@ public struct StatusDocument: Codable, Sendable {
             self.rounds = rounds
             self.failedRounds = failedRounds
             self.transitions = transitions
+        }
+    }
+
+    /// Where one family's routed traffic (and the gateway's own) goes, with `[routing]
+    /// follow_service`: the API's copy of `WanManager.RoutingReport`.
+    public struct Routing: Codable, Sendable, Equatable {
+        /// "IPv4" or "IPv6".
+        public var family: String
+        /// The WAN it is sent to while the main table's default WAN is out; nil: the main table.
+        public var via: String?
+        public var reason: String
+        public var since: Double
+        public var changes: UInt64
+
+        public init(family: String, via: String?, reason: String, since: Double, changes: UInt64) {
+            self.family = family
+            self.via = via
+            self.reason = reason
+            self.since = since
+            self.changes = changes
         }
     }
 
@@ -89,4 +113,6 @@ public struct StatusDocument: Codable, Sendable {
     public var subflowDetailsOmitted: Int
     /// The `[[wan]]` uplinks' service state; nil without a WAN manager.
     public var uplinks: [Uplink]? = nil
+    /// Routed traffic per family; nil without a WAN manager that steers it.
+    public var routing: [Routing]? = nil
 }

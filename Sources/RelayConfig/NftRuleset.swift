@@ -81,6 +81,12 @@ public enum NftRuleset {
         return out.joined(separator: "\n") + "\n"
     }
 
+    /// Ahead of the WAN manager's rules (WanPlan.rulePriority and after): with `[routing]
+    /// follow_service` its catch-all rule would otherwise route intercepted packets out
+    /// through a WAN instead of to the relay. An `ip rule add` without a priority lands
+    /// after rules that existed before it, which depends on start order.
+    public static let tproxyRulePriority = 30900
+
     /// `ip rule` / `ip route` commands that deliver marked (TPROXY'd) packets locally;
     /// empty without transparent listeners. Safe to rerun after `routingRemovalCommands`.
     public static func routingCommands(_ config: RelayConfigFile) -> [String] {
@@ -88,7 +94,7 @@ public enum NftRuleset {
         return Plan(config).tproxyFamilies.flatMap { family -> [String] in
             let (flag, any) = family == AF_INET ? ("-4", "0.0.0.0/0") : ("-6", "::/0")
             return [
-                "ip \(flag) rule add fwmark \(hex(i.mark)) lookup \(i.routeTable)",
+                "ip \(flag) rule add fwmark \(hex(i.mark)) lookup \(i.routeTable) priority \(tproxyRulePriority)",
                 "ip \(flag) route replace local \(any) dev lo table \(i.routeTable)",
             ]
         }

@@ -29,7 +29,7 @@ public struct RelayConfigFile: Sendable {
         "log_level", "workers", "max_connections", "connect_timeout", "idle_timeout", "grace",
         "header_timeout", "max_pending_headers", "max_pending_per_source",
         "pipe_size", "pipe_memory", "splice", "upstream_mptcp", "listener", "interception",
-        "wan", "paths", "health", "admin",
+        "wan", "paths", "health", "routing", "admin",
         "server",
     ]
 

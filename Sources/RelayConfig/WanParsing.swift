@@ -9,6 +9,7 @@ enum WanParsing {
     static let wanKeys = ["interface", "gateway", "gateway6", "backup", "table", "enabled", "probe"]
     static let pathKeys = ["subflows", "add_addr_accepted", "endpoint"]
     static let healthKeys = ["enabled", "interval", "timeout", "down_after", "up_after"]
+    static let routingKeys = ["follow_service", "table"]
 
     static func parse(_ top: TableReader, interceptionTable: UInt32) throws(ConfigError) -> WanPlan {
         var wans: [WanSpec] = []
@@ -50,7 +51,36 @@ enum WanParsing {
         }
         var plan = WanPlan(wans: wans, paths: paths)
         plan.health = try parseHealth(top)
+        plan.routing = try parseRouting(top, wans: wans, interceptionTable: interceptionTable)
         return plan
+    }
+
+    /// `[routing]`: whether routed traffic follows the WANs in service, and the table it uses.
+    static func parseRouting(_ top: TableReader, wans: [WanSpec], interceptionTable: UInt32) throws(ConfigError) -> RoutingSettings {
+        var routing = RoutingSettings()
+        guard let value = top.table["routing"] else { return routing }
+        guard let table = value.table else {
+            throw top.error("routing", "'routing' must be a table: write [routing] on its own line, then its keys")
+        }
+        let r = TableReader(table: table, scope: .table("routing"), context: top.context)
+        try r.rejectUnknownKeys(allowed: routingKeys)
+        if let b = try r.bool("follow_service") { routing.followService = b }
+        if let n = try r.integer("table", in: 1...Int(UInt32.max)) {
+            guard !(253...255).contains(n) else {
+                throw r.error("table", "table = \(n) is a system routing table (default/main/local): pick another, like \(RoutingSettings().table)")
+            }
+            if let wan = wans.first(where: { $0.table == UInt32(n) }) {
+                throw r.error("table", "table = \(n) is WAN '\(wan.interface)''s table: give [routing] a table of its own")
+            }
+            guard UInt32(n) != interceptionTable else {
+                throw r.error("table", "table = \(n) is [interception]'s table (TPROXY's local route): give [routing] another one")
+            }
+            routing.table = UInt32(n)
+        }
+        if !r.has("table"), let wan = wans.first(where: { $0.table == routing.table }) {
+            throw r.error("follow_service", "WAN '\(wan.interface)' uses table \(routing.table), which [routing] uses by default: set [routing] table = N to another")
+        }
+        return routing
     }
 
     /// `[health]`: probe timing. The bounds keep a round inside its interval and the
@@ -133,6 +163,15 @@ extension RelayConfigFile {
                 ? "\(path): warning: WAN interface '\(w.interface)' does not exist (yet): it is managed once it appears"
                 : nil
         }
+    }
+
+    /// What `check` says about routed traffic ([routing]).
+    public func wanRoutingSummary() -> [String] {
+        guard !wan.enabledWans.isEmpty else { return [] }
+        guard wan.routing.followService else {
+            return ["routed traffic: follows the main routing table only ([routing] follow_service = false): LAN traffic the relay does not carry, and the gateway's own, still go to a WAN out of service"]
+        }
+        return ["routed traffic: follows the WANs in service: rules at priority \(WanPlan.suppressPriority)-\(WanPlan.servicePriority) in front of the main table, table \(wan.routing.table) for the detour, flows pinned to their WAN with connection marks \(String(format: "0x%x", WanPlan.markMask)) (nftables table inet \(FlowPinning.table)); a WAN out of service has its NATed flows' conntrack entries deleted"]
     }
 
     /// What `check` says about the health probes: what each WAN is probed with and how soon

@@ -17,13 +17,48 @@ public struct UplinkReport: Codable, Sendable, Equatable {
     public var rounds: UInt64
     public var failedRounds: UInt64
     public var transitions: UInt64
+    /// NATed flows released from it (conntrack entries deleted) when it went out of service.
+    public var flowsMoved: UInt64 = 0
+    /// Its probes fail, but so do every other WAN's: used anyway (fail open).
+    public var failOpen = false
 
     /// The state in a few words: "in service", "out of service (probes)", "link down".
     public var summary: String {
         if link != "up" { return "link \(link)" }
+        if probes == "down" && failOpen { return "in service by fail open: probes failing on every WAN" }
         if probes == "down" { return "out of service: link up, probes failing" }
         return probes == "off" ? "in service (not probed)" : "in service"
     }
+}
+
+/// Where one family's routed traffic (and the gateway's own) goes now, with
+/// `[routing] follow_service`.
+public struct RoutingReport: Codable, Sendable, Equatable {
+    /// "IPv4" or "IPv6".
+    public var family: String
+    /// The WAN the relay's table sends it to; nil: the main routing table decides.
+    public var via: String?
+    public var reason: String
+    /// Seconds since the epoch of the last change.
+    public var since: Double
+    public var changes: UInt64
+
+    public init(family: String, via: String?, reason: String, since: Double, changes: UInt64) {
+        self.family = family
+        self.via = via
+        self.reason = reason
+        self.since = since
+        self.changes = changes
+    }
+
+    public var summary: String { "\(family): \(via.map { "by \($0)" } ?? "main routing table") (\(reason))" }
+}
+
+/// What the report file holds.
+public struct WanReportDocument: Codable, Sendable, Equatable {
+    public var uplinks: [UplinkReport]
+    /// Empty when routed traffic does not follow the WANs (`[routing] follow_service = false`).
+    public var routing: [RoutingReport]
 }
 
 /// The manager's reports in a file next to the endpoint record, so `mptcp-relay wan` (a
@@ -34,15 +69,15 @@ public struct UplinkReportFile: Sendable {
 
     public static func defaultPath() -> String { "/run/mptcp-relay/wan-health-\(OwnedEndpointRecord.namespaceKey()).json" }
 
-    public func save(_ reports: [UplinkReport]) throws {
+    public func save(_ document: WanReportDocument) throws {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        try JSONEncoder().encode(reports).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try JSONEncoder().encode(document).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
-    public func load() -> [UplinkReport]? {
+    public func load() -> WanReportDocument? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return try? JSONDecoder().decode([UplinkReport].self, from: data)
+        return try? JSONDecoder().decode(WanReportDocument.self, from: data)
     }
 
     public func remove() { unlink(path) }

@@ -22,11 +22,22 @@ public enum WanAction: Hashable, Sendable, CustomStringConvertible {
             guard e.ifindex == 0 && e.flags.contains(.signal) else { return "add endpoint id \(e.id) \(e.address) dev \(wan) \(e.flags)" }
             return "add endpoint id \(e.id) \(e.address)\(e.port != 0 ? " port \(e.port)" : "") \(e.flags) (\(wan))"
         case .setEndpointFlags(let e): return "set endpoint id \(e.id) \(e.address) \(e.flags)"
-        case .deleteRule(let r): return "delete rule from \(r.source) lookup \(r.table)"
-        case .addRule(let r): return "add rule from \(r.source) lookup \(r.table)"
+        case .deleteRule(let r): return "delete rule \(Self.rule(r))"
+        case .addRule(let r): return "add rule \(Self.rule(r))"
         case .deleteRoute(let r): return "delete route \(Self.route(r))"
         case .addRoute(let r): return "add route \(Self.route(r))"
         }
+    }
+
+    /// As `ip rule` prints it: "from 10.2.0.1 lookup 1002", "fwmark 0x2000000/0xff000000 lookup 1002",
+    /// "from all lookup main suppress_prefixlength 0".
+    static func rule(_ r: Rule) -> String {
+        var parts = [r.sourceLength == 0 ? "from all" : r.sourceLength == r.family.bitCount ? "from \(r.source)" : "from \(r.source)/\(r.sourceLength)"]
+        if r.fwmask != 0 { parts.append("fwmark 0x\(String(r.fwmark, radix: 16))/0x\(String(r.fwmask, radix: 16))") }
+        parts.append("lookup \(r.table == 254 ? "main" : String(r.table))")
+        if let n = r.suppressPrefixLength { parts.append("suppress_prefixlength \(n)") }
+        if r.sourceLength == 0 { parts.insert(r.family == .v4 ? "(IPv4)" : "(IPv6)", at: 0) }
+        return parts.joined(separator: " ")
     }
 
     static func route(_ r: Route) -> String {

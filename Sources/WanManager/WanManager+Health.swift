@@ -15,6 +15,9 @@ extension WanManager {
     /// What the WAN manager's reports say now (status API, metrics).
     public func uplinkReports() -> [UplinkReport] { lock.withLock { reports } }
 
+    /// Where routed traffic goes now, per family; empty without `[routing] follow_service`.
+    public func routingReports() -> [RoutingReport] { lock.withLock { self.routingReportsNow } }
+
     func healthSummary() -> String {
         let h = plan.health
         guard !plan.enabledWans.isEmpty else { return "" }
@@ -108,15 +111,33 @@ extension WanManager {
         // A reload changed the timing: the prober starts its next round at once, on it.
         if previous != plan.health { prober?.poke() }
 
+        // Fail open: when the probes judge every WAN that has a link dead, the judgement is
+        // what is likelier wrong (a network that blocks the targets); acting on it would take
+        // a working site offline. Routing and the relay then follow the main table.
+        let linked = Set(plan.enabledWans.filter { view.link(named: $0.interface)?.isUp == true }.map(\.interface))
+        let judged = probedDown.intersection(linked)
+        let failingOpen = !linked.isEmpty && judged == linked
+        if failingOpen != failOpen {
+            failOpen = failingOpen
+            if failingOpen {
+                let why = linked.sorted().map { "\($0): \(health[$0]?.downReason ?? "?")" }.joined(separator: "; ")
+                logger.error("wan: FAIL OPEN: the probes of every WAN with a link fail (\(why)); a probe target a network blocks must not take a working site offline, so the relay and routed traffic follow the main routing table and every endpoint stays, until some WAN answers again. Check the probe targets ([[wan]] probe)")
+            } else {
+                logger.notice("wan: fail open ends: \(linked.subtracting(judged).sorted().joined(separator: ", ")) answer\(linked.subtracting(judged).count == 1 ? "s" : "") again; WANs whose probes fail are out of service")
+            }
+        }
+        outOfService = failingOpen ? [] : probedDown
+
         var service: [String: String?] = [:]
         for wan in plan.enabledWans {
             guard let link = view.link(named: wan.interface) else { service[wan.interface] = .some("no such interface"); continue }
-            if !link.isUp { service[wan.interface] = .some("link down") } else if let h = health[wan.interface], h.state == .down {
+            if !link.isUp { service[wan.interface] = .some("link down") } else if outOfService.contains(wan.interface), let h = health[wan.interface] {
                 service[wan.interface] = .some("probes failing (\(h.downReason))")
             } else {
                 service[wan.interface] = .some(nil)
             }
         }
+        unavailable = Set(service.compactMap { $0.value == nil ? nil : $0.key })
         let choice = UplinkChoice.choose(plan, view, service: service)
         if choice != lastChoice {
             logSteering(choice, was: lastChoice ?? UplinkChoice())
@@ -126,19 +147,32 @@ extension WanManager {
         publishReports(view)
     }
 
-    /// One line per family whose decision changed.
+    /// One line per family whose decision changed: the relay's new connections and, with
+    /// `[routing] follow_service`, routed traffic and the gateway's own.
     private func logSteering(_ now: UplinkChoice, was: UplinkChoice) {
+        let follows = plan.followsService
         for family in [IPAddress.Family.v4, .v6] where now.decision(family) != was.decision(family) {
             let name = family == .v4 ? "IPv4" : "IPv6"
+            let date = Date().timeIntervalSince1970
             switch now.decision(family) {
             case .refuse(let why):
                 logger.error("wan: \(why): new \(name) connections through the relay are reset until one recovers")
+                if follows { noteRouting(family, via: nil, reason: "no WAN has a usable link", at: date) }
             case .bind(let source, let via):
-                logger.warning("wan: new \(name) connections start on \(via) (bound to \(source)): the main table's default route leads to a WAN out of service")
+                let routedToo = follows ? "; routed \(name) traffic and the gateway's own leave by \(via) too" : ""
+                logger.warning("wan: new \(name) connections start on \(via) (bound to \(source))\(routedToo): the main table's default route leads to a WAN out of service")
+                if follows { noteRouting(family, via: via, reason: "the main table's default route leads to a WAN out of service", at: date) }
             case .mainTable:
-                logger.notice("wan: new \(name) connections follow the main routing table again")
+                logger.notice("wan: new \(name) connections follow the main routing table again\(follows ? " (routed traffic too)" : "")")
+                if follows { noteRouting(family, via: nil, reason: failOpen ? "fail open: every WAN's probes fail" : "the main table's default route leads to a WAN in service", at: date) }
             }
         }
+    }
+
+    private func noteRouting(_ family: IPAddress.Family, via: String?, reason: String, at date: Double) {
+        if let was = routed[family], was.via == via, was.reason == reason { return }
+        if routed[family] != nil { routeChanges[family, default: 0] += 1 }
+        routed[family] = (via, reason, date)
     }
 
     /// The probes of one WAN whose link is up: each target of a family the WAN has an
@@ -176,16 +210,26 @@ extension WanManager {
             let link = view.link(named: wan.interface).map { $0.isUp ? "up" : "down" } ?? "absent"
             let verdict = health[wan.interface] ?? WanHealth()
             let probes = !probed.contains(wan.interface) ? "off" : verdict.state.rawValue
-            let inService = wan.enabled && link == "up" && verdict.state != .down
+            let inService = wan.enabled && link == "up" && !outOfService.contains(wan.interface)
             var detail = verdict.lastResult
             if !wan.enabled { detail = "disabled in the config" } else if link != "up" { detail = link == "absent" ? "no such interface" : "link down" }
             else if probes == "off" {
                 detail = !plan.health.enabled ? "probes off"
                     : wan.probes == nil ? "not probed: no default target has answered yet and it has no gateway to ping (set gateway = \"...\" or probe = [...])"
                     : "not probed: no target of its address families" }
-            return UplinkReport(interface: wan.interface, link: link, probes: probes, inService: inService, detail: detail,
-                                since: since[wan.interface] ?? now, rounds: verdict.rounds, failedRounds: verdict.failures,
-                                transitions: transitions[wan.interface] ?? 0)
+            var report = UplinkReport(interface: wan.interface, link: link, probes: probes, inService: inService, detail: detail,
+                                      since: since[wan.interface] ?? now, rounds: verdict.rounds, failedRounds: verdict.failures,
+                                      transitions: transitions[wan.interface] ?? 0)
+            report.flowsMoved = flowsMoved[wan.interface] ?? 0
+            report.failOpen = failOpen && verdict.state == .down
+            return report
+        }
+        let routing: [RoutingReport] = !plan.followsService ? [] : [IPAddress.Family.v4, .v6].map { family in
+            let r = routed[family] ?? (nil, "the main table's default route leads to a WAN in service", now)
+            // Failing open is a state of the WANs, not a change of route: say it while it lasts.
+            let reason = r.via == nil && failOpen ? "fail open: every WAN's probes fail; the main table decides" : r.reason
+            return RoutingReport(family: family == .v4 ? "IPv4" : "IPv6", via: r.via, reason: reason, since: r.since,
+                                 changes: routeChanges[family] ?? 0)
         }
         let old = lock.withLock { reports }
         // `since`: the last time the WAN went in or out of service, for any reason (link or probes).
@@ -195,13 +239,17 @@ extension WanManager {
             if since[name] == nil || old.first(where: { $0.interface == name })?.inService != dated[i].inService { since[name] = now }
             dated[i].since = since[name] ?? now
         }
-        lock.withLock { reports = dated }
+        let oldRouting = lock.withLock { () -> [RoutingReport] in
+            defer { reports = dated; routingReportsNow = routing }
+            return routingReportsNow
+        }
         // The file is for a person running `mptcp-relay wan`: every change of state at once,
         // the counters at most every 5 s.
         let stateChanged = old.map { [$0.interface, $0.link, $0.probes, String($0.inService)] } != dated.map { [$0.interface, $0.link, $0.probes, String($0.inService)] }
+            || oldRouting.map(\.via) != routing.map(\.via)
         guard stateChanged || now - reportsWrittenAt >= 5 else { return }
         reportsWrittenAt = now
-        do { try reportFile.save(dated) } catch {
+        do { try reportFile.save(WanReportDocument(uplinks: dated, routing: routing)) } catch {
             if stateChanged { logger.debug("wan: cannot write \(reportFile.path): \(error)") }
         }
     }

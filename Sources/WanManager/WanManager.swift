@@ -32,6 +32,13 @@ public final class WanManager: @unchecked Sendable {
     private var lastFailures: Set<String> = []
     /// The C flag of an advertising server (InitialJoinSysctl.swift).
     private let initialJoin = InitialJoinSysctl()
+    /// `[routing] follow_service`: conntrack entries of flows NATed to a WAN that goes out of
+    /// service are deleted with it; nil where ctnetlink cannot be opened.
+    private var conntrack: ConntrackClient?
+    /// The flow pinning table (FlowPinning) as loaded; nil: no table of ours.
+    private var pinned: String?
+    /// WANs out of service at the last reconciliation: a WAN new in it has its NATed flows released.
+    private var releasedFor: Set<String> = []
 
     // Health probes (WanManager+Health): the verdicts live on the manager's thread; the
     // prober hands its rounds over through `pendingRounds`.
@@ -44,7 +51,19 @@ public final class WanManager: @unchecked Sendable {
     var probeWork: ([ProbeJob], HealthSettings) = ([], HealthSettings())
     var prober: WanProber?
     var lastChoice: UplinkChoice?
+    /// WANs the relay and routing treat as out of service: those the probes judge dead,
+    /// unless that is every WAN that has a link (fail open: FailOpen in WanManager+Health).
+    var outOfService: Set<String> = []
+    var failOpen = false
+    /// WANs not in service for any reason (link down, absent, probes): what releaseFlows acts on.
+    var unavailable: Set<String> = []
+    /// NATed flows released from each WAN when it went out of service (conntrack entries deleted).
+    var flowsMoved: [String: UInt64] = [:]
+    /// Routed traffic per family: the WAN it is steered to (nil: the main table), since when, changes.
+    var routed: [IPAddress.Family: (via: String?, reason: String, since: Double)] = [:]
+    var routeChanges: [IPAddress.Family: UInt64] = [:]
     var reports: [UplinkReport] = []
+    var routingReportsNow: [RoutingReport] = []
     var reportsWrittenAt = 0.0
     /// Warnings about probing (a probe that cannot start, a WAN with no target of its
     /// families) already logged: each is logged once.
@@ -91,6 +110,11 @@ public final class WanManager: @unchecked Sendable {
         wakeFD = ends[0]
         wakeWriteFD = ends[1]
         owned = record.load()
+        if plan.followsService {
+            do { conntrack = try ConntrackClient() } catch {
+                logger.warning("wan: cannot open ctnetlink (\(error)): flows NATed to a WAN that goes out of service keep their conntrack entry until it expires")
+            }
+        }
     }
 
     deinit {
@@ -229,8 +253,10 @@ public final class WanManager: @unchecked Sendable {
         let flapped = seenDown.intersection(up)
         seenDown = []
         refreshHealth(view)
+        syncPinning()
         let result = WanReconciler.reconcile(plan, view, owned: owned, flapped: flapped, limits: plan.limits,
-                                             outOfService: probedDown)
+                                             outOfService: outOfService, steering: lastChoice ?? UplinkChoice())
+        defer { releaseFlows(view) }
         if result.notes != lastNotes {
             for note in result.notes where !lastNotes.contains(note) { logger.warning("wan: \(note)") }
             lastNotes = result.notes
@@ -254,6 +280,45 @@ public final class WanManager: @unchecked Sendable {
         lastFailures = failures
         owned = result.owned.subtracting(failed)
         save(owned)
+    }
+
+    /// Loads the flow pinning table when routed traffic follows the WANs and its text (the
+    /// WANs and their marks) changed since it was loaded; removes it when the feature is off.
+    private func syncPinning() {
+        let want = plan.followsService ? FlowPinning.render(plan) : nil
+        guard want != pinned else { return }
+        if want != nil {
+            if let problem = FlowPinning.install(plan) {
+                let line = "wan: cannot load the nftables table \(FlowPinning.table): \(problem): routed flows are not pinned to their WAN (a WAN back in service may take flows that moved away); retried every \(Self.period) s"
+                if !loggedOnce.contains(line) { logger.warning("\(line)") }
+                loggedOnce.insert(line)
+                return
+            }
+        } else if let problem = FlowPinning.remove() {
+            logger.warning("wan: cannot remove the nftables table \(FlowPinning.table): \(problem)")
+        }
+        pinned = want
+    }
+
+    /// A WAN that went out of service since the last pass (its routes and rules already
+    /// changed): its NATed flows' conntrack entries go, so their next packet is NATed afresh
+    /// out of a WAN in service. Flows that moved away are never moved back (FlowPinning).
+    private func releaseFlows(_ view: KernelView) {
+        guard plan.followsService else { releasedFor = []; return }
+        let newlyOut = unavailable.subtracting(releasedFor)
+        releasedFor = unavailable
+        guard let conntrack, !newlyOut.isEmpty else { return }
+        for wan in newlyOut.sorted() {
+            guard let link = view.link(named: wan) else { continue }
+            let addresses = view.addresses.filter { $0.ifindex == link.ifindex && $0.scope == 0 }.map(\.address)
+            do {
+                let n = try conntrack.deleteSourceNATed(to: addresses)
+                flowsMoved[wan, default: 0] += UInt64(n)
+                logger.notice("wan: \(wan) out of service: \(n) NATed flow(s) released to start again on a WAN in service\(n == 0 ? " (none was NATed to it)" : "")")
+            } catch {
+                logger.warning("wan: \(wan) out of service: cannot delete its NATed flows' conntrack entries: \(error) (they keep going to it until they expire)")
+            }
+        }
     }
 
     private func apply(_ action: WanAction) throws(Errno) {
@@ -290,6 +355,7 @@ public final class WanManager: @unchecked Sendable {
         for action in result.actions {
             do { try apply(action) } catch { logger.warning("wan: cleanup: \(action) failed: \(error)") }
         }
+        if pinned != nil, let problem = FlowPinning.remove() { logger.warning("wan: cleanup: cannot remove the nftables table \(FlowPinning.table): \(problem)") }
         record.remove()
         reportFile.remove()
         if lastChoice?.isActive == true { onSteering?(UplinkChoice()) }

@@ -53,6 +53,18 @@ public struct PathSettings: Sendable, Equatable {
     public init() {}
 }
 
+/// The `[routing]` table: whether everything the gateway routes, and its own traffic,
+/// follows the WANs in service (not only the relay's connections).
+public struct RoutingSettings: Sendable, Equatable {
+    /// Rules in front of the main table send traffic whose main-table route is the default
+    /// route to the relay's own table, which names a WAN in service while the main table's
+    /// default WAN is out; flows are pinned to the WAN they started on (connmark).
+    public var followService = true
+    /// The relay's own routing table (its default route, while one is needed).
+    public var table: UInt32 = 1000
+    public init() {}
+}
+
 /// What the config asks of the kernel: the input of `WanReconciler`.
 public struct WanPlan: Sendable, Equatable {
     public var wans: [WanSpec]
@@ -61,6 +73,8 @@ public struct WanPlan: Sendable, Equatable {
     public var health = HealthSettings()
     /// `[server] advertise`: addresses announced with `signal` endpoints (AdvertisedAddress.swift).
     public var advertise: [AdvertisedAddress] = []
+    /// `[routing]`: routed traffic follows the WANs in service.
+    public var routing = RoutingSettings()
 
     /// RTPROT value marking the routes and rules the manager installs (`ip route show proto
     /// 245`); anything else is someone else's and never touched.
@@ -68,6 +82,19 @@ public struct WanPlan: Sendable, Equatable {
     /// Priority of the `from ADDR lookup TABLE` rules: after administrators' usual rules,
     /// before the main table (32766), whose default route goes through one WAN only.
     public static let rulePriority: UInt32 = 31000
+    /// The rules that make routed traffic follow the WANs in service, after the WANs'
+    /// `from ADDR` rules (traffic bound to a WAN keeps it) and before the main table:
+    /// `lookup main suppress_prefixlength 0` (the LAN, static routes and VPNs stay as the
+    /// main table has them), then `fwmark WAN lookup WAN's table` per WAN in service (a flow
+    /// stays on the WAN it started on), then `lookup` the relay's table (`[routing] table`),
+    /// whose default route exists only while the main table's default WAN is out of service.
+    public static let suppressPriority: UInt32 = 31100
+    public static let markPriority: UInt32 = 31101
+    public static let servicePriority: UInt32 = 31200
+    /// The bits of the packet and connection mark the pinning uses: WAN at position K
+    /// (1-based, in the config) is K << 24. TPROXY's mark (0x1 by default) stays clear of it.
+    public static let markMask: UInt32 = 0xff00_0000
+
     /// Tables given to WANs without `table`: 1000 + position (1-based). Table 100 is the
     /// TPROXY default.
     public static let firstTable: UInt32 = 1001
@@ -81,6 +108,15 @@ public struct WanPlan: Sendable, Equatable {
     }
 
     public var enabledWans: [WanSpec] { wans.filter(\.enabled) }
+
+    /// True when routed traffic follows the WANs in service (there are WANs to follow).
+    public var followsService: Bool { routing.followService && !enabledWans.isEmpty }
+
+    /// The connection mark of flows that left by `wan` (its position in the config).
+    public func mark(of wan: String) -> UInt32? {
+        guard let i = wans.firstIndex(where: { $0.interface == wan }), i < 255 else { return nil }
+        return UInt32(i + 1) << 24
+    }
 
     /// `[paths]` limits, or per WAN one extra subflow for each family, and one accepted
     /// ADD_ADDR per WAN; at most 8 each (the kernel's cap). A server that advertises

@@ -34,11 +34,14 @@ public enum WanReconciler {
     ///   - outOfService: WANs whose probes fail although their link is up: their endpoints
     ///     are withdrawn (no new subflow uses them) but their rule and routes stay, so the
     ///     probes still leave through them and notice the recovery.
+    ///   - steering: where the relay's new connections start; with `[routing]
+    ///     follow_service`, routed traffic of a family steered to a WAN goes there too.
     public static func reconcile(_ plan: WanPlan, _ view: KernelView, owned: Set<OwnedEndpoint>,
                                  flapped: Set<Int32> = [], limits: PathLimits? = nil,
-                                 outOfService: Set<String> = []) -> Reconciliation {
+                                 outOfService: Set<String> = [], steering: UplinkChoice = UplinkChoice()) -> Reconciliation {
         var out = Reconciliation()
         var desired = desiredState(plan, view, notes: &out.notes)
+        if plan.followsService { addServiceRouting(plan, view, outOfService: outOfService, steering: steering, to: &desired) }
         for (e, wan) in desired.endpoints where outOfService.contains(wan) {
             if let have = view.endpoints.first(where: { $0.address == e.address }), !owned.contains(OwnedEndpoint(id: have.id, address: have.address)) {
                 out.notes.append("\(wan): out of service, but \(e.address) is endpoint id \(have.id), not created by mptcp-relay: left as it is (new subflows may still use it)")
@@ -139,7 +142,7 @@ public enum WanReconciler {
                         if !d.routes.contains(where: { routeKey($0) == routeKey(net) }) { d.routes.append(net) }
                     }
                 }
-                let any = IPAddress(family: family, bytes: [UInt8](repeating: 0, count: family == .v4 ? 4 : 16))!
+                let any = IPAddress.unspecified(family)
                 if let gateway {
                     d.routes.append(Route(table: wan.table, destination: any, prefixLength: 0, gateway: gateway,
                                           oif: link.ifindex, protocolID: WanPlan.routeProtocol))
@@ -159,6 +162,34 @@ public enum WanReconciler {
         return d
     }
 
+    /// `[routing] follow_service`: the rule trio of both families (WanPlan.suppressPriority)
+    /// and, per family steered away from the main table's default WAN, a default route in
+    /// the relay's table through the WAN the relay's own connections start on.
+    static func addServiceRouting(_ plan: WanPlan, _ view: KernelView, outOfService: Set<String>, steering: UplinkChoice,
+                                  to d: inout Desired) {
+        for family in [IPAddress.Family.v4, .v6] {
+            let any = IPAddress.unspecified(family)
+            d.rules.append(Rule(source: any, sourceLength: 0, table: 254, priority: WanPlan.suppressPriority,
+                                protocolID: WanPlan.routeProtocol, suppressPrefixLength: 0))
+            for wan in plan.enabledWans where !outOfService.contains(wan.interface) {
+                guard view.link(named: wan.interface)?.isUp == true, let mark = plan.mark(of: wan.interface) else { continue }
+                d.rules.append(Rule(source: any, sourceLength: 0, table: wan.table, priority: WanPlan.markPriority,
+                                    protocolID: WanPlan.routeProtocol, fwmark: mark, fwmask: WanPlan.markMask))
+            }
+            d.rules.append(Rule(source: any, sourceLength: 0, table: plan.routing.table, priority: WanPlan.servicePriority,
+                                protocolID: WanPlan.routeProtocol))
+            guard case .bind(_, let via) = steering.decision(family), let wan = plan.enabledWans.first(where: { $0.interface == via }),
+                  let link = view.link(named: via), link.isUp else { continue }
+            if let gateway = view.gateway(for: wan, ifindex: link.ifindex, family: family) {
+                d.routes.append(Route(table: plan.routing.table, destination: any, prefixLength: 0, gateway: gateway,
+                                      oif: link.ifindex, protocolID: WanPlan.routeProtocol))
+            } else if link.flags & 0x10 != 0 {
+                d.routes.append(Route(table: plan.routing.table, destination: any, prefixLength: 0, gateway: nil,
+                                      oif: link.ifindex, protocolID: WanPlan.routeProtocol, scope: 253))
+            }
+        }
+    }
+
     /// The lowest id from `WanPlan.firstEndpointID` up (then from 1) not in use.
     static func nextID(_ used: inout Set<UInt8>) -> UInt8? {
         let order = Array(WanPlan.firstEndpointID...255) + Array(1..<WanPlan.firstEndpointID)
@@ -167,8 +198,14 @@ public enum WanReconciler {
         return id
     }
 
-    struct RuleKey: Hashable { var source: IPAddress; var length: Int; var table: UInt32; var priority: UInt32 }
-    static func ruleKey(_ r: Rule) -> RuleKey { RuleKey(source: r.source, length: r.sourceLength, table: r.table, priority: r.priority) }
+    struct RuleKey: Hashable {
+        var family: IPAddress.Family; var source: IPAddress?; var length: Int; var table: UInt32; var priority: UInt32
+        var fwmark: UInt32; var fwmask: UInt32; var suppress: Int?
+    }
+    static func ruleKey(_ r: Rule) -> RuleKey {
+        RuleKey(family: r.family, source: r.sourceLength == 0 ? nil : r.source, length: r.sourceLength, table: r.table, priority: r.priority,
+                fwmark: r.fwmark, fwmask: r.fwmask, suppress: r.suppressPrefixLength)
+    }
 
     /// Metric, scope and flags are left out: the kernel reports IPv6 routes added without a
     /// metric as 1024.

@@ -42,6 +42,7 @@ struct CheckCommand: ParsableCommand {
         let modes = loaded.settings.listeners.map { "\($0.address) \($0.mode)" }.joined(separator: "; ")
         print("\(config): OK: \(loaded.settings.listeners.count) listener(s): \(modes)")
         for line in loaded.wanHealthSummary() { print(line) }
+        for line in loaded.wanRoutingSummary() { print(line) }
         for line in loaded.fleetInstructions() { print(line) }
     }
 }

@@ -15,7 +15,7 @@ struct MPTCPRelayCommand: ParsableCommand {
             log line says which).
             """,
         version: RelayVersion.string,
-        subcommands: [RunCommand.self, CheckCommand.self, NftCommand.self, WanCommand.self, StatusCommand.self],
+        subcommands: [RunCommand.self, CheckCommand.self, NftCommand.self, WanCommand.self, StatusCommand.self, InitCommand.self],
         defaultSubcommand: nil)
 }
 

@@ -43,9 +43,21 @@ extension RunCommand {
     static func uplinkSource(_ manager: WanManager) -> @Sendable () -> [StatusDocument.Uplink] {
         {
             manager.uplinkReports().map {
-                StatusDocument.Uplink(interface: $0.interface, link: $0.link, probes: $0.probes, inService: $0.inService,
+                var u = StatusDocument.Uplink(interface: $0.interface, link: $0.link, probes: $0.probes, inService: $0.inService,
                                       detail: $0.detail, since: $0.since, rounds: $0.rounds, failedRounds: $0.failedRounds,
                                       transitions: $0.transitions)
+                u.flowsMoved = $0.flowsMoved
+                u.failOpen = $0.failOpen
+                return u
+            }
+        }
+    }
+
+    /// Where the manager sends routed traffic, as the status API carries it.
+    static func routingSource(_ manager: WanManager) -> @Sendable () -> [StatusDocument.Routing] {
+        {
+            manager.routingReports().map {
+                StatusDocument.Routing(family: $0.family, via: $0.via, reason: $0.reason, since: $0.since, changes: $0.changes)
             }
         }
     }

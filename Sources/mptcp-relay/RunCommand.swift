@@ -256,7 +256,7 @@ struct RunCommand: ParsableCommand {
 
     private static func startAdmin(_ settings: AdminSettings, relay: Relay, wan: WanManager?, logger: Logger) throws -> AdminServer {
         do {
-            let server = try AdminServer(settings: settings, relay: relay, uplinks: wan.map(Self.uplinkSource))
+            let server = try AdminServer(settings: settings, relay: relay, uplinks: wan.map(Self.uplinkSource), routing: wan.map(Self.routingSource))
             try server.start()
             logger.notice("admin listener on http://\(settings.listen)/ (/metrics, /api/connections)\(settings.tokenFile != nil ? "; bearer token required" : "")")
             return server

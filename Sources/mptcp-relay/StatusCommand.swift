@@ -97,8 +97,11 @@ enum StatusTable {
         }
         if let uplinks = doc.uplinks, !uplinks.isEmpty {
             out += "\n\n" + table([["Uplink", "Link", "Probes", "Service", "Last round"]] + uplinks.map {
-                [$0.interface, $0.link, $0.probes, $0.inService ? "in service" : "OUT", $0.detail]
+                [$0.interface, $0.link, $0.probes, $0.failOpen ? "fail open" : $0.inService ? "in service" : "OUT", $0.detail]
             })
+        }
+        for r in doc.routing ?? [] {
+            out += "\nRouted \(r.family) traffic: \(r.via.map { "by \($0)" } ?? "main routing table") (\(r.reason))"
         }
         var rows = [["ID", "State", "MPTCP", "Subflows", "Client", "Destination", "Up", "Down", "Age"]]
         for c in doc.connections {

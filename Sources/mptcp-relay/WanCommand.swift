@@ -31,8 +31,10 @@ struct WanCommand: ParsableCommand {
         let owned = OwnedEndpointRecord(path: OwnedEndpointRecord.defaultPath()).load()
         let sockets = Self.establishedBySource()
         // What the running relay's probes found (it writes them next to its endpoint record).
-        let reports = UplinkReportFile(path: UplinkReportFile.defaultPath()).load()
+        let document = UplinkReportFile(path: UplinkReportFile.defaultPath()).load()
+        let reports = document?.uplinks
         print("limits: \(view.limits.map(String.init(describing:)) ?? "?") (config wants \(loaded.wan.limits))")
+        print("routed traffic: \(Self.routing(loaded.wan, document))")
         for w in WanStatus.of(loaded.wan, view, owned: owned) {
             var head = "\(w.interface): link \(w.link), table \(w.table)"
             if w.backup { head += ", backup" }
@@ -41,6 +43,9 @@ struct WanCommand: ParsableCommand {
             print("  addresses: \(w.addresses.isEmpty ? "-" : w.addresses.map(\.description).joined(separator: " "))")
             print("  gateways:  \(w.gateways.isEmpty ? "-" : w.gateways.map(\.description).joined(separator: " "))")
             print("  service:   \(Self.service(reports, w.interface))")
+            if let moved = reports?.first(where: { $0.interface == w.interface })?.flowsMoved, moved > 0 {
+                print("  released:  \(moved) NATed flow(s) moved off it when it went out of service")
+            }
             if w.endpoints.isEmpty { print("  endpoints: -") }
             for (e, mine) in w.endpoints {
                 print("  endpoint:  id \(e.id) \(e.address) \(e.flags)\(mine ? "" : " (not created by mptcp-relay)")")
@@ -50,6 +55,16 @@ struct WanCommand: ParsableCommand {
             let rx = Self.counter(w.interface, "rx_bytes"), tx = Self.counter(w.interface, "tx_bytes")
             print("  bytes:     rx \(rx.map(String.init) ?? "-") tx \(tx.map(String.init) ?? "-")")
         }
+    }
+
+    /// Where routed traffic and the gateway's own go now, per family.
+    static func routing(_ plan: WanPlan, _ document: WanReportDocument?) -> String {
+        guard plan.followsService else { return "main routing table ([routing] follow_service = false: it does not avoid WANs out of service)" }
+        guard let document, !document.routing.isEmpty else { return "unknown (no relay manages the WANs of this namespace)" }
+        return document.routing.map { r in
+            let since = Date(timeIntervalSince1970: r.since).formatted(.iso8601.time(includingFractionalSeconds: false))
+            return "\(r.summary) since \(since) UTC, \(r.changes) change(s)"
+        }.joined(separator: "\n                ")
     }
 
     /// "in service", or "out of service: link up, probes failing since ..." with the last round.

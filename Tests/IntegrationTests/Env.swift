@@ -54,8 +54,8 @@ struct Env {
 }
 
 /// Builds an Env, runs `body`, and tears everything down whether it passed or threw.
-func withEnv<T>(wans: Int = 2, rateMbit: Int = 30, bare: Bool = false, _ body: (Env) async throws -> T) async throws -> T {
-    let tb = try await Testbed(prefix: "it", wans: wans, rateMbit: rateMbit, bare: bare)
+func withEnv<T>(wans: Int = 2, rateMbit: Int = 30, bare: Bool = false, nat: Bool = false, _ body: (Env) async throws -> T) async throws -> T {
+    let tb = try await Testbed(prefix: "it", wans: wans, rateMbit: rateMbit, bare: bare, nat: nat)
     let tmp: TempDir
     do { tmp = try TempDir(prefix: "it") } catch { await tb.down(); throw error }
     let env = Env(tb: tb, tmp: tmp, peer: tmp.file("peer.py").path)

@@ -40,10 +40,10 @@ func namespaceName(_ role: String) -> String {
         #expect(lines.contains("meta nfproto ipv6 meta l4proto tcp tproxy ip6 to :7000 meta mark set 0x4d50 accept"))
         #expect(!text.contains("chain intercept_redirect"))
         #expect(NftRuleset.routingCommands(config) == [
-            "ip -4 rule add fwmark 0x4d50 lookup 100", "ip -4 route replace local 0.0.0.0/0 dev lo table 100",
-            "ip -6 rule add fwmark 0x4d50 lookup 100", "ip -6 route replace local ::/0 dev lo table 100",
+            "ip -4 rule add fwmark 0x4d50 lookup 100 priority 30900", "ip -4 route replace local 0.0.0.0/0 dev lo table 100",
+            "ip -6 rule add fwmark 0x4d50 lookup 100 priority 30900", "ip -6 route replace local ::/0 dev lo table 100",
         ])
-        #expect(lines.contains("# route-up: ip -4 rule add fwmark 0x4d50 lookup 100"))
+        #expect(lines.contains("# route-up: ip -4 rule add fwmark 0x4d50 lookup 100 priority 30900"))
         #expect(lines.contains("# route-down: ip -6 route del local ::/0 dev lo table 100"))
     }
 

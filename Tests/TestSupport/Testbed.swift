@@ -29,9 +29,10 @@ public final class Testbed: @unchecked Sendable {
     /// Builds a testbed with a unique name "<prefix>-<pid>-<n>". Testbeds left by a test
     /// process that died are removed first.
     /// `bare`: testbed.sh --bare (no endpoints, limits or policy routes on the gateway).
-    public init(prefix: String = "it", wans: Int = 2, rateMbit: Int = 50, bare: Bool = false) async throws {
+    /// `nat`: testbed.sh --nat (per-WAN masquerade; the server has no route to the LAN).
+    public init(prefix: String = "it", wans: Int = 2, rateMbit: Int = 50, bare: Bool = false, nat: Bool = false) async throws {
         let n = try await ScriptedNamespaces(script: Testbed.script, prefix: prefix,
-                                             arguments: ["--wans", "\(wans)", "--rate", "\(rateMbit)"] + (bare ? ["--bare"] : []))
+                                             arguments: ["--wans", "\(wans)", "--rate", "\(rateMbit)"] + (bare ? ["--bare"] : []) + (nat ? ["--nat"] : []))
         namespaces = n
         lanNS = try n.get("LAN_NS"); gwNS = try n.get("GW_NS"); srvNS = try n.get("SRV_NS")
         lanIP = try n.get("LAN_IP"); lanIP6 = try n.get("LAN_IP6")

@@ -57,3 +57,12 @@ func ip(_ text: String) -> IPAddress {
     guard let a = IPAddress(text) else { fatalError("bad test address \(text)") }
     return a
 }
+
+extension WanPlan {
+    /// The two WANs of `FakeKernel.twoWans()` with `[routing] follow_service = false`.
+    static var twoWansWithoutServiceRouting: WanPlan {
+        var plan = WanPlan(wans: [WanSpec(interface: "wan1", table: 1001), WanSpec(interface: "wan2", table: 1002)])
+        plan.routing.followService = false
+        return plan
+    }
+}

@@ -126,7 +126,8 @@ struct HealthTests {
 /// Where new connections start.
 @Suite("Uplink choice")
 struct UplinkChoiceTests {
-    let plan = WanPlan(wans: [WanSpec(interface: "wan1", table: 1001), WanSpec(interface: "wan2", table: 1002)])
+    /// Endpoints, per-WAN rules and routes alone: `[routing]` has a suite of its own (ServiceRoutingTests).
+    let plan = WanPlan.twoWansWithoutServiceRouting
     let allIn: [String: String?] = ["wan1": String?.none, "wan2": String?.none]
 
     @Test func mainTableDecidesWhileItsWanIsInService() {
@@ -197,7 +198,8 @@ struct UplinkChoiceTests {
 
 @Suite("WAN reconciler and probes")
 struct ReconcilerHealthTests {
-    let plan = WanPlan(wans: [WanSpec(interface: "wan1", table: 1001), WanSpec(interface: "wan2", table: 1002)])
+    /// Endpoints, per-WAN rules and routes alone: `[routing]` has a suite of its own (ServiceRoutingTests).
+    let plan = WanPlan.twoWansWithoutServiceRouting
 
     /// Out of service: the endpoints go, the rule and routes stay (the probes leave by them).
     @Test func outOfServiceWithdrawsEndpointsOnly() {

@@ -4,7 +4,8 @@ import WanManager
 
 @Suite("WAN reconciler")
 struct ReconcilerTests {
-    let plan = WanPlan(wans: [WanSpec(interface: "wan1", table: 1001), WanSpec(interface: "wan2", table: 1002)])
+    /// Endpoints, per-WAN rules and routes alone: `[routing]` has a suite of its own (ServiceRoutingTests).
+    let plan = WanPlan.twoWansWithoutServiceRouting
 
     /// Reconciles and applies until nothing is left to do; returns the record of owned endpoints.
     @discardableResult

@@ -125,6 +125,9 @@ typedef struct {
     uint8_t action;      /* FR_ACT_*; 1 = to table */
     uint32_t table;
     uint32_t priority;
+    uint32_t fwmark;     /* FRA_FWMARK; 0 with fwmask 0: no mark match */
+    uint32_t fwmask;     /* FRA_FWMASK */
+    int32_t suppress_prefixlen;  /* FRA_SUPPRESS_PREFIXLEN; -1: none */
     uint8_t src[16];
 } cnl_rule;
 
@@ -135,8 +138,14 @@ int cnl_rt_dump_routes(cnl_socket *s, cnl_route *out, int cap, int *total);
 int cnl_rt_dump_rules(cnl_socket *s, cnl_rule *out, int cap, int *total);
 /// Adds (create or replace) or deletes a unicast route.
 int cnl_rt_route(cnl_socket *s, int add, const cnl_route *r);
-/// Adds or deletes a `from SRC lookup TABLE` rule.
+/// Adds or deletes a rule: `[from SRC] [fwmark M/MASK] lookup TABLE [suppress_prefixlength N]`.
 int cnl_rt_rule(cnl_socket *s, int add, const cnl_rule *r);
+
+// ---- conntrack (NETLINK_NETFILTER = 12) ----
+/// Deletes the conntrack entries of `family` that were source-NATed to one of `addrs`
+/// (`count` addresses of 16 bytes each, IPv4 in the first 4): reply destination in `addrs`,
+/// original source not. *deleted is how many went. The socket must be on bus 12.
+int cnl_ct_delete_snat(cnl_socket *s, uint8_t family, const uint8_t *addrs, int count, int *deleted);
 
 // ---- events ----
 enum { CNL_EV_LINK = 1, CNL_EV_ADDRESS = 2, CNL_EV_ROUTE = 3, CNL_EV_OTHER = 4, CNL_EV_OVERRUN = 5 };
