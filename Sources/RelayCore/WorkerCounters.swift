@@ -23,11 +23,16 @@ public final class WorkerCounters: Sendable {
 
     public init() {}
 
-    /// A new listener record's byte totals; the lock is taken at start and at reloads only.
+    /// A listener record's byte totals; the lock is taken at start and at reloads only.
+    /// Records with the same labels on this worker share one (this worker alone writes it),
+    /// so reloads do not grow the list.
     func register(listener: String, mode: String) -> ListenerBytes {
-        let bytes = ListenerBytes(listener: listener, mode: mode)
-        records.withLock { $0.append(bytes) }
-        return bytes
+        records.withLock { list in
+            if let known = list.first(where: { $0.listener == listener && $0.mode == mode }) { return known }
+            let bytes = ListenerBytes(listener: listener, mode: mode)
+            list.append(bytes)
+            return bytes
+        }
     }
 
     /// Bytes moved so far under each listener record, open connections included (read at scrape time).

@@ -97,5 +97,8 @@ import Testing
         bytes.add(direction: 1, 7)
         bytes.add(direction: 0, 5)
         #expect(counters.listenerBytes.count == 1 && bytes.up == 15 && bytes.down == 7)
+        // A reload's new record under the same labels keeps counting on the same totals.
+        #expect(counters.register(listener: "127.0.0.1:80", mode: "forward") === bytes)
+        #expect(counters.register(listener: "127.0.0.1:80", mode: "server") !== bytes && counters.listenerBytes.count == 2)
     }
 }
