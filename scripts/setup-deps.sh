@@ -22,6 +22,12 @@ PACKAGES=(
     libcurl4-openssl-dev   # -lcurl: static Foundation (FoundationNetworking) in the package's -static-stdlib link
 )
 
+# Container images (scripts/build-images.sh, scripts/test-containers.sh) only on request:
+# podman pulls in a lot. runc: crun fails on this host's cgroups (hybrid mode).
+if [[ ${1:-} == --containers ]]; then
+    PACKAGES+=(podman runc debootstrap golang-github-containers-common)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     # "install ok installed" only; half-removed packages count as missing.

@@ -1,6 +1,7 @@
 /// The page at `/`: one self-contained HTML document (no CDN, no external asset). It polls
-/// /api/connections every second, keeps five minutes of per-WAN throughput, and draws it as
-/// SVG. The token, when the listener has one, is asked once and kept in sessionStorage.
+/// /api/connections every second while it is open (nothing runs when nobody looks), keeps
+/// five minutes of per-WAN throughput and draws it as a stacked SVG chart with time and rate
+/// axes. The token, when the listener has one, is asked once and kept in sessionStorage.
 enum Dashboard {
     static let html = #"""
 <!doctype html>
@@ -16,42 +17,76 @@ enum Dashboard {
   #totals { display: flex; gap: 1.2em; flex-wrap: wrap; }
   .total { background: #fff; border: 1px solid #d8dce3; border-radius: 6px; padding: .5em .9em; min-width: 7em; }
   .total b { display: block; font-size: 1.3em; }
-  #chart { background: #fff; border: 1px solid #d8dce3; border-radius: 6px; width: 100%; height: auto; }
-  #chart .grid { stroke: #eceef2; stroke-width: 1; }
-  #chart .axis { stroke: #9aa2b1; stroke-width: 1; }
-  #chart text { font: 12px system-ui, sans-serif; fill: #5b6475; }
-  .note { color: #5b6475; margin: .3em 0; }
+  #chart { background: #fff; border: 1px solid #d8dce3; border-radius: 6px; width: 100%; height: 260px; display: block; }
+  #chart .grid { stroke: #e6e9ef; stroke-width: 1; }
+  #chart .axis-label { font-size: 11px; fill: #5b6475; }
+  #chart .unit { font-size: 11px; fill: #5b6475; font-weight: 600; }
   #legend span { margin-right: 1.2em; }
   #legend i { display: inline-block; width: .9em; height: .9em; border-radius: 2px; margin-right: .3em; vertical-align: -1px; }
-  table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid #d8dce3; }
+  table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid #d8dce3; margin-bottom: .8em; }
   th, td { text-align: left; padding: .3em .6em; border-bottom: 1px solid #eceef2; font-variant-numeric: tabular-nums; }
   th { background: #eef0f4; font-weight: 600; }
+  tr.conn { cursor: pointer; }
+  tr.conn:hover { background: #f3f6fb; }
+  tr.subflows td { background: #fafbfd; padding-left: 2em; color: #3b4354; }
   .badge { border-radius: 3px; padding: 0 .4em; font-size: .85em; color: #fff; }
   .badge.mptcp { background: #1b8a4a; }
   .badge.fallback { background: #c0562a; }
   .badge.pending { background: #7b8494; }
+  .badge.out { background: #b3261e; }
+  .badge.in { background: #1b8a4a; }
+  .badge.open { background: #c0562a; }
+  .hidden { display: none; }
   #error { color: #b3261e; }
+  #routing div { margin: .2em 0; }
 </style>
 </head>
 <body>
 <h1>mptcp-relay</h1>
 <div id="error"></div>
 <div id="totals"></div>
-<h2>Throughput per WAN (sent + received, one point a second, last 5 minutes)</h2>
-<svg id="chart" viewBox="0 0 1000 250"></svg>
+<h2>Throughput per WAN, stacked (sent + received, one point a second, last 5 minutes)</h2>
+<svg id="chart" viewBox="0 0 1000 260" preserveAspectRatio="none"></svg>
 <div id="legend"></div>
-<p class="note" id="no-wans">No WAN traffic seen yet: interfaces appear here once the subflows of an MPTCP connection have been read.</p>
+<section id="uplinks-section" class="hidden">
+<h2>Uplinks</h2>
 <div id="routing"></div>
-<table id="uplinks" hidden><thead><tr><th>uplink</th><th>link</th><th>probes</th><th>service</th><th>last round</th></tr></thead><tbody></tbody></table>
-<table id="wans" hidden><thead><tr><th>interface</th><th>subflows</th><th>now</th><th>sent</th><th>received</th></tr></thead><tbody></tbody></table>
-<h2>Open connections</h2>
-<table id="connections"><thead><tr><th>id</th><th>client</th><th>destination</th><th>mode</th><th>MPTCP</th><th>subflows</th><th>up</th><th>down</th><th>age</th></tr></thead><tbody></tbody></table>
+<table id="uplinks"><thead><tr><th>uplink</th><th>link</th><th>service</th><th>probe RTT</th><th>probe loss</th><th>flows moved off</th><th>last round</th></tr></thead><tbody></tbody></table>
+</section>
+<section id="wans-section" class="hidden">
+<h2>Subflows per interface</h2>
+<table id="wans"><thead><tr><th>interface</th><th>subflows</th><th>now</th><th>sent</th><th>received</th></tr></thead><tbody></tbody></table>
+</section>
+<section id="fallbacks-section" class="hidden">
+<h2>Connections without MPTCP</h2>
+<table id="fallbacks"><thead><tr><th>id</th><th>client</th><th>destination</th><th>why</th></tr></thead><tbody></tbody></table>
+</section>
+<h2>Open connections <small>(click one for its subflows)</small></h2>
+<div id="no-connections">none</div>
+<table id="connections" class="hidden"><thead><tr><th>id</th><th>client</th><th>destination</th><th>mode</th><th>MPTCP</th><th>subflows</th><th>up</th><th>down</th><th>age</th></tr></thead><tbody></tbody></table>
 <script>
 "use strict";
 const colors = ["#2f6fdf", "#e0862a", "#1b8a4a", "#9b3fc4", "#c23b57", "#2aa7b8"];
 const keep = 300;           // samples (one a second): five minutes
 const history = {};         // interface -> [{t, bps}]
+// Connections whose subflows are shown: in the address (#conn=ID,ID), so a link opens them.
+function opened() {
+  const m = location.hash.match(/conn=([^&]*)/);
+  return new Set(m ? decodeURIComponent(m[1]).split(",").filter(Boolean) : []);
+}
+function toggle(id) {
+  const set = opened();
+  if (set.has(id)) set.delete(id); else set.add(id);
+  location.hash = set.size ? "conn=" + encodeURIComponent([...set].join(",")) : "";
+}
+window.addEventListener("hashchange", () => { if (last) render(last); });
 let last = null;            // previous document, for rates
+const fallbackWhy = {
+  fallback_peer: "the peer does not speak MPTCP (it answered as plain TCP)",
+  fallback_kernel: "this kernel refused an MPTCP socket",
+  mptcp_lost: "MPTCP was lost on the way (a middlebox stripped its options)",
+  disabled: "MPTCP is off for this listener",
+};
 
 function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"]; let i = 0;
@@ -64,6 +99,7 @@ function bits(bps) {
   return bps.toFixed(i ? 1 : 0) + " " + units[i];
 }
 function cell(row, text) { const td = document.createElement("td"); td.textContent = text; row.appendChild(td); return td; }
+function show(id, visible) { document.getElementById(id).classList.toggle("hidden", !visible); }
 
 function headers() {
   const token = sessionStorage.getItem("mptcp-relay-token");
@@ -114,14 +150,9 @@ function render(doc) {
     if (last) series.push({ t: doc.time, bps: Math.max(0, gained) * 8 / seconds });
     while (series.length > keep) series.shift();
   }
-  last = doc;
-  drawChart();
+  if (last !== doc) { last = doc; drawChart(doc.time); }
 
-  // Without [[wan]] there is no uplink to show: no table, not an empty header row.
-  document.getElementById("uplinks").hidden = !(doc.uplinks && doc.uplinks.length);
-  document.getElementById("wans").hidden = doc.wans.length === 0;
-  document.getElementById("no-wans").hidden = doc.wans.length > 0;
-  const routing = document.querySelector("#routing");
+  const routing = document.getElementById("routing");
   routing.replaceChildren();
   for (const r of doc.routing || []) {
     const line = document.createElement("div");
@@ -129,17 +160,25 @@ function render(doc) {
     line.textContent = "Routed " + r.family + " traffic: " + (r.via ? "by " + r.via : "main routing table") + " (" + r.reason + ")";
     routing.appendChild(line);
   }
-
+  const uplinks = doc.uplinks || [];
+  show("uplinks-section", uplinks.length > 0);
   const uplinkBody = document.querySelector("#uplinks tbody");
   uplinkBody.replaceChildren();
-  for (const u of doc.uplinks || []) {
+  for (const u of uplinks) {
     const row = document.createElement("tr");
     row.className = "uplink"; row.dataset.interface = u.interface; row.dataset.inService = u.in_service;
-    cell(row, u.interface); cell(row, u.link); cell(row, u.probes);
-    cell(row, u.in_service ? "in service" : "out of service"); cell(row, u.detail);
+    cell(row, u.interface); cell(row, u.link);
+    const state = document.createElement("span");
+    state.className = "badge " + (u.fail_open ? "open" : u.in_service ? "in" : "out");
+    state.textContent = u.fail_open ? "fail open" : u.in_service ? (u.probes === "off" ? "in service (not probed)" : "in service") : "out of service";
+    cell(row, "").appendChild(state);
+    cell(row, u.rtt_ms != null ? u.rtt_ms.toFixed(1) + " ms" : "-");
+    cell(row, u.rounds ? (100 * u.failed_rounds / u.rounds).toFixed(1) + " % of " + u.rounds + " rounds" : "-");
+    cell(row, u.flows_moved || 0); cell(row, u.detail);
     uplinkBody.appendChild(row);
   }
 
+  show("wans-section", doc.wans.length > 0);
   const wanBody = document.querySelector("#wans tbody");
   wanBody.replaceChildren();
   for (const w of doc.wans) {
@@ -153,6 +192,20 @@ function render(doc) {
     wanBody.appendChild(row);
   }
 
+  const fallbacks = doc.connections.filter(c => c.mptcp && c.mptcp !== "mptcp");
+  show("fallbacks-section", fallbacks.length > 0);
+  const fbBody = document.querySelector("#fallbacks tbody");
+  fbBody.replaceChildren();
+  for (const c of fallbacks) {
+    const row = document.createElement("tr");
+    row.className = "fallback"; row.dataset.id = c.id; row.dataset.reason = c.mptcp;
+    cell(row, c.id); cell(row, c.client || "?"); cell(row, c.destination || "?"); cell(row, fallbackWhy[c.mptcp] || c.mptcp);
+    fbBody.appendChild(row);
+  }
+
+  const open = opened();
+  show("connections", doc.connections.length > 0);
+  show("no-connections", doc.connections.length === 0);
   const body = document.querySelector("#connections tbody");
   body.replaceChildren();
   for (const c of doc.connections) {
@@ -164,78 +217,105 @@ function render(doc) {
     badge.className = "badge " + (c.mptcp === "mptcp" ? "mptcp" : c.mptcp ? "fallback" : "pending");
     badge.textContent = c.mptcp === "mptcp" ? "MPTCP" : c.mptcp ? c.mptcp.replace("_", " ") : c.phase;
     cell(row, "").appendChild(badge);
-    const sub = cell(row, c.subflows ? String(c.subflows.length) : "-");
-    if (c.subflows) sub.title = c.subflows.map(f => (f.interface || "?") + " " + f.local + " -> " + f.remote + (f.rtt_ms != null ? " rtt " + f.rtt_ms + " ms" : "")).join("\n");
+    cell(row, c.subflows ? String(c.subflows.length) : "-");
     cell(row, bytes(c.bytes_up)); cell(row, bytes(c.bytes_down)); cell(row, c.age_seconds.toFixed(0) + " s");
+    row.addEventListener("click", () => toggle(c.id));
     body.appendChild(row);
+    if (!open.has(c.id)) continue;
+    const detail = document.createElement("tr");
+    detail.className = "subflows"; detail.dataset.id = c.id;
+    const td = document.createElement("td"); td.colSpan = 9;
+    const list = c.subflows || [];
+    td.textContent = list.length ? "" : (c.subflows ? "no subflow" : "subflows not read for this connection (over the per-request budget, or not MPTCP)");
+    for (const f of list) {
+      const line = document.createElement("div");
+      line.className = "subflow"; line.dataset.interface = f.interface || "";
+      line.textContent = (f.interface || "?") + ": " + (f.local || "?") + " \u2192 " + (f.remote || "?")
+        + (f.rtt_ms != null ? ", RTT " + f.rtt_ms.toFixed(1) + " ms" : "")
+        + (f.bytes_sent != null ? ", sent " + bytes(f.bytes_sent) : "") + (f.bytes_received != null ? ", received " + bytes(f.bytes_received) : "");
+      td.appendChild(line);
+    }
+    detail.appendChild(td);
+    body.appendChild(detail);
   }
 }
 
-// A scale top that reads well: 1, 2 or 5 times a power of ten, at or above `peak`.
-function niceTop(peak) {
-  const power = Math.pow(10, Math.floor(Math.log10(peak)));
-  for (const m of [1, 2, 5, 10]) if (m * power >= peak) return m * power;
-  return 10 * power;
+/// A round step for the rate axis: 1, 2 or 5 times a power of ten.
+function niceStep(max, ticks) {
+  const raw = max / ticks, p = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return m * p;
+  return 10 * p;
 }
 
-function drawChart() {
+function drawChart(now) {
   const svg = document.getElementById("chart");
   const legend = document.getElementById("legend");
   const names = Object.keys(history).sort();
-  let peak = 1000;  // the axis shows at least 1 kbit/s
-  for (const n of names) for (const p of history[n]) peak = Math.max(peak, p.bps);
-  const top = niceTop(peak);
   svg.replaceChildren(); legend.replaceChildren();
   const ns = "http://www.w3.org/2000/svg";
-  // Plot area: x 80..990, y 10..210 (user units of the 1000 x 250 view box).
-  const left = 80, right = 990, y0 = 210, y1 = 10;
-  function add(tag, attrs, text) {
-    const e = document.createElementNS(ns, tag);
+  const L = 70, R = 990, T = 26, B = 228;          // plot area in viewBox units
+  const el = (name, attrs, text) => {
+    const e = document.createElementNS(ns, name);
     for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-    if (text !== undefined) e.textContent = text;
-    svg.appendChild(e);
-    return e;
+    if (text != null) e.textContent = text;
+    svg.appendChild(e); return e;
+  };
+  // Time axis: the last five minutes, or less while the page is young (at least 30 s).
+  const span = Math.min(keep, Math.max(30, ...names.map(n => history[n].length)));
+  const x = t => R - (now - t) / span * (R - L);
+  // Stacked: each WAN's band sits on the ones before it; the top edge is the total.
+  const times = [...new Set(names.flatMap(n => history[n].map(p => p.t)))].sort((a, b) => a - b);
+  const at = (n, t) => { const p = history[n].find(q => q.t === t); return p ? p.bps : 0; };
+  const totals = times.map(t => names.reduce((s, n) => s + at(n, t), 0));
+  const top = Math.max(1000, ...totals);
+  const unit = top >= 1e9 ? [1e9, "Gbit/s"] : top >= 1e6 ? [1e6, "Mbit/s"] : top >= 1e3 ? [1e3, "kbit/s"] : [1, "bit/s"];
+  const step = niceStep(top / unit[0], 4) * unit[0];
+  const ceiling = Math.ceil(top / step) * step;
+  const y = v => B - v / ceiling * (B - T);
+  for (let v = 0; v <= ceiling + step / 2; v += step) {
+    el("line", { x1: L, x2: R, y1: y(v), y2: y(v), class: "grid" });
+    el("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "axis-label rate-tick" }, String(+(v / unit[0]).toFixed(2)));
   }
-  // Y axis: four steps of the scale, labelled in bit/s.
-  for (let k = 0; k <= 4; k++) {
-    const y = y0 - (y0 - y1) * k / 4;
-    add("line", { x1: left, x2: right, y1: y, y2: y, class: k ? "grid" : "axis" });
-    add("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis-label y" }, bits(top * k / 4));
+  el("text", { x: L - 6, y: 13, "text-anchor": "end", class: "unit", id: "rate-unit" }, unit[1]);
+  for (let s = 0; s <= span; s += span > 120 ? 60 : 10) {
+    el("line", { x1: x(now - s), x2: x(now - s), y1: T, y2: B, class: "grid" });
+    el("text", { x: x(now - s), y: B + 16, "text-anchor": s === 0 ? "end" : "middle", class: "axis-label time-tick" }, s === 0 ? "now" : "-" + s + " s");
   }
-  add("line", { x1: left, x2: left, y1: y0, y2: y1, class: "axis" });
-  // One sample a poll; the x axis holds 30 samples at first and grows to five minutes, so a
-  // page opened a moment ago already shows lines. Labels: seconds before now.
-  const slots = Math.min(keep, Math.max(30, ...names.map(n => history[n].length)));
-  const step = (right - left) / (slots - 1);
-  for (let k = 0; k <= 4; k++) {
-    const x = left + (right - left) * k / 4;
-    const ago = Math.round((slots - 1) * (4 - k) / 4);
-    add("text", { x: x, y: y0 + 18, "text-anchor": k === 0 ? "start" : k === 4 ? "end" : "middle", class: "axis-label x" },
-        ago ? "-" + ago + " s" : "now");
-  }
-  add("text", { x: left, y: 246, class: "axis-title" }, "time (seconds before now); y: bit/s per WAN, sent + received");
-  svg.dataset.top = top;
+  el("text", { x: (L + R) / 2, y: 256, "text-anchor": "middle", class: "unit", id: "time-unit" }, "time (seconds before now)");
+  const base = times.map(() => 0);
   names.forEach((name, i) => {
     const series = history[name];
-    const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", series.map((p, k) => {
-      const x = left + (k + slots - series.length) * step;
-      const y = y0 - (p.bps / top) * (y0 - y1);
-      return x.toFixed(1) + "," + y.toFixed(1);
-    }).join(" "));
-    line.setAttribute("fill", "none");
-    line.setAttribute("stroke", colors[i % colors.length]);
-    line.setAttribute("stroke-width", "2");
-    line.setAttribute("class", "series");
+    const upper = times.map((t, k) => base[k] + at(name, t));
+    if (times.length) {
+      const pts = times.map((t, k) => x(t).toFixed(1) + "," + y(upper[k]).toFixed(1))
+        .concat(times.slice().reverse().map((t, k) => x(t).toFixed(1) + "," + y(base[times.length - 1 - k]).toFixed(1)));
+      el("polygon", { points: pts.join(" "), fill: colors[i % colors.length], "fill-opacity": "0.35", class: "band" }).dataset.interface = name;
+    }
+    const line = el("polyline", {
+      points: times.map((t, k) => x(t).toFixed(1) + "," + y(upper[k]).toFixed(1)).join(" "),
+      fill: "none", stroke: colors[i % colors.length], "stroke-width": "2", "vector-effect": "non-scaling-stroke", class: "series",
+    });
     line.dataset.interface = name;
     line.dataset.points = series.length;
     line.dataset.peak = Math.round(Math.max(0, ...series.map(p => p.bps)));
-    svg.appendChild(line);
+    upper.forEach((v, k) => base[k] = v);
     const key = document.createElement("span");
     key.innerHTML = "<i></i>"; key.firstChild.style.background = colors[i % colors.length];
-    key.appendChild(document.createTextNode(name + " (peak " + bits(Math.max(0, ...series.map(p => p.bps))) + ")"));
+    const nowBps = series.length ? series[series.length - 1].bps : 0;
+    key.appendChild(document.createTextNode(name + " " + bits(nowBps) + " (peak " + bits(Math.max(0, ...series.map(p => p.bps))) + ")"));
     legend.appendChild(key);
   });
+  if (names.length) {
+    const total = el("polyline", { points: times.map((t, k) => x(t).toFixed(1) + "," + y(totals[k]).toFixed(1)).join(" "),
+      fill: "none", stroke: "#1d2330", "stroke-width": "1.5", "stroke-dasharray": "4 3", "vector-effect": "non-scaling-stroke", class: "total" });
+    total.dataset.peak = Math.round(Math.max(0, ...totals));
+    const key = document.createElement("span");
+    key.id = "legend-total";
+    key.textContent = "total " + bits(totals.length ? totals[totals.length - 1] : 0);
+    legend.appendChild(key);
+  } else {
+    el("text", { x: (L + R) / 2, y: (T + B) / 2, "text-anchor": "middle", class: "axis-label" }, "no MPTCP subflow yet");
+  }
 }
 
 poll();

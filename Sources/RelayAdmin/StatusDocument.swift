@@ -55,6 +55,8 @@ public struct StatusDocument: Codable, Sendable {
         public var flowsMoved: UInt64 = 0
         /// Its probes fail, as every WAN's do: used anyway (fail open).
         public var failOpen = false
+        /// The last probe round's quickest answer (ms).
+        public var rttMs: Double?
 
         public init(interface: String, link: String, probes: String, inService: Bool, detail: String, since: Double,
                     rounds: UInt64, failedRounds: UInt64, transitions: UInt64) {

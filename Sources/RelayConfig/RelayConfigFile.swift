@@ -91,6 +91,12 @@ public struct RelayConfigFile: Sendable {
         var config = RelayConfigFile(settings: settings, logLevel: logLevel, interception: interception,
                                      path: origin, listenLines: parsed.map(\.listenLine))
         config.wan = try WanParsing.parse(top, interceptionTable: interception.routeTable)
+        // Flow pinning owns the mark's top byte: a TPROXY mark there would route pinned flows
+        // to the relay's local table.
+        if config.wan.followsService && interception.mark & WanPlan.markMask != 0, let value = top.table["interception"]?.table {
+            let r = TableReader(table: value, scope: .table("interception"), context: context)
+            throw r.error(r.has("mark") ? "mark" : nil, "mark = 0x\(String(interception.mark, radix: 16)) uses the bits 0xff000000 that [routing] follow_service pins flows with: pick a mark below 0x1000000 (the default is 0x4d50)")
+        }
         config.admin = try AdminParsing.parse(root, top)
         config.wan.advertise = try ServerParsing.parse(top, listeners: settings.listeners)
         return config

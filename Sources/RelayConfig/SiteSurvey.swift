@@ -44,7 +44,8 @@ public struct SiteSurvey: Sendable, Equatable {
             out.uplinks.append(Uplink(interface: link.name, routes: routes, prefixes: prefixes(view, ifindex)))
         }
         let uplinkIndexes = Set(order.map(\.ifindex))
-        for link in view.links.sorted(by: { $0.ifindex < $1.ifindex }) where link.name != "lo" && !uplinkIndexes.contains(link.ifindex) {
+        for link in view.links.sorted(by: { $0.ifindex < $1.ifindex }) where link.name != "lo" && !uplinkIndexes.contains(link.ifindex)
+            && link.flags & 0x1 != 0 && link.flags & 0x10 == 0 && !isVirtualNetwork(link.name) {
             let addresses = view.addresses.filter { $0.ifindex == link.ifindex && $0.scope == 0 }
             let privateOnes = addresses.filter { isPrivate($0.address) }
             guard !privateOnes.isEmpty else { continue }
@@ -61,6 +62,14 @@ public struct SiteSurvey: Sendable, Equatable {
             if !out.contains(text) { out.append(text) }
         }
         return out
+    }
+
+    /// Bridges and tunnels of container, VM and VPN software carry private prefixes but are
+    /// no LAN to intercept (`--lan` names one anyway). Point-to-point links (wg, tun) and
+    /// interfaces that are down are left out by their flags.
+    public static func isVirtualNetwork(_ name: String) -> Bool {
+        ["docker", "br-", "virbr", "vnet", "veth", "cni", "flannel", "cali", "kube", "lxc", "lxd", "podman", "tailscale", "zt", "wg", "tun", "tap"]
+            .contains { name.hasPrefix($0) }
     }
 
     /// RFC 1918, RFC 6598 (carrier-grade NAT) and IPv6 unique-local addresses.

@@ -83,7 +83,7 @@ final class WorkerLaunch: @unchecked Sendable {
         do {
             worker = try Worker(self)
         } catch {
-            failure = "worker \(index): io_uring setup failed: \(error) (is io_uring disabled by sysctl kernel.io_uring_disabled, seccomp or a container policy?)"
+            failure = "worker \(index): io_uring setup failed: \(error): \(RingFeatures.whyRefused(error.code))"
             for socket in listenerSockets { close(socket.fd) }
             set(.setupFailed)
             return

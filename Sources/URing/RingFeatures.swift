@@ -38,7 +38,7 @@ public struct RingFeatures: Sendable, Equatable {
 
     public var report: [String] {
         guard available else {
-            return ["no  io_uring: \(String(cString: strerror(refusal))): the relay cannot run (check kernel.io_uring_disabled, seccomp, container policy)"]
+            return ["no  io_uring: \(String(cString: strerror(refusal))): the relay cannot run: \(Self.whyRefused(refusal))"]
         }
         return [
             "yes io_uring",
@@ -46,5 +46,35 @@ public struct RingFeatures: Sendable, Equatable {
                 : coopTaskrun ? "no  io_uring DEFER_TASKRUN (6.1): rings use COOP_TASKRUN instead (slightly more interruptions)"
                 : "no  io_uring DEFER_TASKRUN (6.1) nor COOP_TASKRUN (5.19): rings use the default set-up",
         ]
+    }
+
+    /// What refused io_uring_setup, as far as this process can tell: the sysctl, a seccomp
+    /// filter (a container runtime's default profile answers ENOSYS or EPERM), or the kernel.
+    public static func whyRefused(_ errno: Int32, status: String? = readText("/proc/self/status"),
+                                  disabled: String? = readText("/proc/sys/kernel/io_uring_disabled")) -> String {
+        if let d = disabled.flatMap({ Int(String($0.filter { !$0.isWhitespace })) }), d != 0 {
+            return "kernel.io_uring_disabled = \(d) (\(d == 2 ? "off for everyone" : "only for members of kernel.io_uring_group")): set it to 0"
+        }
+        let seccomp = status?.split(separator: "\n").first { $0.hasPrefix("Seccomp:") }
+            .map { String($0.dropFirst("Seccomp:".count).filter { !$0.isWhitespace }) }
+        if seccomp == "2" && (errno == ENOSYS || errno == EPERM) {
+            return "a seccomp filter on this process refuses io_uring_setup (Seccomp: 2 in /proc/self/status), as the default profiles of Docker and Podman do: run the container with packaging/container/seccomp-io_uring.json (--security-opt seccomp=FILE), the default profile plus the three io_uring calls"
+        }
+        if errno == ENOSYS { return "this kernel has no io_uring (CONFIG_IO_URING off)" }
+        return "check kernel.io_uring_disabled, seccomp, and the container's policy"
+    }
+
+    /// A small /proc or /sys file, whole; nil when it cannot be read.
+    public static func readText(_ path: String) -> String? {
+        guard let f = fopen(path, "r") else { return nil }
+        defer { fclose(f) }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&buf, 1, buf.count, f)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

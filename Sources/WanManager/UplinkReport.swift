@@ -21,6 +21,8 @@ public struct UplinkReport: Codable, Sendable, Equatable {
     public var flowsMoved: UInt64 = 0
     /// Its probes fail, but so do every other WAN's: used anyway (fail open).
     public var failOpen = false
+    /// The last probe round's quickest answer, in milliseconds; nil when it failed or none ran.
+    public var rttMs: Double?
 
     /// The state in a few words: "in service", "out of service (probes)", "link down".
     public var summary: String {

@@ -57,6 +57,7 @@ extension WanManager {
                     defaultsAnswered = true
                 }
                 guard let (answered, detail) = result.verdict(defaultsAnswered: defaultsAnswered) else { continue }
+                probeRTT[result.wan] = answered ? result.fastestMs : nil
                 var verdict = health[result.wan] ?? WanHealth()
                 let before = verdict.state
                 let transition = verdict.record(answered: answered, detail: detail, settings: plan.health)
@@ -140,7 +141,7 @@ extension WanManager {
         unavailable = Set(service.compactMap { $0.value == nil ? nil : $0.key })
         let choice = UplinkChoice.choose(plan, view, service: service)
         if choice != lastChoice {
-            logSteering(choice, was: lastChoice ?? UplinkChoice())
+            logSteering(choice, was: lastChoice ?? UplinkChoice(), view)
             lastChoice = choice
             onSteering?(choice)
         }
@@ -149,7 +150,7 @@ extension WanManager {
 
     /// One line per family whose decision changed: the relay's new connections and, with
     /// `[routing] follow_service`, routed traffic and the gateway's own.
-    private func logSteering(_ now: UplinkChoice, was: UplinkChoice) {
+    private func logSteering(_ now: UplinkChoice, was: UplinkChoice, _ view: KernelView) {
         let follows = plan.followsService
         for family in [IPAddress.Family.v4, .v6] where now.decision(family) != was.decision(family) {
             let name = family == .v4 ? "IPv4" : "IPv6"
@@ -159,9 +160,15 @@ extension WanManager {
                 logger.error("wan: \(why): new \(name) connections through the relay are reset until one recovers")
                 if follows { noteRouting(family, via: nil, reason: "no WAN has a usable link", at: date) }
             case .bind(let source, let via):
-                let routedToo = follows ? "; routed \(name) traffic and the gateway's own leave by \(via) too" : ""
+                // The report says what routing does: no detour without a next hop to give it.
+                let detour = follows && WanReconciler.detour(plan, view, family: family, via: via) != nil
+                let routedToo = !follows ? "" : detour ? "; routed \(name) traffic and the gateway's own leave by \(via) too"
+                    : "; routed \(name) traffic still follows the main table: \(via) has no \(name) gateway known (set gateway\(family == .v4 ? "" : "6") = \"...\" in its [[wan]])"
                 logger.warning("wan: new \(name) connections start on \(via) (bound to \(source))\(routedToo): the main table's default route leads to a WAN out of service")
-                if follows { noteRouting(family, via: via, reason: "the main table's default route leads to a WAN out of service", at: date) }
+                if follows {
+                    noteRouting(family, via: detour ? via : nil, reason: detour ? "the main table's default route leads to a WAN out of service"
+                                : "no detour: \(via) has no \(name) gateway known", at: date)
+                }
             case .mainTable:
                 logger.notice("wan: new \(name) connections follow the main routing table again\(follows ? " (routed traffic too)" : "")")
                 if follows { noteRouting(family, via: nil, reason: failOpen ? "fail open: every WAN's probes fail" : "the main table's default route leads to a WAN in service", at: date) }
@@ -221,6 +228,7 @@ extension WanManager {
                                       since: since[wan.interface] ?? now, rounds: verdict.rounds, failedRounds: verdict.failures,
                                       transitions: transitions[wan.interface] ?? 0)
             report.flowsMoved = flowsMoved[wan.interface] ?? 0
+            report.rttMs = probes == "off" ? nil : probeRTT[wan.interface]
             report.failOpen = failOpen && verdict.state == .down
             return report
         }

@@ -33,10 +33,16 @@ public final class WanManager: @unchecked Sendable {
     /// The C flag of an advertising server (InitialJoinSysctl.swift).
     private let initialJoin = InitialJoinSysctl()
     /// `[routing] follow_service`: conntrack entries of flows NATed to a WAN that goes out of
-    /// service are deleted with it; nil where ctnetlink cannot be opened.
+    /// service are deleted with it; opened at the first need.
     private var conntrack: ConntrackClient?
-    /// The flow pinning table (FlowPinning) as loaded; nil: no table of ours.
-    private var pinned: String?
+    /// The flow pinning table (FlowPinning) as loaded; nil: none of ours. It starts unknown:
+    /// a killed run may have left one.
+    private var pinned: String? = WanManager.unknownPinning
+    private static let unknownPinning = "(unknown: a previous run may have left it)"
+    /// The marks `pinned` gives each WAN: a reload that changes them releases those WANs' flows.
+    private var pinnedMarks: [String: UInt32] = [:]
+    /// Since when (monotonic) each WAN's link has been down.
+    private var linkDownSince: [String: Double] = [:]
     /// WANs out of service at the last reconciliation: a WAN new in it has its NATed flows released.
     private var releasedFor: Set<String> = []
 
@@ -57,6 +63,8 @@ public final class WanManager: @unchecked Sendable {
     var failOpen = false
     /// WANs not in service for any reason (link down, absent, probes): what releaseFlows acts on.
     var unavailable: Set<String> = []
+    /// The last round's quickest answer per WAN (ms); nil after a failed round.
+    var probeRTT: [String: Double] = [:]
     /// NATed flows released from each WAN when it went out of service (conntrack entries deleted).
     var flowsMoved: [String: UInt64] = [:]
     /// Routed traffic per family: the WAN it is steered to (nil: the main table), since when, changes.
@@ -110,11 +118,6 @@ public final class WanManager: @unchecked Sendable {
         wakeFD = ends[0]
         wakeWriteFD = ends[1]
         owned = record.load()
-        if plan.followsService {
-            do { conntrack = try ConntrackClient() } catch {
-                logger.warning("wan: cannot open ctnetlink (\(error)): flows NATed to a WAN that goes out of service keep their conntrack entry until it expires")
-            }
-        }
     }
 
     deinit {
@@ -253,7 +256,7 @@ public final class WanManager: @unchecked Sendable {
         let flapped = seenDown.intersection(up)
         seenDown = []
         refreshHealth(view)
-        syncPinning()
+        syncPinning(view)
         let result = WanReconciler.reconcile(plan, view, owned: owned, flapped: flapped, limits: plan.limits,
                                              outOfService: outOfService, steering: lastChoice ?? UplinkChoice())
         defer { releaseFlows(view) }
@@ -283,8 +286,9 @@ public final class WanManager: @unchecked Sendable {
     }
 
     /// Loads the flow pinning table when routed traffic follows the WANs and its text (the
-    /// WANs and their marks) changed since it was loaded; removes it when the feature is off.
-    private func syncPinning() {
+    /// WANs and their marks) changed since it was loaded; removes it when the feature is off
+    /// (at start too: a table a killed run left behind must not keep marking flows).
+    private func syncPinning(_ view: KernelView) {
         let want = plan.followsService ? FlowPinning.render(plan) : nil
         guard want != pinned else { return }
         if want != nil {
@@ -294,29 +298,81 @@ public final class WanManager: @unchecked Sendable {
                 loggedOnce.insert(line)
                 return
             }
-        } else if let problem = FlowPinning.remove() {
-            logger.warning("wan: cannot remove the nftables table \(FlowPinning.table): \(problem)")
+            // A reload that moved WANs in the config renumbers their marks: flows pinned under
+            // the old numbers would follow another WAN's rule with this one's source address.
+            var marks: [String: UInt32] = [:]
+            for wan in plan.enabledWans { marks[wan.interface] = plan.mark(of: wan.interface) }
+            let renumbered = pinnedMarks.filter { marks[$0.key] != $0.value }.map(\.key)
+            if !renumbered.isEmpty { release(renumbered, view, why: "its connection mark changed with the config") }
+            pinnedMarks = marks
+            warnStrictReversePath()
+        } else {
+            if let problem = FlowPinning.remove(), pinned != Self.unknownPinning {
+                logger.warning("wan: cannot remove the nftables table \(FlowPinning.table): \(problem)")
+            }
+            pinnedMarks = [:]
         }
         pinned = want
     }
 
-    /// A WAN that went out of service since the last pass (its routes and rules already
-    /// changed): its NATed flows' conntrack entries go, so their next packet is NATed afresh
-    /// out of a WAN in service. Flows that moved away are never moved back (FlowPinning).
+    /// Strict reverse-path filtering ignores packet marks unless src_valid_mark is set: the
+    /// reply to a flow pinned to a WAN that the main table does not prefer would be dropped.
+    private func warnStrictReversePath() {
+        func value(_ dev: String, _ key: String) -> Int {
+            Int((try? String(contentsOfFile: "/proc/sys/net/ipv4/conf/\(dev)/\(key)", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        }
+        for wan in plan.enabledWans.map(\.interface) {
+            let strict = max(value("all", "rp_filter"), value(wan, "rp_filter")) == 1
+            let marks = value("all", "src_valid_mark") == 1 || value(wan, "src_valid_mark") == 1
+            let line = "wan: \(wan) has strict reverse-path filtering (rp_filter = 1) without src_valid_mark: replies to flows pinned to it are dropped while the main table prefers another WAN; run sysctl -w net.ipv4.conf.\(wan).src_valid_mark=1 (or use rp_filter = 2)"
+            if strict && !marks && !loggedOnce.contains(line) {
+                logger.warning("\(line)")
+                loggedOnce.insert(line)
+            }
+        }
+    }
+
+    /// WANs that went out of service since the last pass (their routes and rules already
+    /// changed): their NATed flows' conntrack entries go, so each flow's next packet is NATed
+    /// afresh out of a WAN in service. Flows that moved away are never moved back
+    /// (FlowPinning). A link that is down counts only once it has stayed down for the
+    /// detection time: a carrier blip must not kill flows that would have survived it.
     private func releaseFlows(_ view: KernelView) {
-        guard plan.followsService else { releasedFor = []; return }
-        let newlyOut = unavailable.subtracting(releasedFor)
-        releasedFor = unavailable
-        guard let conntrack, !newlyOut.isEmpty else { return }
-        for wan in newlyOut.sorted() {
+        guard plan.followsService else { releasedFor = []; linkDownSince = [:]; return }
+        let now = Self.monotonicSeconds()
+        for wan in plan.enabledWans.map(\.interface) {
+            if view.link(named: wan)?.isUp == false { linkDownSince[wan] = linkDownSince[wan] ?? now } else { linkDownSince[wan] = nil }
+        }
+        let longDown = Set(linkDownSince.filter { now - $0.value >= plan.health.detectionSeconds }.map(\.key))
+        let out = outOfService.union(longDown)
+        let newlyOut = out.subtracting(releasedFor)
+        releasedFor = out
+        // A link down for less than that is looked at again by a later pass (every 5 s at least).
+        if !newlyOut.isEmpty { release(newlyOut.sorted(), view, why: "out of service") }
+    }
+
+    /// Deletes the conntrack entries of flows NATed to these WANs' addresses. A WAN whose
+    /// deletion failed is tried again at the next pass.
+    private func release(_ wans: [String], _ view: KernelView, why: String) {
+        if conntrack == nil {
+            do { conntrack = try ConntrackClient() } catch {
+                logger.warning("wan: cannot open ctnetlink (\(error)): flows NATed to \(wans.joined(separator: ", ")) keep their conntrack entry until it expires")
+                releasedFor.subtract(wans)
+                return
+            }
+        }
+        guard let conntrack else { return }
+        for wan in wans {
             guard let link = view.link(named: wan) else { continue }
             let addresses = view.addresses.filter { $0.ifindex == link.ifindex && $0.scope == 0 }.map(\.address)
             do {
                 let n = try conntrack.deleteSourceNATed(to: addresses)
                 flowsMoved[wan, default: 0] += UInt64(n)
-                logger.notice("wan: \(wan) out of service: \(n) NATed flow(s) released to start again on a WAN in service\(n == 0 ? " (none was NATed to it)" : "")")
+                logger.notice("wan: \(wan) \(why): \(n) NATed flow(s) released to start again on a WAN in service\(n == 0 ? " (none was NATed to it)" : "")")
             } catch {
-                logger.warning("wan: \(wan) out of service: cannot delete its NATed flows' conntrack entries: \(error) (they keep going to it until they expire)")
+                releasedFor.remove(wan)
+                logger.warning("wan: \(wan) \(why): cannot delete its NATed flows' conntrack entries: \(error) (tried again at the next pass)")
             }
         }
     }
@@ -345,6 +401,7 @@ public final class WanManager: @unchecked Sendable {
     }
 
     private func teardown() {
+        if pinned != nil, let problem = FlowPinning.remove() { logger.warning("wan: cleanup: cannot remove the nftables table \(FlowPinning.table): \(problem)") }
         let view: KernelView
         do { view = try KernelView.read(routing: routing, pm: pm) } catch {
             logger.error("wan: cannot read the kernel's state to clean up: \(error)")
@@ -355,7 +412,6 @@ public final class WanManager: @unchecked Sendable {
         for action in result.actions {
             do { try apply(action) } catch { logger.warning("wan: cleanup: \(action) failed: \(error)") }
         }
-        if pinned != nil, let problem = FlowPinning.remove() { logger.warning("wan: cleanup: cannot remove the nftables table \(FlowPinning.table): \(problem)") }
         record.remove()
         reportFile.remove()
         if lastChoice?.isActive == true { onSteering?(UplinkChoice()) }

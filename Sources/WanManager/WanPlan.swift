@@ -92,7 +92,8 @@ public struct WanPlan: Sendable, Equatable {
     public static let markPriority: UInt32 = 31101
     public static let servicePriority: UInt32 = 31200
     /// The bits of the packet and connection mark the pinning uses: WAN at position K
-    /// (1-based, in the config) is K << 24. TPROXY's mark (0x1 by default) stays clear of it.
+    /// (1-based, in the config) is K << 24. TPROXY's mark (0x4d50 by default) must stay clear of it
+    /// (`check` refuses one that does not).
     public static let markMask: UInt32 = 0xff00_0000
 
     /// Tables given to WANs without `table`: 1000 + position (1-based). Table 100 is the

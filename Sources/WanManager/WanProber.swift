@@ -34,6 +34,8 @@ struct ProbeResult: Sendable, Equatable {
     /// these is not counted. A relay short of descriptors must not conclude that every WAN
     /// is dead and refuse every connection.
     var unable: [String] = []
+    /// The quickest answer of the round, in milliseconds (the WAN's RTT as the dashboard shows it).
+    var fastestMs: Double?
 
     /// The round's verdict: answered or not, and the detail for logs; nil when it says
     /// nothing (only probes that could not be set up, or a fallback answer that no longer
@@ -177,6 +179,7 @@ final class WanProber: @unchecked Sendable {
                     let ms = Double(DispatchTime.now().uptimeNanoseconds - entry.started) / 1e6
                     let text = "\(label) in \(String(format: "%.1f", ms)) ms"
                     if entry.probe.fallback { results[entry.job].fallbackAnswered.append(text) } else { results[entry.job].answered.append(text) }
+                    results[entry.job].fastestMs = min(results[entry.job].fastestMs ?? ms, ms)
                 case .failure(let e):
                     results[entry.job].failed.append("\(label): \(e)")
                 }

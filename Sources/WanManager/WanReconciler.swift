@@ -178,16 +178,23 @@ public enum WanReconciler {
             }
             d.rules.append(Rule(source: any, sourceLength: 0, table: plan.routing.table, priority: WanPlan.servicePriority,
                                 protocolID: WanPlan.routeProtocol))
-            guard case .bind(_, let via) = steering.decision(family), let wan = plan.enabledWans.first(where: { $0.interface == via }),
-                  let link = view.link(named: via), link.isUp else { continue }
-            if let gateway = view.gateway(for: wan, ifindex: link.ifindex, family: family) {
-                d.routes.append(Route(table: plan.routing.table, destination: any, prefixLength: 0, gateway: gateway,
-                                      oif: link.ifindex, protocolID: WanPlan.routeProtocol))
-            } else if link.flags & 0x10 != 0 {
-                d.routes.append(Route(table: plan.routing.table, destination: any, prefixLength: 0, gateway: nil,
-                                      oif: link.ifindex, protocolID: WanPlan.routeProtocol, scope: 253))
-            }
+            guard case .bind(_, let via) = steering.decision(family), let route = detour(plan, view, family: family, via: via) else { continue }
+            d.routes.append(route)
         }
+    }
+
+    /// The default route of the relay's table through WAN `via`, or nil when there is none
+    /// to make (no gateway known for the family, not point-to-point, link not up).
+    public static func detour(_ plan: WanPlan, _ view: KernelView, family: IPAddress.Family, via: String) -> Route? {
+        guard let wan = plan.enabledWans.first(where: { $0.interface == via }), let link = view.link(named: via), link.isUp else { return nil }
+        let any = IPAddress.unspecified(family)
+        if let gateway = view.gateway(for: wan, ifindex: link.ifindex, family: family) {
+            return Route(table: plan.routing.table, destination: any, prefixLength: 0, gateway: gateway,
+                         oif: link.ifindex, protocolID: WanPlan.routeProtocol)
+        }
+        guard link.flags & 0x10 != 0 else { return nil }
+        return Route(table: plan.routing.table, destination: any, prefixLength: 0, gateway: nil,
+                     oif: link.ifindex, protocolID: WanPlan.routeProtocol, scope: 253)
     }
 
     /// The lowest id from `WanPlan.firstEndpointID` up (then from 1) not in use.

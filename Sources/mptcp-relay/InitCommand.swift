@@ -170,7 +170,9 @@ struct InitGateway: ParsableCommand {
             (or, from the package: systemctl enable --now mptcp-relay-nft mptcp-relay)
 
             On the aggregation server, this one command writes the same key and its config:
-              (umask 077; mkdir -p /etc/mptcp-relay && echo \(key.hex) > /etc/mptcp-relay/tunnel.key) && mptcp-relay init server --key-file /etc/mptcp-relay/tunnel.key
+              (umask 077; set -o noclobber; mkdir -p /etc/mptcp-relay && echo \(key.hex) > /etc/mptcp-relay/tunnel.key) && mptcp-relay init server --key-file /etc/mptcp-relay/tunnel.key
+            It never replaces a key the server already has (other gateways use it): if it says the file
+            exists, copy that key here instead, to \(out.keyPath) (mode 0600).
             """)
         if via == nil {
             print("Then set via = \"SERVER:4443\" and key_file in \(out.output)'s [[listener]] (or re-run with --server SERVER:4443 --force).")

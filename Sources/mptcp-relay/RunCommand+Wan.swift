@@ -48,6 +48,7 @@ extension RunCommand {
                                       transitions: $0.transitions)
                 u.flowsMoved = $0.flowsMoved
                 u.failOpen = $0.failOpen
+                u.rttMs = $0.rttMs
                 return u
             }
         }

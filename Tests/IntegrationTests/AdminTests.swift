@@ -130,6 +130,19 @@ extension Integration {
                 let id = try #require(conn["id"] as? String)
                 #expect(html.contains("class=\"conn\" data-id=\"\(id)\" data-mptcp=\"mptcp\" data-subflows=\"2\""),
                         "no connection row for \(id) with MPTCP and 2 subflows:\n\(html.prefix(6000))")
+                // The chart has labelled axes with units, and a stacked total above both WANs.
+                #expect(html.contains("id=\"rate-unit\">Mbit/s<") && html.contains("id=\"time-unit\">time (seconds before now)<"), "axes unlabelled:\n\(html.prefix(4000))")
+                #expect(occurrences(of: "class=\"axis-label rate-tick\"", in: html) >= 3 && html.contains(">now</text>"), "no rate or time ticks")
+                let total = attribute("data-peak", ofElement: "polyline", with: "class=\"total\"", in: html)
+                #expect((total.flatMap(Double.init) ?? 0) > 0, "no stacked total")
+                // No uplinks configured here: no empty uplink table shows.
+                #expect(html.contains("id=\"uplinks-section\" class=\"hidden\""), "an empty uplink table is shown")
+                // A connection's subflows on demand: a click puts its id in the address (#conn=ID);
+                // the page opened at that address shows them.
+                let opened = try await Proc.run(in: env.tb.gwNS, chromium + ["--user-data-dir=\(env.tmp.file("chromium2").path)", "--dump-dom",
+                                                                             "http://\(Self.adminAddress)/#conn=\(id)"], timeout: 90)
+                #expect(occurrences(of: "class=\"subflow\"", in: opened.stdout) == 2 && opened.stdout.contains("RTT "),
+                        "the connection's two subflows, with their RTT, are not shown:\n\(opened.stdout.prefix(6000))")
 
                 let shot = env.tmp.file("dashboard.png")
                 let screenshot = try await Proc.run(in: env.tb.gwNS, chromium + ["--screenshot=\(shot.path)", "http://\(Self.adminAddress)/"], timeout: 90)

@@ -131,6 +131,9 @@ struct RoutingConfigTests {
         #expect(error("[routing]\ntable = 1001\n")?.contains("WAN 'wan1''s table") == true)
         #expect(error("[routing]\ntable = 100\n")?.contains("[interception]'s table") == true)
         #expect(error("[routing]\nfollow = true\n") != nil)
+        let markClash = error("[interception]\nlan_interfaces = [\"lan0\"]\nmark = 0x1000000\n")
+        #expect(markClash?.contains("gw.toml:11:") == true && markClash?.contains("uses the bits 0xff000000") == true, "\(markClash ?? "accepted")")
+        #expect(error("[interception]\nlan_interfaces = [\"lan0\"]\nmark = 0x1000000\n[routing]\nfollow_service = false\n") == nil)
         #expect(error("[routing]\nfollow_service = \"yes\"\n")?.contains("gw.toml:10:") == true)
     }
 }

@@ -8,15 +8,19 @@ import WanManager
 @Suite("init: site survey and the configs written")
 struct SiteSurveyTests {
     /// Two uplinks with default routes (metrics 0 and 200: the lower first), a LAN with a
-    /// private prefix and no default route, and an interface with a public address only (not LAN).
+    /// private prefix and no default route, an interface with a public address only, a container bridge and an
+    /// interface that is down (none of them LAN).
     static func site() -> KernelView {
         var k = FakeKernel.twoWans()
         k.view.links += [Link(ifindex: 5, name: "lan0", flags: 0x10001, operState: 6), Link(ifindex: 6, name: "dmz0", flags: 0x10001, operState: 6),
-                         Link(ifindex: 1, name: "lo", flags: 0x10009, operState: 0)]
+                         Link(ifindex: 1, name: "lo", flags: 0x10009, operState: 0),
+                         Link(ifindex: 7, name: "docker0", flags: 0x10001, operState: 6), Link(ifindex: 8, name: "lan1", flags: 0, operState: 2)]
         k.view.addresses += [InterfaceAddress(ifindex: 5, address: ip("192.168.50.1"), prefixLength: 24),
                              InterfaceAddress(ifindex: 5, address: ip("fd00:50::1"), prefixLength: 64),
                              InterfaceAddress(ifindex: 6, address: ip("198.51.100.1"), prefixLength: 28),
-                             InterfaceAddress(ifindex: 1, address: ip("127.0.0.1"), prefixLength: 8, scope: 254)]
+                             InterfaceAddress(ifindex: 1, address: ip("127.0.0.1"), prefixLength: 8, scope: 254),
+                             InterfaceAddress(ifindex: 7, address: ip("172.17.0.1"), prefixLength: 16),
+                             InterfaceAddress(ifindex: 8, address: ip("192.168.60.1"), prefixLength: 24)]
         // Listed out of preference order: detection sorts by metric.
         k.view.routes.reverse()
         return k.view
