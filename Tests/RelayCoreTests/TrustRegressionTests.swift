@@ -63,6 +63,45 @@ import TunnelProtocol
         #expect(w.log.all.contains { $0.contains("splice refused") }, "splice was never refused: the test proved nothing")
     }
 
+    /// Finding 3, the write side: splice refused while bytes sit in the pipe (the sink was
+    /// full). The pipe is emptied with read(2) into the copy path; nothing is lost or reordered.
+    @Test func spliceRefusedWithBytesInThePipeDrainsItByCopy() throws {
+        let upstream = try LoopbackListener(), front = try LoopbackListener()
+        let w = try WorkerUnderTest([Self.forward(upstream.address)])
+        let pair = try LoopbackPair(to: front)
+        w.accept(pair)
+        try w.turn(until: { w.slot0.pointee.phase != .connecting })
+        let server = try #require(upstream.accept())
+        defer { close(server) }
+        let payload = Self.payload(8_000_000)
+        var sent = 0
+        // The server reads nothing yet: the relay's pipe fills and waits for POLLOUT.
+        for _ in 0..<200 where !(w.slot0.pointee.up.inPipe > 0 && w.slot0.pointee.up.busy) {
+            let n = payload[sent...].withUnsafeBytes { send(pair.client, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            if n > 0 { sent += n }
+            try w.turn()
+        }
+        try #require(w.slot0.pointee.up.inPipe > 0, "no bytes held in the pipe: the test cannot reach the write side")
+        w.worker.spliceFlags |= 0x100  // from now on the kernel refuses every splice (EINVAL)
+        var received: [UInt8] = []
+        var end = StreamEnd.open
+        var shut = false
+        for _ in 0..<2000 where end == .open {
+            if sent < payload.count {
+                let n = payload[sent...].withUnsafeBytes { send(pair.client, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+                if n > 0 { sent += n }
+            } else if !shut {
+                shutdown(pair.client, Int32(SHUT_WR))
+                shut = true
+            }
+            end = drain(server, into: &received)
+            if end == .open { try w.turn() }
+        }
+        let intact = received == payload  // compared outside #expect: it would print megabytes
+        #expect(end == .fin && intact, "\(end) after \(received.count) of \(payload.count) bytes")
+        #expect(w.log.all.contains { $0.contains("splice refused") })
+    }
+
     /// Finding 5: a LAN client that resets before the tunnel request is written: the reset is
     /// reported once (the next read sees a clean EOF), so it must be acted on there. Main
     /// dialled the tunnel server anyway and later passed a FIN for the truncated stream.
