@@ -269,9 +269,11 @@ enum TestMetricsBackend {
 
     @Test func anIdleTableCostsNoMemoryForItsCapacity() throws {
         let before = Self.residentBytes()
-        let table = ConnectionTable(capacity: 400_000)
+        // Main made about 690 MB resident here; other tests running beside this one may
+        // allocate tens of MB meanwhile, hence the wide margin.
+        let table = ConnectionTable(capacity: 1_000_000)
         let grown = Self.residentBytes() - before
-        #expect(grown < 64 << 20, "a table of 400,000 slots made \(grown >> 20) MB resident before any connection")
+        #expect(grown < 200 << 20, "a table of 1,000,000 slots made \(grown >> 20) MB resident before any connection")
         let slot = try #require(table.allocate())
         table[slot].pointee.pending = 0
         #expect(table.active == 1)
