@@ -140,6 +140,9 @@ bool mz_is_fresh_stream(int fd, int *family, int *protocol) {
 
 const char *mz_swap_socket(int fd, int family, int from_protocol, int protocol) {
     if (mz_fd_flags(fd) & MZ_FD_UNSWAPPABLE) return "more epoll registrations than the shim records";
+    // dup3 below repoints this one number: a dup()ed descriptor, or the copy a fork()ed process
+    // holds, would stay on the old socket, unconnected. Better all of them TCP and consistent.
+    if (mz_fd_flags(fd) & MZ_FD_SHARED) return "another descriptor or process holds this socket (dup/fork)";
     if (fd >= MZ_FD_LIMIT) return "descriptor number too high to track";
     int fl = fcntl(fd, F_GETFL), fdfl = fcntl(fd, F_GETFD);
     if (fl < 0 || fdfl < 0) return "fcntl failed";
@@ -177,7 +180,7 @@ const char *mz_swap_socket(int fd, int family, int from_protocol, int protocol) 
     }
     // Atomically points fd at the new socket; the old one is released with its last reference.
     mz_epoll_detach(fd);
-    int rc = dup3(nfd, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0);
+    int rc = mz_real.dup3(nfd, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0);  // the real one: ours would mark the pair shared
     int dup_err = errno;
     mz_real.close(nfd);
     mz_epoll_replay(fd);  // onto the new socket, or back onto the old one if dup3 failed

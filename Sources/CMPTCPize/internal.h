@@ -46,6 +46,11 @@ struct mz_real {
     int (*epoll_ctl)(int, int, int, struct epoll_event *);
     int (*accept)(int, struct sockaddr *, socklen_t *);
     int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+    int (*dup)(int);
+    int (*dup2)(int, int);
+    int (*dup3)(int, int, int);
+    int (*fcntl)(int, int, ...);
+    int (*fcntl64)(int, int, ...);
 };
 
 HIDDEN extern struct mz_config mz_cfg;
@@ -74,7 +79,11 @@ enum {
     MZ_FD_HAS_VALUES = 1 << 3,  // emulated option values are remembered for it (optvalues.c)
     MZ_FD_HAS_EPOLL = 1 << 4,   // epoll registrations are recorded for it (epoll.c)
     MZ_FD_UNSWAPPABLE = 1 << 5, // more registrations than the record holds: a swap would lose some
+    MZ_FD_SHARED = 1 << 6,      // another descriptor (dup) or process (fork) holds the same socket:
+                                // a swap repoints one number and leaves the others on the old socket
 };
+// Marks every watched descriptor shared (fork: the child holds them all too).
+HIDDEN void mz_fd_mark_watched_shared(void);
 HIDDEN unsigned mz_fd_flags(int fd);
 HIDDEN void mz_fd_set(int fd, unsigned flags);    // adds flags
 HIDDEN void mz_fd_clear(int fd, unsigned flags);  // removes flags

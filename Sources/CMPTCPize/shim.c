@@ -7,7 +7,10 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <unistd.h>
 
 struct mz_config mz_cfg;
 struct mz_real mz_real;
@@ -28,6 +31,11 @@ static void init(void) {
     mz_real.epoll_ctl = (int (*)(int, int, int, struct epoll_event *))dlsym(RTLD_NEXT, "epoll_ctl");
     mz_real.accept = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "accept");
     mz_real.accept4 = (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(RTLD_NEXT, "accept4");
+    mz_real.dup = (int (*)(int))dlsym(RTLD_NEXT, "dup");
+    mz_real.dup2 = (int (*)(int, int))dlsym(RTLD_NEXT, "dup2");
+    mz_real.dup3 = (int (*)(int, int, int))dlsym(RTLD_NEXT, "dup3");
+    mz_real.fcntl = (int (*)(int, int, ...))dlsym(RTLD_NEXT, "fcntl");
+    mz_real.fcntl64 = (int (*)(int, int, ...))dlsym(RTLD_NEXT, "fcntl64");
 
     char err[256];
     if (!mz_parse_config(&mz_cfg, err, sizeof err)) {
@@ -40,7 +48,11 @@ static void init(void) {
 
 // Runs while the process is still single-threaded, so the once-flag is settled before any
 // thread or fork can race on it; the pthread_once calls below then only read it.
-__attribute__((constructor)) static void mz_constructor(void) { pthread_once(&init_once, init); }
+__attribute__((constructor)) static void mz_constructor(void) {
+    pthread_once(&init_once, init);
+    // After fork both processes hold every socket that existed: none may be swapped since.
+    pthread_atfork(NULL, mz_fd_mark_watched_shared, mz_fd_mark_watched_shared);
+}
 
 void mz_init(void) { pthread_once(&init_once, init); }
 
@@ -180,4 +192,61 @@ int listen(int fd, int backlog) {
     }
     settled(fd);
     return mz_real.listen(fd, backlog);
+}
+
+// A descriptor copied from a watched socket: both numbers name one socket, which a swap (one
+// number repointed) would split. Both are marked shared; the copy is otherwise forgotten.
+static int copied(int from, int to) {
+    if (to < 0) return to;
+    if (to != from) mz_fd_forget(to);
+    unsigned flags = mz_fd_flags(from);
+    if (flags & MZ_FD_WATCH) {
+        mz_fd_set(from, MZ_FD_SHARED);
+        mz_fd_set(to, (flags & ~(MZ_FD_HAS_VALUES | MZ_FD_HAS_EPOLL)) | MZ_FD_SHARED);
+    }
+    return to;
+}
+
+int dup(int fd) {
+    mz_init();
+    return copied(fd, mz_real.dup(fd));
+}
+
+int dup2(int fd, int to) {
+    mz_init();
+    return copied(fd, mz_real.dup2(fd, to));
+}
+
+int dup3(int fd, int to, int flags) {
+    mz_init();
+    return copied(fd, mz_real.dup3(fd, to, flags));
+}
+
+// fcntl's third argument is an int or a pointer; glibc reads it as one machine word too.
+static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, unsigned long arg) {
+    if (!real) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int rc = real(fd, cmd, arg);
+    if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) return copied(fd, rc);
+    return rc;
+}
+
+int fcntl(int fd, int cmd, ...) {
+    mz_init();
+    va_list ap;
+    va_start(ap, cmd);
+    unsigned long arg = va_arg(ap, unsigned long);
+    va_end(ap);
+    return fcntl_common(mz_real.fcntl, fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...) {
+    mz_init();
+    va_list ap;
+    va_start(ap, cmd);
+    unsigned long arg = va_arg(ap, unsigned long);
+    va_end(ap);
+    return fcntl_common(mz_real.fcntl64 ? mz_real.fcntl64 : mz_real.fcntl, fd, cmd, arg);
 }

@@ -22,7 +22,20 @@ final class AdminMetrics: Sendable {
     }
 
     /// Updates the scrape-time values and renders the text format.
-    func render(_ doc: StatusDocument) -> String {
+    func render(_ doc: StatusDocument, listenerBytes: [ListenerBytes] = []) -> String {
+        // Live: every worker's per-listener totals, open connections included, summed.
+        var bytes: [[String]: (up: UInt64, down: UInt64)] = [:]
+        for b in listenerBytes {
+            let key = [b.listener, b.mode]
+            let sum = bytes[key] ?? (0, 0)
+            bytes[key] = (sum.up &+ b.up, sum.down &+ b.down)
+        }
+        for (key, sum) in bytes.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            for (direction, value) in [("up", sum.up), ("down", sum.down)] where value > 0 {
+                advance("mptcp_relay_bytes_total", [("listener", key[0]), ("mode", key[1]), ("direction", direction)], to: value,
+                        help: "Bytes relayed, counted as they move (open connections included).")
+            }
+        }
         registry.makeGauge(name: "mptcp_relay_open_connections", help: "Connections open now (all phases).").set(Int64(doc.totals.openConnections))
         registry.makeGauge(name: "mptcp_relay_pipes_in_use", help: "Splice pipes holding bytes in flight.").set(Int64(doc.totals.pipesInUse))
         registry.makeGauge(name: "mptcp_relay_workers_answering", help: "Workers that answered the last snapshot in time.").set(Int64(doc.workersAnswered))

@@ -35,12 +35,28 @@ public final class AdminServer: Sendable {
     let routing: (@Sendable () -> [StatusDocument.Routing])?
     /// Advances by the detail budget per request, so the subflows read rotate over connections.
     private let detailOffset = Atomic<Int>(0)
+    /// Requests being answered now; past `maxInFlight` a request gets 503 at once, so a
+    /// flood of requests cannot queue snapshot work for the workers.
+    let inFlight = Atomic<Int>(0)
+    static let maxInFlight = 16
+    /// Orders snapshot reads: WanAccounting folds in only reads newer than the last it took.
+    private let readSequence = Atomic<UInt64>(0)
     static let detailBudget = 256
+    /// Connections that may wait for request bytes at once (AdminSocketPool).
+    static let maxWaitingConnections = 64
+    let pool: AdminSocketPool
     private let server: HTTPServer
 
     /// Loads the token file (when set); the listener starts with `start()`.
-    public init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])? = nil,
-                routing: (@Sendable () -> [StatusDocument.Routing])? = nil) throws {
+    public convenience init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])? = nil,
+                            routing: (@Sendable () -> [StatusDocument.Routing])? = nil) throws {
+        try self.init(settings: settings, relay: relay, uplinks: uplinks, routing: routing, bootstrapMetrics: true)
+    }
+
+    /// `bootstrapMetrics: false` leaves swift-metrics alone (it takes one backend per process:
+    /// a test process that has one already can still run an admin listener).
+    init(settings: AdminSettings, relay: Relay, uplinks: (@Sendable () -> [StatusDocument.Uplink])?,
+         routing: (@Sendable () -> [StatusDocument.Routing])? = nil, bootstrapMetrics: Bool) throws {
         if let problem = settings.problem { throw StartError(description: problem) }
         self.settings = settings
         self.uplinks = uplinks
@@ -57,8 +73,9 @@ public final class AdminServer: Sendable {
         } catch {
             throw StartError(description: "admin listener \(settings.listen): not an address this server can bind (\(error))")
         }
-        server = HTTPServer(config: .init(address: address, timeout: 15, logger: .disabled), handler: nil)
-        metrics.bootstrap()
+        pool = AdminSocketPool(inner: HTTPServer.defaultPool(), limit: Self.maxWaitingConnections)
+        server = HTTPServer(config: .init(address: address, timeout: 15, pool: pool, logger: .disabled), handler: nil)
+        if bootstrapMetrics { metrics.bootstrap() }
     }
 
     /// Binds and starts serving; returns once the socket listens, or throws why not.
@@ -101,6 +118,7 @@ public final class AdminServer: Sendable {
     /// Every worker's snapshot, folded into the API document.
     func status(withConnections: Bool = true) async -> StatusDocument {
         let view = relay
+        let sequence = readSequence.add(1, ordering: .relaxed).newValue
         let answers: [WorkerSnapshot] = await withCheckedContinuation { continuation in
             let offset = detailOffset.add(Self.detailBudget, ordering: .relaxed).oldValue
             view.relay.snapshot(withConnections: withConnections, detailBudget: Self.detailBudget, detailOffset: offset) {
@@ -137,7 +155,7 @@ public final class AdminServer: Sendable {
         let routed = routing?()
         return StatusDocument(time: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9,
                               workersAnswered: answers.count, workers: r.counters.count,
-                              totals: totals, wans: withConnections ? wans.update(connections) : [],
+                              totals: totals, wans: withConnections ? wans.update(connections, sequence: sequence) : wans.current(),
                               connections: connections,
                               subflowDetailsOmitted: answers.reduce(0) { $0 + $1.detailsOmitted },
                               uplinks: uplinks?(), routing: routed?.isEmpty == true ? nil : routed)
@@ -149,6 +167,18 @@ struct AdminHandler: HTTPHandler {
     let admin: AdminServer
 
     func handleRequest(_ request: HTTPRequest) async throws -> HTTPResponse {
+        // DNS rebinding: a web page whose name now resolves to 127.0.0.1 must not read the
+        // connection list through the visitor's browser. Its requests carry its own name.
+        if !admin.settings.accepts(host: request.headers[.host]) {
+            return HTTPResponse(statusCode: .misdirectedRequest, headers: [.contentType: "text/plain; charset=utf-8"],
+                                body: Data("421: this listener answers to its own address\(admin.settings.isLoopback ? " or localhost" : ""); add other names with host_names in [admin]\n".utf8))
+        }
+        let busy = admin.inFlight.add(1, ordering: .relaxed).newValue > AdminServer.maxInFlight
+        defer { admin.inFlight.subtract(1, ordering: .relaxed) }
+        if busy {
+            return HTTPResponse(statusCode: .serviceUnavailable, headers: [.contentType: "text/plain", HTTPHeader("Retry-After"): "1"],
+                                body: Data("503: too many requests in progress\n".utf8))
+        }
         if let token = admin.token, !token.accepts(authorization: request.headers[.authorization]) {
             return HTTPResponse(statusCode: .unauthorized,
                                 headers: [.contentType: "text/plain; charset=utf-8", HTTPHeader("WWW-Authenticate"): "Bearer"],
@@ -159,9 +189,12 @@ struct AdminHandler: HTTPHandler {
         }
         switch request.path {
         case "/metrics":
-            let doc = await admin.status()
+            // Counts and live counters only: no worker walks its table or asks the kernel
+            // about each connection for a scrape (per-connection detail is /api's).
+            let doc = await admin.status(withConnections: false)
+            let bytes = admin.relay.relay.counters.flatMap(\.listenerBytes)
             return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                                body: Data(admin.metrics.render(doc).utf8))
+                                body: Data(admin.metrics.render(doc, listenerBytes: bytes).utf8))
         case "/api/connections", "/api/status":
             let doc = await admin.status()
             let encoder = JSONEncoder()

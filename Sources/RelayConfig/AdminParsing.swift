@@ -2,9 +2,10 @@ import MPTCPSocket
 import RelayCore
 import TOMLKit
 
-/// `[admin]`: the operator listener (listen = "HOST:PORT", token_file = "PATH").
+/// `[admin]`: the operator listener (listen = "HOST:PORT", token_file = "PATH",
+/// host_names = ["NAME", ...]: names besides its address that requests may use in Host).
 enum AdminParsing {
-    static let keys = ["listen", "token_file"]
+    static let keys = ["listen", "token_file", "host_names"]
 
     static func parse(_ root: TOMLTable, _ top: TableReader) throws(ConfigError) -> AdminSettings? {
         guard let value = root["admin"] else { return nil }
@@ -24,7 +25,15 @@ enum AdminParsing {
         if let path = tokenFile, !path.hasPrefix("/") {
             tokenFile = r.context.baseDirectory + "/" + path
         }
-        let settings = AdminSettings(listen: address, tokenFile: tokenFile)
+        var hostNames: [String] = []
+        if let value = table["host_names"] {
+            guard let array = value.array, let names = Optional(array.compactMap { $0.string }), names.count == array.count,
+                  names.allSatisfy({ !$0.isEmpty && !$0.contains(":") && !$0.contains("/") && !$0.contains(" ") }) else {
+                throw r.error("host_names", "[admin] host_names must be a list of host names, e.g. host_names = [\"relay.lan\"]: the names (without port) a browser or proxy uses to reach the listener; requests naming anything else get 421")
+            }
+            hostNames = names
+        }
+        let settings = AdminSettings(listen: address, tokenFile: tokenFile, hostNames: hostNames)
         if let problem = settings.problem { throw r.error("listen", problem) }
         return settings
     }

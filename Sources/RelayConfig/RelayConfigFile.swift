@@ -63,7 +63,8 @@ public struct RelayConfigFile: Sendable {
         var settings = RelaySettings(listeners: parsed.map(\.settings))
         let logLevel = try top.choice("log_level", logLevels) ?? "info"
         if let n = try top.integer("workers", in: 1...256) { settings.workers = n }
-        if let n = try top.integer("max_connections", in: 1...Int(Int32.max)) { settings.maxConnections = n }
+        if let n = try top.integer("max_connections", in: 1...RelaySettings.maxConnectionsLimit,
+                                   unit: " (each connection holds two descriptors, up to six while it moves bytes; a process gets at most fs.nr_open, 1048576 by default)") { settings.maxConnections = n }
         if let s = try top.seconds("connect_timeout") { settings.connectTimeout = s }
         if let s = try top.seconds("idle_timeout", zeroMeans: "disables it") { settings.idleTimeout = s }
         if let s = try top.seconds("grace") { settings.gracePeriod = s }

@@ -51,7 +51,10 @@ struct Connection {
     private(set) var phase = Phase.free
     /// Bumped each time the slot is released: an operation token carries the generation it
     /// was submitted under, so a completion for an earlier occupant is recognised and dropped.
-    var generation: UInt16 = 0
+    var generation: UInt32 = 0
+    /// A free slot reclaimed with operations in flight: completions still to come for its
+    /// previous occupant (generation - 1) before the slot may be reused.
+    var strays: Int32 = 0
     var sequence: UInt64 = 0
     /// The listener record the connection was accepted under; its settings never change
     /// (a reload that changes them makes a new record), so neither does the connection's mode.
@@ -74,6 +77,13 @@ struct Connection {
     var quietClose = false
     /// Counted against the tunnel server's pre-authentication limits while reading a header.
     var holdsHeaderBudget = false
+    /// The settings the connection was accepted under (a reload changes them for later
+    /// connections only): idle limit, tunnel header deadline, tunnel reply deadline (ns),
+    /// and whether the upstream was asked for MPTCP (a redial asks the same).
+    var idleLimit = Int64.max
+    var headerLimit = Int64.max
+    var replyLimit = Int64.max
+    var wantsMPTCP = false
     /// Forward mode with a host name: which of the resolved addresses is being tried.
     var upstreamAttempt = 0
     /// When the upstream connect was submitted (precise monotonic ns), for the latency metric.

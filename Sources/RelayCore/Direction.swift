@@ -32,6 +32,10 @@ struct Direction {
     /// for requests and short answers, recv+send costs no pipe and, out of an MPTCP socket
     /// (which has no splice_read and copies anyway), no freshly allocated pipe pages.
     var bulk = false
+    /// splice refused this direction's files (`IOOutcome.unsupported`): every byte is copied
+    /// through a buffer from now on, as before it turned bulk; a pipe still holding bytes is
+    /// emptied by read(2) first.
+    var copyOnly = false
 
     init() {}
 
@@ -50,10 +54,10 @@ struct Direction {
         if prefixEnd > prefixStart { return .writePrefix }
         if expectReply { return .readReply }
         if buffer >= 0 { return .releaseBuffer }
-        if inPipe > 0 { return .write }
+        if inPipe > 0 { return copyOnly ? .drainPipe : .write }
         if sourceEOF { return .passEOF }
         if drained { return pipe.isValid ? .releasePipeAndPoll : .pollIn }
-        if !bulk { return .copyRead }
+        if !bulk || copyOnly { return .copyRead }
         if !pipe.isValid { return .takePipe }
         return .read
     }
@@ -71,6 +75,8 @@ enum DirectionStep: Equatable {
     case releaseBuffer
     /// Pipe -> sink.
     case write
+    /// Splice cannot write the pipe out: its bytes are read into a buffer and sent as a prefix.
+    case drainPipe
     /// Source ended and everything was written: shutdown(SHUT_WR) on the sink.
     case passEOF
     /// Idle: the pipe goes back to the pool while the direction waits for input.

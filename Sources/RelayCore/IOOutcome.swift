@@ -13,6 +13,9 @@ enum IOOutcome: Equatable {
     case eof
     /// Nothing to do now: wait for readiness (EAGAIN, or an interrupted call to repeat).
     case wouldBlock
+    /// splice(2) cannot move bytes between these files here (EINVAL, ENOSYS, EOPNOTSUPP, or
+    /// EPERM from a seccomp filter): not the peer's doing; the direction copies instead.
+    case unsupported(Errno)
     case failed(Errno)
 
     /// A syscall's return value with `errno` (EINTR is retried by the caller's loop).
@@ -23,6 +26,28 @@ enum IOOutcome: Equatable {
     /// A ring completion's `res` (negative errno on failure).
     init(result: Int32) {
         if result > 0 { self = .moved(Int(result)) } else if result == 0 { self = .eof } else { self.init(code: -result) }
+    }
+
+    /// A splice's return value with `errno`: like `init(returned:errno:)`, and "this pair of
+    /// files cannot be spliced" is told apart from a failing peer.
+    init(splicedReturned n: Int, errno code: Int32) {
+        self.init(returned: n, errno: code)
+        self.classifySplice()
+    }
+
+    /// A ring splice completion's `res`.
+    init(spliceResult result: Int32) {
+        self.init(result: result)
+        self.classifySplice()
+    }
+
+    private mutating func classifySplice() {
+        // A peer that goes away yields ECONNRESET/EPIPE/ETIMEDOUT, never these: they say the
+        // kernel (or a filter in front of it) will not splice this pair of files at all.
+        if case .failed(let e) = self, e == .invalidArgument || e == .noFunction || e == .notSupported
+            || e == .notSupportedOnSocket || e == .notPermitted {
+            self = .unsupported(e)
+        }
     }
 
     private init(code: Int32) {
@@ -38,8 +63,17 @@ enum IOOutcome: Equatable {
 enum DataPath {
     static let spliceFlags = UInt32(CNET_SPLICE_F_MOVE | CNET_SPLICE_F_NONBLOCK)
 
-    @inline(__always) static func splice(from source: Int32, to sink: Int32, count: Int) -> IOOutcome {
-        retrying { cnet_splice(source, sink, count, spliceFlags) }
+    @inline(__always) static func splice(from source: Int32, to sink: Int32, count: Int, flags: UInt32 = spliceFlags) -> IOOutcome {
+        while true {
+            let n = cnet_splice(source, sink, count, flags)
+            if n < 0 && errno == EINTR { continue }
+            return IOOutcome(splicedReturned: n, errno: n < 0 ? errno : 0)
+        }
+    }
+
+    /// read(2) of a pipe's bytes (the copy path's way to empty a pipe splice cannot write out).
+    @inline(__always) static func read(_ fd: Int32, into bytes: UnsafeMutableRawPointer, count: Int) -> IOOutcome {
+        retrying { Glibc.read(fd, bytes, count) }
     }
 
     @inline(__always) static func send(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int) -> IOOutcome {

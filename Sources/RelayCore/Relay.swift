@@ -265,12 +265,14 @@ public final class Relay {
         }
     }
 
-    /// For each worker, one socket per listener, each address probed first.
-    private func bindListeners(_ wanted: [ListenerSettings]) throws(RelayError) -> [[Int32]] {
+    /// For each worker, one socket per listener, each address probed first (but those in
+    /// `ownAddresses`: held by this relay's own sockets that a reload is about to close; the
+    /// new sockets join their SO_REUSEPORT group, and take over once the old ones close).
+    private func bindListeners(_ wanted: [ListenerSettings], ownAddresses: Set<SocketAddress> = []) throws(RelayError) -> [[Int32]] {
         var perWorker: [[Int32]] = Array(repeating: [], count: settings.workers)
         for l in wanted {
             do throws(RelayError) {
-                try Self.probe(l)
+                if !ownAddresses.contains(l.address) { try Self.probe(l) }
                 for w in 0..<settings.workers {
                     let fd: FileDescriptor
                     do {
@@ -324,7 +326,10 @@ public final class Relay {
                 fresh.append(l)
             }
         }
-        let opened = try bindListeners(fresh)
+        // A listener whose mode changes on the same address (forward -> server, say) needs a
+        // socket of another kind; the one it replaces is ours, not "another socket" in the way.
+        let closing = Set(listenerSockets.filter { !kept.contains($0.id) }.map(\.settings.address))
+        let opened = try bindListeners(fresh, ownAddresses: closing)
         let freshIDs = fresh.map { _ in takeSocketID() }
         for (w, mailbox) in mailboxes.enumerated() {
             var freshIndex = 0
@@ -343,7 +348,6 @@ public final class Relay {
             defer { freshIndex += 1 }
             return (freshIDs[freshIndex], l)
         }
-        settings = next
         for (name, changed) in [
             ("pipe_size", next.pipeSize != settings.pipeSize), ("pipe_memory", next.pipeMemory != settings.pipeMemory),
             ("max_pending_headers", next.effectiveMaxPendingHeaders != settings.effectiveMaxPendingHeaders),
@@ -351,6 +355,8 @@ public final class Relay {
         ] where changed {
             logger.notice("reload: \(name) changes on restart")
         }
+        // After the comparison above: it reads the settings being replaced.
+        settings = next
         // Worker tables were sized at start: a reload can lower the limit, not raise it.
         limits?.connectionLimit.store(min(next.maxConnections, startCapacity), ordering: .relaxed)
         if next.maxConnections > startCapacity {

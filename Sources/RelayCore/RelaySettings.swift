@@ -120,6 +120,19 @@ public struct RelaySettings: Sendable {
     public var pipeSize: Int = 256 * 1024
     /// Connections across all workers; accepting pauses at the limit.
     public var maxConnections: Int = 8192
+
+    /// The most `max_connections` can be: each connection holds two descriptors (four more
+    /// while bytes move through pipes), and Linux caps a process at fs.nr_open descriptors
+    /// (1,048,576 by default); tables grow with use, about 0.7 KB per connection held.
+    public static let maxConnectionsLimit = 1 << 20
+
+    /// Why `value` cannot be max_connections, or nil.
+    public static func checkMaxConnections(_ value: Int) -> String? {
+        guard value >= 1, value <= maxConnectionsLimit else {
+            return "must be between 1 and \(maxConnectionsLimit): each connection needs two descriptors (up to six while it moves bytes), and a process gets at most fs.nr_open (1,048,576 by default); about 0.7 KB of memory per connection held"
+        }
+        return nil
+    }
     /// Cap on the bytes of all splice pipes (nil: what the kernel lets this user have,
     /// see SharedLimits.defaultPipeByteLimit). Past it, directions copy instead of splicing.
     public var pipeMemory: Int? = nil

@@ -16,6 +16,8 @@ final class SharedLimits: Sendable {
     let pipeByteLimit: Int
     /// One warning per process when the kernel grants a smaller pipe than asked.
     let pipeShortfallWarned = Atomic<Bool>(false)
+    /// One warning per process when splice is refused and directions copy instead.
+    let spliceRefusedWarned = Atomic<Bool>(false)
     /// Wakes the other workers when a slot frees up at the limit (they stopped arming accepts).
     private let wakeAll: @Sendable () -> Void
 

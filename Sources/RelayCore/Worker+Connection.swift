@@ -31,6 +31,10 @@ extension Worker {
         c.pointee.openedAt = now
         c.pointee.lastActive = now
         c.pointee.peer = peer
+        // The deadlines in force when the connection came: a reload changes them for later ones.
+        c.pointee.idleLimit = settings.idleTimeout > 0 ? nanoseconds(settings.idleTimeout) : Int64.max
+        c.pointee.headerLimit = nanoseconds(settings.headerTimeout)
+        c.pointee.replyLimit = settings.connectTimeout > 0 ? nanoseconds(settings.connectTimeout) : Int64.max
         let clientFD = FileDescriptor(rawValue: client)
 
         if readsHeader {
@@ -62,7 +66,7 @@ extension Worker {
         destination.write(to: &c.pointee.destination)
         if let tunnel = listener.tunnel, let via = tunnel.via, listener.mode.intercepts {
             // Before dialling: a dial that fails frees the slot at once.
-            prepareTunnelRequest(slot, destination: destination, key: tunnel.key)
+            guard prepareTunnelRequest(slot, destination: destination, key: tunnel.key) else { return }
             dial(slot, to: via, mptcp: true, fastOpen: tunnel.fastOpen)
         } else {
             dial(slot, to: destination, mptcp: settings.upstreamMPTCP && !listener.mode.acceptsMPTCP, fastOpen: false)
@@ -91,6 +95,7 @@ extension Worker {
             beginClose(slot, reason: .refused(why), reset: true)
             return
         }
+        c.pointee.wantsMPTCP = mptcp
         let upstream: FileDescriptor
         do {
             (upstream, c.pointee.upstreamProtocol) = try Socket.openStream(family: destination.family, preferMPTCP: mptcp)
@@ -130,7 +135,10 @@ extension Worker {
         let c = table[slot]
         // An operation of an occupant whose slot was reclaimed at its closing deadline: its
         // descriptors and pipes are gone already, and nothing of it may touch the new one.
-        guard c.pointee.generation == token.generation, c.pointee.phase != .free else { return }
+        guard c.pointee.generation == token.generation, c.pointee.phase != .free else {
+            _ = table.strayCompleted(slot, generation: token.generation)
+            return
+        }
         c.pointee.pending -= 1
         if kind == .pollIn || kind == .pollOut || kind == .spliceIn || kind == .spliceOut {
             withDirection(c, d) { $0.busy = false }
@@ -156,9 +164,9 @@ extension Worker {
             pump(slot, d)
         case .pollOut: pump(slot, d)
         case .spliceIn:
-            if readCompleted(slot, d, IOOutcome(result: result)) { pump(slot, d) }
+            if readCompleted(slot, d, IOOutcome(spliceResult: result)) { pump(slot, d) }
         case .spliceOut:
-            if writeCompleted(slot, d, IOOutcome(result: result)) { pump(slot, d) }
+            if writeCompleted(slot, d, IOOutcome(spliceResult: result)) { pump(slot, d) }
         default: break
         }
     }
@@ -225,15 +233,26 @@ extension Worker {
     private func redialNextAddress(_ slot: Int32, listener: ListenerSettings, after reason: CloseReason) -> Bool {
         let c = table[slot]
         guard let upstream = listener.mode.upstream, upstream.literal == nil,
-              let addresses = upstreamAddresses[upstream.description],
-              c.pointee.upstreamAttempt + 1 < addresses.count else { return false }
+              let addresses = upstreamAddresses[upstream.description] else { return false }
+        let failed = withUnsafePointer(to: &c.pointee.target) { SocketAddress(storage: UnsafeRawPointer($0)) }
+        guard let next = Self.nextUpstreamAddress(after: failed, in: addresses, attempts: c.pointee.upstreamAttempt + 1) else { return false }
         logger.debug("conn=\(index).\(c.pointee.sequence) upstream=\(targetText(c)) \(reason.text); trying the next address of \(upstream)")
         c.pointee.upstreamAttempt += 1
         close(c.pointee.upstream)
         c.pointee.upstream = -1
         c.pointee.move(.redial)
-        dial(slot, to: addresses[c.pointee.upstreamAttempt], mptcp: settings.upstreamMPTCP && !listener.mode.acceptsMPTCP, fastOpen: false)
+        dial(slot, to: next, mptcp: c.pointee.wantsMPTCP, fastOpen: false)
         return true
+    }
+
+    /// The address to try after `failed`, in the resolver's current list: the one after it
+    /// (the list may have been re-resolved since the connection started, so a position kept
+    /// from the old list would skip or repeat addresses), or the first when `failed` is no
+    /// longer listed. Nil once `attempts` connects were made, as many as there are addresses.
+    static func nextUpstreamAddress(after failed: SocketAddress?, in addresses: [SocketAddress], attempts: Int) -> SocketAddress? {
+        guard attempts < addresses.count else { return nil }
+        guard let failed, let position = addresses.firstIndex(of: failed) else { return addresses.first }
+        return position + 1 < addresses.count ? addresses[position + 1] : nil
     }
 
     /// One line per connection: who, where, and whether the MPTCP side really runs MPTCP.
@@ -286,12 +305,13 @@ extension Worker {
         let up = c.pointee.up
         let down = c.pointee.down
         if c.pointee.subflows == 0 { recordSubflows(c) }
+        let lost = mptcpWasLost(c)
         if !c.pointee.quietClose {
             // The one line a connection gets at info level: who, where, how MPTCP went, why
             // it ended, what it moved.
             let subflows = c.pointee.subflows > 0 ? " subflows=\(c.pointee.subflows)" : ""
             let seconds = Double(now - c.pointee.openedAt) / 1e9
-            let status = c.pointee.relayed ? " \(c.pointee.status)" : ""
+            let status = c.pointee.relayed ? (lost ? " mptcp=lost (fell back to TCP after negotiating MPTCP)" : " \(c.pointee.status)") : ""
             let line: Logger.Message = "closed conn=\(index).\(c.pointee.sequence) \(routeText(c))\(status) \(c.pointee.reason.text) up=\(up.bytes) down=\(down.bytes) ms=\(Int(seconds * 1000))\(subflows)"
             switch c.pointee.reason {
             case .completed, .idleTimeout: logger.info(line)
@@ -309,9 +329,7 @@ extension Worker {
         handshakeBuffers.give(up.buffer)
         handshakeBuffers.give(down.buffer)
         counters.add(.closed, 1)
-        metricClosed(c)
-        counters.add(.bytesUp, up.bytes)
-        counters.add(.bytesDown, down.bytes)
+        metricClosed(c, lost: lost)
         listeners[c.pointee.listener].connections -= 1
         limits.connectionClosed()
         c.pointee.move(.drained)

@@ -85,10 +85,10 @@ extension Worker {
         if let k = listeners.indices.first(where: { k in
             listeners[k].isReusable && !listeners.contains { $0.successor == k }
         }) {
-            listeners[k].reuse(settings: config, socketID: socketID, fd: fd)
+            listeners[k].reuse(settings: config, socketID: socketID, fd: fd, bytes: Self.registerBytes(config, counters))
             return k
         }
-        listeners.append(WorkerListener(settings: config, socketID: socketID, fd: fd))
+        listeners.append(WorkerListener(settings: config, socketID: socketID, fd: fd, bytes: Self.registerBytes(config, counters)))
         return listeners.count - 1
     }
 
@@ -118,25 +118,23 @@ extension Worker {
         if stopping && now >= stopDeadline {
             abortAll()
         }
-        let headerLimit = nanoseconds(settings.headerTimeout)
-        // With Fast Open the connect completes at once (the link timeout never fires), so the
-        // gateway bounds the wait for the server's reply by the connect timeout.
-        let replyLimit = settings.connectTimeout > 0 ? nanoseconds(settings.connectTimeout) : Int64.max
-        let idleLimit = settings.idleTimeout > 0 ? nanoseconds(settings.idleTimeout) : Int64.max
-        for i in 0..<table.capacity {
-            let c = table.slots + i
+        // Each connection's limits are its own (set at accept): a reload does not change them.
+        for i in table.slotIndices {
+            let c = table[i]
             switch c.pointee.phase {
-            case .readingHeader where now - c.pointee.openedAt > headerLimit:
+            case .readingHeader where now - c.pointee.openedAt > c.pointee.headerLimit:
                 // A silent or slow client cannot hold a slot (and its buffer) for longer.
-                rejectTunnel(Int32(i), code: TunnelCodec.malformed, reason: "no complete tunnel header within \(settings.headerTimeout) s")
-            case .relaying where c.pointee.down.expectReply && now - c.pointee.openedAt > replyLimit:
-                beginClose(Int32(i), reason: .connectTimeout, reset: true)
-            case .relaying where now - c.pointee.lastActive > idleLimit:
+                rejectTunnel(i, code: TunnelCodec.malformed, reason: "no complete tunnel header within \(Double(c.pointee.headerLimit) / 1e9) s")
+            case .relaying where c.pointee.down.expectReply && now - c.pointee.openedAt > c.pointee.replyLimit:
+                // With Fast Open the connect completes at once (the link timeout never fires), so
+                // the gateway bounds the wait for the server's reply by the connect timeout.
+                beginClose(i, reason: .connectTimeout, reset: true)
+            case .relaying where now - c.pointee.lastActive > c.pointee.idleLimit:
                 // Bytes still held would be lost: a clean FIN would pass a truncated stream as whole.
-                beginClose(Int32(i), reason: .idleTimeout, reset: c.pointee.holdsBytes)
+                beginClose(i, reason: .idleTimeout, reset: c.pointee.holdsBytes)
             case .closing where now - c.pointee.closingSince > Self.closingDeadline:
                 logger.warning("conn=\(index).\(c.pointee.sequence): \(c.pointee.pending) operation(s) still pending \(Self.closingDeadline / 1_000_000_000) s after close; reclaiming the slot")
-                finish(Int32(i))
+                finish(i)
             default:
                 break
             }
@@ -148,9 +146,9 @@ extension Worker {
     }
 
     func abortAll() {
-        for i in 0..<table.capacity {
-            switch table.slots[i].phase {
-            case .relaying, .connecting, .readingHeader: beginClose(Int32(i), reason: .shutdown, reset: true)
+        for i in table.slotIndices {
+            switch table[i].pointee.phase {
+            case .relaying, .connecting, .readingHeader: beginClose(i, reason: .shutdown, reset: true)
             case .free, .closing: break
             }
         }

@@ -34,10 +34,12 @@ extension Worker {
                 withDirection(c, d) { $0.buffer = -1; $0.prefixStart = 0; $0.prefixEnd = 0; $0.bufferFill = 0 }
             case .write:
                 if settings.spliceEngine == .ring {
-                    submit(.spliceOut, slot, d) { ring.splice(from: dir.pipe.readEnd, to: dir.sink, length: UInt32(dir.inPipe), flags: DataPath.spliceFlags, userData: $0) }
+                    submit(.spliceOut, slot, d) { ring.splice(from: dir.pipe.readEnd, to: dir.sink, length: UInt32(dir.inPipe), flags: spliceFlags, userData: $0) }
                     return
                 }
-                if !writeCompleted(slot, d, DataPath.splice(from: dir.pipe.readEnd, to: dir.sink, count: dir.inPipe)) { return }
+                if !writeCompleted(slot, d, DataPath.splice(from: dir.pipe.readEnd, to: dir.sink, count: dir.inPipe, flags: spliceFlags)) { return }
+            case .drainPipe:
+                if !drainPipe(slot, d) { return }
             case .passEOF:
                 passEOF(slot, d, dir.sink)
                 return
@@ -68,10 +70,10 @@ extension Worker {
                 }
             case .read:
                 if settings.spliceEngine == .ring {
-                    submit(.spliceIn, slot, d) { ring.splice(from: dir.source, to: dir.pipe.writeEnd, length: UInt32(dir.pipe.capacity), flags: DataPath.spliceFlags, userData: $0) }
+                    submit(.spliceIn, slot, d) { ring.splice(from: dir.source, to: dir.pipe.writeEnd, length: UInt32(dir.pipe.capacity), flags: spliceFlags, userData: $0) }
                     return
                 }
-                if !readCompleted(slot, d, DataPath.splice(from: dir.source, to: dir.pipe.writeEnd, count: dir.pipe.capacity)) { return }
+                if !readCompleted(slot, d, DataPath.splice(from: dir.source, to: dir.pipe.writeEnd, count: dir.pipe.capacity, flags: spliceFlags)) { return }
             }
         }
     }
@@ -91,11 +93,11 @@ extension Worker {
         let outcome = DataPath.receive(source, into: handshakeBuffers.pointer(buffer), count: HandshakeBuffers.size)
         if case .moved(let n) = outcome {
             c.pointee.lastActive = now
+            countBytes(c, d, n)
             withDirection(c, d) { dir in
                 dir.buffer = buffer
                 dir.prefixStart = 0
                 dir.prefixEnd = n
-                dir.bytes += UInt64(n)
                 dir.drained = n < HandshakeBuffers.size
                 // A full buffer: more is coming than a message's worth. Splice from now on.
                 if n == HandshakeBuffers.size { dir.bulk = true }
@@ -147,7 +149,7 @@ extension Worker {
             // has not made yet: wait for it (prefixWritten resumes this direction).
             withDirection(c, d) { $0.awaitingConnect = true }
             return false
-        case .failed(let e):
+        case .failed(let e), .unsupported(let e):
             beginClose(slot, reason: .refused("tunnel server: \(errnoText(e.rawValue))"), reset: true)
             return false
         }
@@ -158,9 +160,9 @@ extension Worker {
         let c = table[slot]
         if case .moved(let n) = outcome {
             c.pointee.lastActive = now
+            countBytes(c, d, n)
             withDirection(c, d) { dir in
                 dir.inPipe += n
-                dir.bytes += UInt64(n)
                 // A read shorter than the pipe most likely emptied the socket: poll before the next.
                 dir.drained = n < dir.pipe.capacity
             }
@@ -180,10 +182,45 @@ extension Worker {
         case .wouldBlock:
             withDirection(c, d) { $0.drained = true }
             return true
+        case .unsupported(let e):
+            spliceRefused(slot, d, e)
+            return true
         case .failed(let e):
             beginClose(slot, reason: d == 0 ? .resetByClient(e.rawValue) : .resetByUpstream(e.rawValue), reset: true)
             return false
         }
+    }
+
+    /// Splice will not move this direction's bytes (a seccomp filter, an odd socket): the
+    /// connection is healthy, so it copies from now on instead of being reset.
+    private func spliceRefused(_ slot: Int32, _ d: Int, _ error: Errno) {
+        withDirection(table[slot], d) { $0.copyOnly = true }
+        if !limits.spliceRefusedWarned.exchange(true, ordering: .relaxed) {
+            logger.warning("splice refused (\(errnoText(error.rawValue))): connections that meet this copy through a buffer instead (more CPU per byte). A seccomp filter or a container profile that blocks splice(2) does this; allow splice, or run with splice = \"inline\" to rule out io_uring's splice")
+        }
+    }
+
+    /// The copy path's way out of a pipe that splice cannot write: up to a buffer's worth of
+    /// its bytes become the direction's prefix. False when the direction must stop here.
+    private func drainPipe(_ slot: Int32, _ d: Int) -> Bool {
+        let c = table[slot]
+        let buffer = handshakeBuffers.take()
+        let (readEnd, inPipe) = withDirection(c, d) { ($0.pipe.readEnd, $0.inPipe) }
+        let outcome = DataPath.read(readEnd, into: handshakeBuffers.pointer(buffer), count: min(inPipe, HandshakeBuffers.size))
+        guard case .moved(let n) = outcome else {
+            // The pipe is the relay's own: failing to read it is a resource problem, not a peer's.
+            handshakeBuffers.give(buffer)
+            if case .failed(let e) = outcome { beginClose(slot, reason: .resources(e.rawValue), reset: true) }
+            else { beginClose(slot, reason: .resources(EIO), reset: true) }
+            return false
+        }
+        withDirection(c, d) { dir in
+            dir.inPipe -= n
+            dir.buffer = buffer
+            dir.prefixStart = 0
+            dir.prefixEnd = n
+        }
+        return true
     }
 
     /// Result of a pipe -> sink splice; false when the direction must stop here.
@@ -192,6 +229,11 @@ extension Worker {
         if case .moved(let n) = outcome {
             c.pointee.lastActive = now
             withDirection(c, d) { $0.inPipe -= n }
+            return true
+        }
+        if case .unsupported(let e) = outcome {
+            // The bytes stay in the pipe; drainPipe copies them out next.
+            spliceRefused(slot, d, e)
             return true
         }
         sinkRefused(slot, d, outcome)
@@ -205,7 +247,7 @@ extension Worker {
         switch outcome {
         case .moved, .eof, .wouldBlock:
             sinkBlocked(slot, d)
-        case .failed(let e):
+        case .failed(let e), .unsupported(let e):
             beginClose(slot, reason: d == 0 ? .resetByUpstream(e.rawValue) : .resetByClient(e.rawValue), reset: true)
         }
     }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNetLinux
 import CoreMetrics
 import MPTCPSocket
 import SystemPackage
@@ -26,11 +27,11 @@ extension Worker {
             // The budget covers a window of the MPTCP connections, starting at the request's
             // offset (wrapping), so successive requests read different ones.
             var mptcpCount = 0
-            for i in 0..<table.capacity where Self.hasSubflows(table.slots + i) { mptcpCount += 1 }
+            for i in table.slotIndices where Self.hasSubflows(table[i]) { mptcpCount += 1 }
             let start = mptcpCount > 0 ? request.detailOffset % mptcpCount : 0
             var rank = 0
-            for i in 0..<table.capacity {
-                let c = table.slots + i
+            for i in table.slotIndices {
+                let c = table[i]
                 guard c.pointee.phase != .free else { continue }
                 var snapshot = plainSnapshot(c)
                 if Self.hasSubflows(c) {
@@ -44,11 +45,8 @@ extension Worker {
                 connections.append(snapshot)
             }
         }
-        var up = counters.value(.bytesUp), down = counters.value(.bytesDown)
-        for i in 0..<table.capacity where table.slots[i].phase != .free {
-            up += table.slots[i].up.bytes
-            down += table.slots[i].down.bytes
-        }
+        // Counted as they move: no walk over the table for totals.
+        let up = counters.value(.bytesUp), down = counters.value(.bytesDown)
         request.answer(WorkerSnapshot(worker: index, openConnections: table.active, pipesInUse: pipes.inUse,
                                       bytesUp: up, bytesDown: down, connections: connections, detailsOmitted: omitted))
     }
@@ -139,22 +137,28 @@ extension Worker {
         Counter(label: "mptcp_relay_tunnel_refusals_total", dimensions: [("reason", reason)]).increment()
     }
 
-    /// At finish: outcome, bytes by listener, and whether MPTCP was lost on the way.
-    func metricClosed(_ c: UnsafeMutablePointer<Connection>) {
+    /// At finish: the outcome, and whether MPTCP was lost on the way (`lost`, read before the
+    /// descriptors closed). Bytes are counted as they move (ListenerBytes), not here.
+    func metricClosed(_ c: UnsafeMutablePointer<Connection>, lost: Bool) {
         let listener = listeners[c.pointee.listener].settings
         let dims = labels(listener)
         Counter(label: "mptcp_relay_connections_closed_total", dimensions: dims + [("reason", c.pointee.reason.metricLabel)]).increment()
-        if c.pointee.up.bytes > 0 {
-            Counter(label: "mptcp_relay_bytes_total", dimensions: dims + [("direction", "up")]).increment(by: Int64(clamping: c.pointee.up.bytes))
-        }
-        if c.pointee.down.bytes > 0 {
-            Counter(label: "mptcp_relay_bytes_total", dimensions: dims + [("direction", "down")]).increment(by: Int64(clamping: c.pointee.down.bytes))
-        }
-        let fd = mptcpSide(c)
-        if c.pointee.status == .active, fd >= 0,
-           MPTCP.status(of: FileDescriptor(rawValue: fd), createdAs: .mptcp) == .fallback {
+        if lost {
             Counter(label: "mptcp_relay_connections_mptcp_total", dimensions: dims + [("outcome", MPTCPOutcome.mptcpLost.rawValue)]).increment()
         }
+    }
+
+    /// A connection that negotiated MPTCP and runs plain TCP now. Asked of the open
+    /// descriptor: once it is closed the question has no answer (EBADF read as "fallback"
+    /// counted every MPTCP connection as lost), or, worse, another socket's.
+    func mptcpWasLost(_ c: UnsafeMutablePointer<Connection>) -> Bool {
+        let fd = mptcpSide(c)
+        guard c.pointee.status == .active, fd >= 0 else { return false }
+        guard let stillMPTCP = try? Socket.intOption(FileDescriptor(rawValue: fd), level: Int32(IPPROTO_TCP), name: CNET_TCP_IS_MPTCP) else {
+            // Before 6.7 (no TCP_IS_MPTCP): MPTCP_INFO's fallback flag; no answer is no verdict.
+            return (try? MPTCP.info(of: FileDescriptor(rawValue: fd)))?.isFallback ?? false
+        }
+        return stillMPTCP == 0
     }
 
     static func threadCPUNanoseconds() -> Int64 {

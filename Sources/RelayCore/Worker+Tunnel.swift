@@ -13,20 +13,31 @@ extension Worker {
     // MARK: Gateway side
 
     /// Writes the request header into the up direction's buffer, then whatever the client
-    /// already sent, so that with Fast Open both ride in the SYN.
-    func prepareTunnelRequest(_ slot: Int32, destination: SocketAddress, key: TunnelKey) {
+    /// already sent, so that with Fast Open both ride in the SYN. False when the client has
+    /// reset already: the connection is closed with a reset and nothing is dialled (the
+    /// error is reported once; a later read would see a clean EOF and pass a truncated
+    /// stream on as whole).
+    func prepareTunnelRequest(_ slot: Int32, destination: SocketAddress, key: TunnelKey) -> Bool {
         let c = table[slot]
         let buffer = handshakeBuffers.take()
         let base = handshakeBuffers.pointer(buffer)
         var length = TunnelCodec.encodeRequest(destination: destination, key: key, now: wallClock(),
                                                into: UnsafeMutableRawBufferPointer(start: base, count: HandshakeBuffers.size))
-        if case .moved(let early) = DataPath.receive(c.pointee.client, into: base + length, count: HandshakeBuffers.size - length) {
-            length += early
-            c.pointee.up.bytes += UInt64(early)
-        }
         c.pointee.up.buffer = buffer
+        switch DataPath.receive(c.pointee.client, into: base + length, count: HandshakeBuffers.size - length) {
+        case .moved(let early):
+            length += early
+            countBytes(c, 0, early)
+        case .eof, .wouldBlock:
+            // EOF stays readable: the up direction passes it on after the request.
+            break
+        case .failed(let e), .unsupported(let e):
+            beginClose(slot, reason: .resetByClient(e.rawValue), reset: true)
+            return false
+        }
         c.pointee.up.prefixStart = 0
         c.pointee.up.prefixEnd = length
+        return true
     }
 
     /// The down direction read more of the server's reply; true to keep pumping.
@@ -46,8 +57,8 @@ extension Worker {
                 dir.expectReply = false
                 dir.prefixStart = consumed
                 dir.prefixEnd = fill
-                dir.bytes += UInt64(fill - consumed)
             }
+            countBytes(c, d, fill - consumed)
             c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
             recordOutcome(c)
             logger.debug("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c)) tunnel=connected \(c.pointee.status)")
@@ -81,7 +92,7 @@ extension Worker {
             case .eof:
                 rejectTunnel(slot, code: TunnelCodec.malformed, reason: "client closed before sending a complete header")
                 return
-            case .failed(let error):
+            case .failed(let error), .unsupported(let error):
                 rejectTunnel(slot, code: TunnelCodec.malformed, reason: errnoText(error.rawValue))
                 return
             }
@@ -102,7 +113,7 @@ extension Worker {
                 destination.write(to: &c.pointee.destination)
                 c.pointee.up.prefixStart = consumed
                 c.pointee.up.prefixEnd = c.pointee.up.bufferFill
-                c.pointee.up.bytes += UInt64(c.pointee.up.bufferFill - consumed)
+                countBytes(c, 0, c.pointee.up.bufferFill - consumed)
                 c.pointee.up.bufferFill = 0
                 c.pointee.move(.headerComplete)
                 releaseHeaderBudget(c)

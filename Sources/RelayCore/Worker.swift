@@ -47,6 +47,9 @@ final class Worker {
     var steering = UplinkSteering.none
     let tunnelContext: TunnelContext
     var headerBudget: HeaderBudget
+    /// The flags of every splice (DataPath.spliceFlags). A variable so that a test can make
+    /// the kernel refuse splices for real (an unknown flag is EINVAL) and watch the copy path.
+    var spliceFlags = DataPath.spliceFlags
     /// Tunnel clients refused by the pre-authentication limits since the last tick's log line.
     var headerRefusals = (source: 0, total: 0)
 
@@ -69,10 +72,12 @@ final class Worker {
         ring = try Ring(entries: settings.ringEntries, completionEntries: UInt32(min(capacity * 4 + 4096, 1 << 20)))
         // Any worker may hold every connection of the process: the limit is shared
         // (SharedLimits), so a worker the kernel keeps hashing SYNs to never strands them.
+        // The table makes its slots as connections come, so that costs nothing until used.
         table = ConnectionTable(capacity: capacity)
         pipes = PipePool(size: settings.pipeSize, keepIdle: 64, limits: launch.limits)
+        let counters = launch.counters
         listeners = zip(settings.listeners, launch.listenerSockets).map { config, socket in
-            WorkerListener(settings: config, socketID: socket.id, fd: socket.fd)
+            WorkerListener(settings: config, socketID: socket.id, fd: socket.fd, bytes: Self.registerBytes(config, counters))
         }
         wakeBuffer = .allocate(capacity: 1)
         tickSpec = .allocate(capacity: 1)
@@ -93,6 +98,19 @@ final class Worker {
         tickSpec.deallocate()
         connectTimeoutSpec.deallocate()
         backoffSpec.deallocate()
+    }
+
+    static func registerBytes(_ config: ListenerSettings, _ counters: WorkerCounters) -> ListenerBytes {
+        counters.register(listener: config.address.description, mode: modeName(config))
+    }
+
+    /// `n` bytes read from direction `d`'s source: the connection's own count, and the live
+    /// totals a scrape reads (per worker and per listener record; no lock, no allocation).
+    @inline(__always) func countBytes(_ c: UnsafeMutablePointer<Connection>, _ d: Int, _ n: Int) {
+        let bytes = UInt64(n)
+        if d == 0 { c.pointee.up.bytes += bytes } else { c.pointee.down.bytes += bytes }
+        counters.add(d == 0 ? .bytesUp : .bytesDown, bytes)
+        listeners[c.pointee.listener].bytes.add(direction: d, bytes)
     }
 
     /// This worker's part of a process-wide limit (rounded up, at least 1).

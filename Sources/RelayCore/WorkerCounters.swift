@@ -18,7 +18,25 @@ public final class WorkerCounters: Sendable {
     private let refused = Atomic<UInt64>(0)
     private let preAuthRefused = Atomic<UInt64>(0)
 
+    /// Live byte totals per listener record of this worker (one per record ever made).
+    private let records = Mutex<[ListenerBytes]>([])
+
     public init() {}
+
+    /// A listener record's byte totals; the lock is taken at start and at reloads only.
+    /// Records with the same labels on this worker share one (this worker alone writes it),
+    /// so reloads do not grow the list.
+    func register(listener: String, mode: String) -> ListenerBytes {
+        records.withLock { list in
+            if let known = list.first(where: { $0.listener == listener && $0.mode == mode }) { return known }
+            let bytes = ListenerBytes(listener: listener, mode: mode)
+            list.append(bytes)
+            return bytes
+        }
+    }
+
+    /// Bytes moved so far under each listener record, open connections included (read at scrape time).
+    public var listenerBytes: [ListenerBytes] { records.withLock { $0 } }
 
     public func add(_ name: Name, _ value: UInt64) {
         switch name {
@@ -49,4 +67,30 @@ public final class WorkerCounters: Sendable {
         case .preAuthRefused: return preAuthRefused.load(ordering: .relaxed)
         }
     }
+}
+
+/// Bytes relayed under one listener record of one worker, counted as they move (not when a
+/// connection closes), so a scrape sees a long download grow. Only the owning worker writes:
+/// a relaxed load and store, no read-modify-write, no lock on the data path.
+public final class ListenerBytes: Sendable {
+    public let listener: String
+    public let mode: String
+    private let upValue = Atomic<UInt64>(0)
+    private let downValue = Atomic<UInt64>(0)
+
+    init(listener: String, mode: String) {
+        self.listener = listener
+        self.mode = mode
+    }
+
+    @inline(__always) func add(direction d: Int, _ n: UInt64) {
+        if d == 0 {
+            upValue.store(upValue.load(ordering: .relaxed) &+ n, ordering: .relaxed)
+        } else {
+            downValue.store(downValue.load(ordering: .relaxed) &+ n, ordering: .relaxed)
+        }
+    }
+
+    public var up: UInt64 { upValue.load(ordering: .relaxed) }
+    public var down: UInt64 { downValue.load(ordering: .relaxed) }
 }

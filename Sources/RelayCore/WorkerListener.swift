@@ -20,14 +20,17 @@ struct WorkerListener {
     var armed = false
     /// Connections accepted under this record that are still open.
     var connections = 0
+    /// Bytes relayed under this record, live (mptcp_relay_bytes_total).
+    private(set) var bytes: ListenerBytes
     /// Where the kernel writes the peer address of the accept in flight.
     let peer: UnsafeMutablePointer<sockaddr_storage> = .allocate(capacity: 1)
     let peerLength: UnsafeMutablePointer<UInt32> = .allocate(capacity: 1)
 
-    init(settings: ListenerSettings, socketID: Int, fd: Int32) {
+    init(settings: ListenerSettings, socketID: Int, fd: Int32, bytes: ListenerBytes) {
         self.settings = settings
         self.socketID = socketID
         self.fd = fd
+        self.bytes = bytes
     }
 
     var isLive: Bool { fd >= 0 }
@@ -35,8 +38,9 @@ struct WorkerListener {
     /// A retired record nothing refers to any more can hold a new listener.
     var isReusable: Bool { fd < 0 && !armed && connections == 0 }
 
-    mutating func reuse(settings: ListenerSettings, socketID: Int, fd: Int32) {
+    mutating func reuse(settings: ListenerSettings, socketID: Int, fd: Int32, bytes: ListenerBytes) {
         self.settings = settings
+        self.bytes = bytes
         self.socketID = socketID
         self.fd = fd
         successor = nil

@@ -84,11 +84,27 @@ public final class LogSink: @unchecked Sendable {
         if !stored { droppedTotal.add(1, ordering: .relaxed) }
     }
 
-    /// Writes what is buffered now and stops the writer thread (at exit).
-    public func close() {
+    /// Set by the writer thread when its loop has ended.
+    private let writerDone = Atomic<Bool>(false)
+
+    /// Writes what is buffered now and stops the writer thread (at exit). Waits at most
+    /// `timeout` seconds for a writer blocked on a stalled descriptor (a journal that stopped
+    /// reading): the process must be able to exit; what was still buffered is then lost.
+    public func close(timeout: Double = 2) {
         stopped.store(true, ordering: .releasing)
-        if let thread { pthread_join(thread, nil) }
-        thread = nil
+        guard let thread else { return }
+        var waited = 0.0
+        while !writerDone.load(ordering: .acquiring) && waited < timeout {
+            var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+            nanosleep(&pause, nil)
+            waited += 0.01
+        }
+        self.thread = nil
+        guard writerDone.load(ordering: .acquiring) else {
+            pthread_detach(thread)
+            return
+        }
+        pthread_join(thread, nil)
         drainOnce()
     }
 
@@ -99,6 +115,7 @@ public final class LogSink: @unchecked Sendable {
                 nanosleep(&pause, nil)
             }
         }
+        writerDone.store(true, ordering: .releasing)
     }
 
     /// One pass over the shards; true when it wrote anything.

@@ -21,6 +21,13 @@ extension RunCommand {
         guard !plan.wans.isEmpty || plan.advertises else { return nil }
         let record = OwnedEndpointRecord(path: OwnedEndpointRecord.defaultPath())
         do {
+            // Held until the process exits: a second manager in this namespace is refused.
+            _ = try WanOwnershipLock(recordPath: record.path).acquire()
+        } catch {
+            logger.critical("wan: \(error)")
+            throw ExitCode(1)
+        }
+        do {
             let manager = try WanManager(plan: plan, record: record, logger: logger)
             let channel = relay.uplinks
             manager.onSteering = { choice in channel.steer(Self.steering(choice)) }

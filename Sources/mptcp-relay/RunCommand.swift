@@ -131,7 +131,7 @@ struct RunCommand: ParsableCommand {
         let counts = 1...Int(Int32.max)
         if let maxPendingHeaders, !counts.contains(maxPendingHeaders) { throw ValidationError("--max-pending-headers must be between 1 and \(Int32.max)") }
         if !counts.contains(maxPendingPerSource) { throw ValidationError("--max-pending-per-source must be between 1 and \(Int32.max)") }
-        if !counts.contains(maxConnections) { throw ValidationError("--max-connections must be between 1 and \(Int32.max)") }
+        if let problem = RelaySettings.checkMaxConnections(maxConnections) { throw ValidationError("--max-connections \(problem)") }
         if let pipeMemory, pipeMemory < 65536 { throw ValidationError("--pipe-memory must be at least 65536 bytes") }
         if pipeSize < 4096 || pipeSize > 64 << 20 { throw ValidationError("--pipe-size must be between 4096 and 67108864 bytes") }
         _ = try advertised()

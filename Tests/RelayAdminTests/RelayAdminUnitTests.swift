@@ -74,6 +74,27 @@ import Testing
         doc = wans.update([])
         #expect(doc[0].bytesSent == 327 && doc[0].subflows == 0 && doc[1].bytesReceived == 5)
     }
+
+    /// Finding 7 (issue 24): two reads finishing out of order; the older one's lower count
+    /// must not become the baseline. Main counted 200 + 200 for a subflow that moved 300.
+    @Test func anOlderReadArrivingLateCountsNothingTwice() {
+        let wans = WanAccounting()
+        _ = wans.update([connection("0.1", [("wan1", 200, 20)])])
+        _ = wans.update([connection("0.1", [("wan1", 100, 10)])])  // read earlier, folded in later
+        let doc = wans.update([connection("0.1", [("wan1", 300, 30)])])
+        #expect(doc[0].bytesSent == 300 && doc[0].bytesReceived == 30, "sent \(doc[0].bytesSent), received \(doc[0].bytesReceived)")
+    }
+
+    /// Finding 7: an older read that predates a connection must not make the accounting
+    /// forget it (and count its bytes again at the next read).
+    @Test func readsAreFoldedInTheOrderTheyWereAskedFor() {
+        let wans = WanAccounting()
+        _ = wans.update([connection("0.1", [("wan1", 200, 0)])], sequence: 2)
+        _ = wans.update([], sequence: 1)  // asked before 0.1 opened, answered last
+        let doc = wans.update([connection("0.1", [("wan1", 300, 0)])], sequence: 3)
+        #expect(doc[0].bytesSent == 300)
+        #expect(wans.current()[0].bytesSent == 300)
+    }
 }
 
 @Suite struct DashboardTests {
@@ -85,5 +106,15 @@ import Testing
         #expect(!html.contains("@import"))
         let urls = html.components(separatedBy: "http").dropFirst().map { $0.prefix(30) }
         #expect(urls.allSatisfy { $0.hasPrefix("://www.w3.org/2000/svg") }, "external references: \(urls)")
+    }
+
+    /// Issue 24, finding 13 (the dashboard of issue 27 part 3 does this): without [[wan]] the
+    /// uplink section is not drawn (main drew its header row alone), and the chart has rate
+    /// and time axes.
+    @Test func noEmptyUplinkTableAndAChartWithAxes() {
+        let html = Dashboard.html
+        #expect(html.contains("<section id=\"uplinks-section\" class=\"hidden\">"), "the uplink table shows before any uplink is known")
+        #expect(html.contains("show(\"uplinks-section\", uplinks.length > 0)"))
+        #expect(html.contains("rate-tick") && html.contains("time-tick"), "no labelled axes")
     }
 }

@@ -42,4 +42,13 @@ import Testing
         let badAddress = try #require(parseError(listener + "[admin]\nlisten = \"localhost\"\n"))
         #expect(badAddress.line == 6 && badAddress.description.contains("HOST:PORT"), "\(badAddress)")
     }
+
+    /// Issue 24, finding 2: names the listener answers to in Host, besides its address.
+    @Test func hostNames() throws {
+        let file = try RelayConfigFile.parse(text: listener + "[admin]\nlisten = \"127.0.0.1:9180\"\nhost_names = [\"relay.lan\", \"gw.example\"]\n", origin: origin)
+        #expect(file.admin?.hostNames == ["relay.lan", "gw.example"])
+        #expect(file.admin?.accepts(host: "relay.lan:9180") == true && file.admin?.accepts(host: "rebind.example") == false)
+        let bad = try #require(parseError(listener + "[admin]\nlisten = \"127.0.0.1:9180\"\nhost_names = [\"relay.lan:9180\"]\n"))
+        #expect(bad.line == 7 && bad.description.contains("host_names must be a list of host names"), "\(bad)")
+    }
 }

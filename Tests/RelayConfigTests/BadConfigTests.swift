@@ -214,6 +214,9 @@ let badConfigs: [BadConfig] = [
         mode = "forward"
         upstream = "127.0.0.1:7000"
         """, line: 4, says: "is this listener's own address"),
+    // Issue 24, finding 9: main accepted up to Int32.max, and every worker wrote a table that size.
+    BadConfig(name: "max_connections beyond what descriptors allow", text: "max_connections = 2147483647\n" + forwardHead, line: 1,
+              says: "max_connections = 2147483647 is out of range: use 1 to 1048576 (each connection holds two descriptors"),
 ]
 
 @Suite struct BadConfigTests {

@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
+import Synchronization
 import Testing
 import RelayLog
 
@@ -59,9 +61,39 @@ import RelayLog
             text += drain(fds[0])
             return text.contains("line(s) dropped while the log output was not keeping up")
         })
+        // Keep reading while the sink closes: what it still buffers goes out then.
+        let reader = fds[0]
+        let rest = Mutex("")
+        let draining = Atomic<Bool>(true)
+        let thread = Thread {
+            while draining.load(ordering: .relaxed) {
+                let more = drain(reader)
+                rest.withLock { $0 += more }
+                usleep(5_000)
+            }
+        }
+        thread.start()
         sink.close()
-        text += drain(fds[0])
+        draining.store(false, ordering: .relaxed)
+        while !thread.isFinished { usleep(5_000) }
+        text += rest.withLock { $0 } + drain(fds[0])
         let written = text.split(separator: "\n").filter { $0 == Substring(line) }.count
         #expect(written + dropped == 2000, "written \(written), dropped \(dropped)")
+    }
+
+    /// A sink nobody ever reads again: close() returns within its timeout instead of waiting
+    /// for the blocked writer forever (the relay must exit when the journal stalls).
+    @Test func closeReturnsWhileTheOutputIsStalled() {
+        var fds: [Int32] = [-1, -1]
+        #expect(pipe(&fds) == 0)
+        // Both ends stay open for the rest of the process: closing the read end would send the
+        // blocked writer SIGPIPE, which ends a test process that has not ignored it.
+        _ = fcntl(fds[1], 1031 /* F_SETPIPE_SZ */, 4096)
+        let sink = LogSink(fd: fds[1], capacity: 65536, shards: 1)
+        for _ in 0..<200 { sink.write(String(repeating: "y", count: 200)) }
+        usleep(200_000)  // the writer is now blocked in write(2) on the full pipe
+        sink.close(timeout: 0.5)
+        // Reaching this line is the test; the writer stays blocked until the pipe closes.
+        #expect(Bool(true))
     }
 }
