@@ -7,18 +7,24 @@ import Synchronization
 /// The HTTP server's socket pool with a bound on connections waiting for request bytes
 /// (an unfinished request, or an idle keep-alive). FlyingFox itself has no such limit: a
 /// client that opens connections and never finishes a request would hold descriptors of
-/// the relay's budget without end. Past `limit` a connection that would wait is closed at
-/// once (the server sees a read error and drops it). The listening socket is not counted.
+/// the relay's budget without end. A connection that has waited longer than `idleLimit` is
+/// closed when another one arrives, and past `limit` the one waiting longest is: whoever
+/// holds idle connections loses them to new ones, so an operator's request always gets in
+/// (refusing the newcomer instead would let 64 idle sockets lock the dashboard out). The
+/// listening socket is not counted.
 struct AdminSocketPool: AsyncSocketPool {
     final class Counts: Sendable {
-        let waiting = Atomic<Int>(0)
+        /// Descriptors waiting for bytes, with when (CLOCK_MONOTONIC seconds) they began.
+        let waiting = Mutex<[Int32: Double]>([:])
         let refused = Atomic<Int>(0)
         /// The listening socket, once recognised (SO_ACCEPTCONN), so it is asked once.
         let listener = Atomic<Int32>(-1)
+        var waitingCount: Int { waiting.withLock { $0.count } }
     }
 
     let inner: any AsyncSocketPool
     let limit: Int
+    var idleLimit: Double = 30
     let counts = Counts()
 
     func prepare() async throws { try await inner.prepare() }
@@ -30,12 +36,24 @@ struct AdminSocketPool: AsyncSocketPool {
         guard events.contains(.read), !isListener(fd) else {
             return try await inner.suspendSocket(socket, untilReadyFor: events)
         }
-        if counts.waiting.add(1, ordering: .relaxed).newValue > limit {
-            counts.waiting.subtract(1, ordering: .relaxed)
-            counts.refused.add(1, ordering: .relaxed)
-            throw SocketError.disconnected
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let now = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        counts.waiting.withLock { waiting in
+            var evict = waiting.filter { now - $0.value > idleLimit }.map(\.key)
+            for victim in evict { waiting[victim] = nil }
+            if waiting.count >= limit, let oldest = waiting.min(by: { $0.value < $1.value })?.key {
+                waiting[oldest] = nil
+                evict.append(oldest)
+            }
+            // Under the lock: a victim's owner removes it under the same lock before it can
+            // close the descriptor, so the number cannot have been reused yet. The shutdown
+            // wakes its read, and the server drops the connection.
+            for victim in evict { shutdown(victim, Int32(SHUT_RDWR)) }
+            counts.refused.add(evict.count, ordering: .relaxed)
+            waiting[fd] = now
         }
-        defer { counts.waiting.subtract(1, ordering: .relaxed) }
+        defer { counts.waiting.withLock { _ = $0.removeValue(forKey: fd) } }
         try await inner.suspendSocket(socket, untilReadyFor: events)
     }
 

@@ -35,10 +35,12 @@ public struct AdminSettings: Sendable, Equatable {
             name = String(text[..<colon])
             if name.contains(":") { return false }  // an IPv6 literal without brackets
         }
+        if name.hasSuffix(".") { name.removeLast() }  // "localhost." is the same name
         guard !name.isEmpty, name != "*" else { return false }
-        if let literal = SocketAddress(host: name, port: 0) {
-            return listen.isWildcard || literal.host == listen.host
-        }
+        // An IP literal cannot come from DNS rebinding (the page's own name is what the browser
+        // sends), and a tunnel or port forward (ssh -L, docker -p) reaches the listener under
+        // another address than its own: any literal is accepted.
+        if SocketAddress(host: name, port: 0) != nil { return true }
         // Never an attacker's name: it resolves on this host, to a loopback address.
         if name == "localhost" { return isLoopback || listen.isWildcard }
         return hostNames.contains { $0.lowercased() == name }

@@ -155,8 +155,12 @@ extension Worker {
         let fd = mptcpSide(c)
         guard c.pointee.status == .active, fd >= 0 else { return false }
         guard let stillMPTCP = try? Socket.intOption(FileDescriptor(rawValue: fd), level: Int32(IPPROTO_TCP), name: CNET_TCP_IS_MPTCP) else {
-            // Before 6.7 (no TCP_IS_MPTCP): MPTCP_INFO's fallback flag; no answer is no verdict.
-            return (try? MPTCP.info(of: FileDescriptor(rawValue: fd)))?.isFallback ?? false
+            // Before 6.7 (no TCP_IS_MPTCP): MPTCP_INFO's fallback flag. A fallen-back socket
+            // hands SOL_MPTCP to its TCP subflow, which refuses it: on an open descriptor that
+            // refusal is the answer "fallback"; any other error is no verdict.
+            do { return try MPTCP.info(of: FileDescriptor(rawValue: fd)).isFallback } catch {
+                return error == .protocolNotAvailable || error == .notSupported
+            }
         }
         return stillMPTCP == 0
     }

@@ -105,7 +105,6 @@ public final class LogSink: @unchecked Sendable {
             return
         }
         pthread_join(thread, nil)
-        drainOnce()
     }
 
     private func drainLoop() {
@@ -115,6 +114,9 @@ public final class LogSink: @unchecked Sendable {
                 nanosleep(&pause, nil)
             }
         }
+        // The last lines (the stop's own) are written here, on the writer thread, so that
+        // `close` never blocks on a stalled descriptor: it waits for this with its timeout.
+        drainOnce()
         writerDone.store(true, ordering: .releasing)
     }
 

@@ -28,7 +28,10 @@ public struct WanOwnershipLock: Sendable {
     public func acquire() throws -> Int32 {
         let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         if !directory.isEmpty { mkdir(directory, 0o755) }
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        var fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        // A file a root run left (0644, root's) is still lockable read-only: flock needs no
+        // write access; only the pid note is then skipped.
+        if fd < 0 && errno == EACCES { fd = open(path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw OpenError(path: path, code: errno) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let holder = Self.readPid(fd)
