@@ -16,6 +16,8 @@ final class ConnectionTable {
     private(set) var active = 0
 
     init(capacity: Int) {
+        // A slot's index rides in 24 bits of every operation token.
+        precondition(capacity <= OperationToken.indexLimit, "a connection table of \(capacity) slots does not fit the token's index bits")
         self.capacity = capacity
         chunkCount = (capacity + Self.chunkSize - 1) / Self.chunkSize
         chunks = .allocate(capacity: max(chunkCount, 1))

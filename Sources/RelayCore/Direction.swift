@@ -57,6 +57,9 @@ struct Direction {
         if inPipe > 0 { return copyOnly ? .drainPipe : .write }
         if sourceEOF { return .passEOF }
         if drained { return pipe.isValid ? .releasePipeAndPoll : .pollIn }
+        // A direction splice was refused to holds no pipe once it is empty: it copies from
+        // now on, and an idle pipe would count against the pipe budget of healthy ones.
+        if copyOnly && pipe.isValid { return .releasePipeAndPoll }
         if !bulk || copyOnly { return .copyRead }
         if !pipe.isValid { return .takePipe }
         return .read

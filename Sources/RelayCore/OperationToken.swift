@@ -4,7 +4,7 @@
 /// The generation makes a completion that outlived its connection (the slot was reclaimed
 /// meanwhile) recognisable. 32 bits: a slot reused 1,000 times a second wraps in 50 days,
 /// not in 65 s as 16 bits did; and a reclaimed slot is not reused before its stray
-/// completions are in (ConnectionTable.retire), so a wrap alone can never mislead the guard.
+/// completions are in (ConnectionTable.release and strayCompleted), so a wrap alone can never mislead the guard.
 struct OperationToken: Equatable {
     enum Kind: UInt8 {
         case accept = 1        // index: listener record
