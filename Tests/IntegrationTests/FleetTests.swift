@@ -93,7 +93,7 @@ struct Fleet {
     }
 
     func stop(failed: Bool = false) async {
-        await started.stopAll()
+        recordRelayExits(await started.stopAll())
         await tb.down()
         if failed && ProcessInfo.processInfo.environment["MPTCP_RELAY_KEEP_TMP"] == "1" {
             print("kept logs of the failed test in \(tmp.path)")

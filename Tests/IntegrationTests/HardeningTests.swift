@@ -190,6 +190,7 @@ extension Integration {
                 let relay = try BackgroundProcess(in: env.tb.gwNS, [bin, "run", "--listen", "\(env.tb.gwLanIP):7230", "--upstream", "\(env.tb.srvIP):7230",
                                                                     option, "1e10"], log: env.tmp.file("relay.log"))
                 env.started.add(relay)
+                env.started.checksOwnExit(relay)  // a refusal at start exits 1 or 64, checked below
                 let listening = (try? await Net.waitListening(ns: env.tb.gwNS, port: 7230, alive: { relay.isRunning })) != nil
                 let name = String(option.dropFirst(2))
                 if !listening || !relay.isRunning {
@@ -224,6 +225,7 @@ extension Integration {
                                                                     "--listen", "\(env.tb.gwLanIP):7400", "--upstream", "\(env.tb.srvIP):7400"],
                                                   log: env.tmp.file("relay.log"))
                 env.started.add(relay)
+                env.started.checksOwnExit(relay)  // must exit non-zero, checked below
                 #expect(await relay.waitForExit(timeout: 20), "the relay kept running without a ring:\n\(tail(relay.log))")
                 let status = relay.exitStatus
                 #expect(status != nil && status != 0, "exit status \(String(describing: status)) after the ring failed:\n\(tail(relay.log))")
