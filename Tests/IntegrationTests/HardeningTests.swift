@@ -289,9 +289,24 @@ extension Integration {
                 let (dead, alive) = (order[0], order[1])
                 // Only the second address serves: the first one refuses (nothing listens there).
                 _ = try await env.peerServer("echo-server", ["--bind", alive], port: 7220, mptcp: true, log: "server.log")
+                // Count the SYNs each address gets: a relay that dialled only the last address
+                // would serve every client too, so the dead one must have been dialled.
+                _ = try await Proc.check(in: env.tb.srvNS, ["nft", """
+                    table inet it_dials { chain input { type filter hook input priority -10;
+                        ip daddr \(dead) tcp dport 7220 tcp flags & (syn | ack) == syn counter;
+                        ip daddr \(alive) tcp dport 7220 tcp flags & (syn | ack) == syn counter; }; }
+                    """])
                 let relay = try await env.relay(listen: "\(env.tb.gwLanIP):7220", upstream: "backend.test:7220")
                 let r = try await env.lanPeer("many-clients", ["--host", env.tb.gwLanIP, "--port", "7220", "--n", "10", "--parallel", "2"], timeout: 90)
                 #expect(r.stdout.hasPrefix("ok 10 errors 0"), "through backend.test (\(dead) dead, \(alive) alive): \(r.stdout)\n\(tail(relay.log))")
+                let rules = try await Proc.check(in: env.tb.srvNS, ["nft", "list", "table", "inet", "it_dials"])
+                func syns(_ address: String) -> Int {
+                    let rule = rules.split(separator: "\n").first { $0.contains("daddr \(address) ") } ?? ""
+                    return Int(rule.components(separatedBy: "packets ").dropFirst().first?.prefix { $0.isNumber } ?? "") ?? -1
+                }
+                print("host-name upstream: SYNs to \(dead) (refuses) \(syns(dead)), to \(alive) (serves) \(syns(alive))")
+                #expect(syns(dead) >= 1, "the relay never dialled \(dead), the first address of backend.test:\n\(rules)")
+                #expect(syns(alive) >= 10, "\(alive) got \(syns(alive)) SYNs for 10 clients:\n\(rules)")
                 #expect(relay.process.isRunning)
             }
         }
