@@ -269,7 +269,9 @@ extension Integration {
                 (["--listen", "0.0.0.0:4000", "--server", key, "--advertise", "203.0.113.11:0"], "has a bad port"),
             ]
             for (args, message) in refusals {
-                let r = try await Proc.run([bin, "run"] + args, timeout: 30)
+                // In an empty network namespace of its own: should a refusal regress, the relay
+                // that starts instead must not listen on the host's 0.0.0.0:4000.
+                let r = try await Proc.run(["unshare", "--net", bin, "run"] + args, timeout: 30)
                 #expect(!r.succeeded && r.stderr.contains(message), "\(args): \(r.summary)")
             }
             let tmp = try TempDir(prefix: "fl-check")
