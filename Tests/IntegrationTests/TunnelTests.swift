@@ -24,22 +24,28 @@ extension Integration {
                                            port: 8080, log: "http.log")
 
                 // Direct: the gateway only routes, over WAN 1.
+                func perWan() async throws -> [Int] { [try await rxBytes(env.tb.gwNS, "wan1"), try await rxBytes(env.tb.gwNS, "wan2")] }
+                let d0 = try await perWan()
                 let direct = try await env.lan(["curl", "-sS", "-o", env.tmp.file("direct.bin").path, "-w", "%{speed_download}",
                                                 "http://\(Self.webIP):8080/body.bin"], timeout: 120)
                 try #require(direct.succeeded, "\(direct.summary)")
+                let directWan = zip(try await perWan(), d0).map { $0 - $1 }
                 let directMbit = (Double(direct.stdout) ?? 0) * 8 / 1e6
 
                 try await t.intercept(port: 8080)
                 let got = env.tmp.file("tunnel.bin")
+                let t0 = try await perWan()
                 let r = try await env.lan(["curl", "-sS", "-o", got.path, "-w", "%{speed_download}", "http://\(Self.webIP):8080/body.bin"], timeout: 120)
                 try #require(r.succeeded, "\(r.summary)\ngateway:\n\(tail(t.gateway.log))\nserver:\n\(tail(t.server.log))")
+                let tunnelWan = zip(try await perWan(), t0).map { $0 - $1 }
                 let tunnelMbit = (Double(r.stdout) ?? 0) * 8 / 1e6
-                print("tunnel: \(Int(tunnelMbit)) Mbit/s through gateway+server, direct \(Int(directMbit)) Mbit/s (2 x 50 Mbit/s WANs)")
+                print("tunnel: \(Int(tunnelMbit)) Mbit/s through gateway+server, direct \(Int(directMbit)) Mbit/s (2 x 50 Mbit/s WANs); per-WAN bytes: tunnel \(tunnelWan), direct \(directWan)")
                 #expect(try await Files.sha256(got) == want, "body differs after the tunnel")
-                // One 50 Mbit/s WAN cannot carry more than 50: above 65 both did. (curl's average
-                // includes the ramp-up and the join; on 2 loaded cores it ranged 74-93.)
-                #expect(tunnelMbit > 65, "tunnel: \(tunnelMbit) Mbit/s, not more than one WAN's worth")
-                #expect(directMbit < 60, "direct is one path, expected about 48 Mbit/s: \(directMbit)")
+                // Aggregation proven by bytes, not by a rate (curl's average flakes on two busy
+                // cores: a CI run saw 74 where 90 was expected): through the tunnel each WAN
+                // carried at least a quarter of the 40 MB; direct, WAN 2 carried next to nothing.
+                #expect(tunnelWan.allSatisfy { $0 > 10_000_000 }, "tunnel: per-WAN bytes \(tunnelWan) for 40 MB")
+                #expect(directWan[1] < 2_000_000, "direct is one path over WAN 1: per-WAN bytes \(directWan)")
                 #expect(await t.gateway.waitForLog("destination=\(Self.webIP):8080"), "\(tail(t.gateway.log))")
                 #expect(await t.gateway.waitForLog("via=\(env.tb.srvIP):4000 mptcp=yes"), "\(tail(t.gateway.log))")
                 #expect(await t.server.waitForLog("destination=\(Self.webIP):8080 mptcp=yes"), "\(tail(t.server.log))")
