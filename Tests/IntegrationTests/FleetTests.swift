@@ -218,6 +218,7 @@ extension Integration {
                 try await Task.sleep(nanoseconds: 1_500_000_000)
                 // Server 1 dies: the relay and its web server at once; the balancer's health
                 // check takes it out of the pool.
+                fleet.started.checksOwnExit(fleet.servers[0])  // killed on purpose: status 137
                 let pids = try await Proc.check(["ip", "netns", "pids", fleet.tb.serverNS[0]])
                 for pid in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(pid, SIGKILL) }
                 try await fleet.tb.drain(1)

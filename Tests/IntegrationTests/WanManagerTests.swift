@@ -262,6 +262,7 @@ extension Integration {
                 #expect(foreign.count == 3, "\(e)")
                 #expect(foreign.contains { $0.hasPrefix("fd00:50::1 id 10") }, "the kernel numbered it outside the relay's range: \(e)")
 
+                env.started.checksOwnExit(relay)  // killed on purpose: status 137
                 relay.signal(SIGKILL)
                 #expect(await relay.waitForExit(timeout: 10))
                 try await probe.ip("addr del 10.2.0.1/24 dev wan2")
