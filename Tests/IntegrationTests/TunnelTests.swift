@@ -53,6 +53,29 @@ extension Integration {
             }
         }
 
+        /// Found by the soak (issue 28): with Fast Open on (the default), a short tunnelled
+        /// connection whose reply read comes before the handshake completes is reset at once
+        /// ("refused: tunnel server: Transport endpoint is not connected", Worker+Pump.swift
+        /// replyRead: ENOTCONN after the request was written is taken for a failure). Measured
+        /// on main: 48 of 927 short transfers in 12 s; 0 with fast_open = false.
+        @Test func fastOpenNeverResetsShortConnections() async throws {
+            try await withEnv(wans: 1, rateMbit: 100) { env in
+                let t = try await TunnelSetup.start(env)
+                let script = try writeHardeningScript(env)
+                _ = try await env.serverIn(["python3", script, "soak-server", "--bind", Self.webIP, "--ports", "7603"], port: 7603, log: "soak-server.log")
+                try await t.intercept(port: 7603)
+                let r = try await env.lan(["python3", script, "soak-client", "--seconds", "6", "--workers", "6", "--bulk", "300000",
+                                           "--targets", "tunnel=\(Self.webIP):7603"], timeout: 60)
+                let stat = { (k: String) in Int(line(r.stdout, prefix: "stat tunnel/\(k) ") ?? "") ?? 0 }
+                print("tunnel with Fast Open: short ok \(stat("short/ok")), reset \(stat("short/reset")); bulk ok \(stat("bulk/ok"))")
+                #expect(r.stdout.contains("soak done failures 0"), "\(r.stdout)")
+                #expect(stat("short/ok") >= 50, "\(r.stdout)")
+                withKnownIssue("Fast Open tunnel: ENOTCONN on the reply read before the handshake completes resets the client", isIntermittent: true) {
+                    #expect(stat("short/reset") + stat("bulk/reset") == 0, "reset at once:\n\(r.stdout)\n\(tail(t.gateway.log, lines: 5))")
+                }
+            }
+        }
+
         /// What the server cannot reach comes back to the LAN client as a reset, at once.
         @Test func serverSideFailuresResetTheLANClient() async throws {
             try await withEnv(wans: 1, rateMbit: 100) { env in
