@@ -348,16 +348,22 @@ def soak_client(a):
     failures = []
     examples = {}
     started = time.monotonic()
+    xfers = []
     def record(name, kind, outcome, detail=""):
+        t = getattr(local, "t0", None)
         with lock:
+            if t is not None:
+                xfers.append("xfer %s %s %s %.3f %.3f" % (name, kind, outcome, t, time.monotonic()))
             key = "%s/%s/%s" % (name, kind, outcome)
             stats[key] = stats.get(key, 0) + 1
             if outcome in ("truncated", "corrupt", "stalled"):
                 failures.append("%s %s %s %s" % (name, kind, outcome, detail))
             elif outcome in ("refused", "reset") and len(examples.setdefault(key, [])) < 3:
                 examples[key].append("t=%.1f %s" % (time.monotonic() - started, detail))
+    local = threading.local()
     deadline = time.monotonic() + a.seconds
     def transfer(name, host, port, kind, seed):
+        local.t0 = time.monotonic()  # CLOCK_MONOTONIC, as the test's own clock
         try:
             s = socket.create_connection((host, port), timeout=10)
         except OSError as e:
@@ -418,6 +424,8 @@ def soak_client(a):
     ts = [threading.Thread(target=worker, args=(w,)) for w in range(a.workers)]
     for t in ts: t.start()
     for t in ts: t.join()
+    if a.xfers:
+        for x in xfers: out(x)
     for k in sorted(stats):
         out("stat %s %d" % (k, stats[k]))
     for k in sorted(examples):
@@ -456,6 +464,7 @@ def main():
     q.add_argument("--targets", required=True); q.add_argument("--seconds", type=float, required=True)
     q.add_argument("--workers", type=int, default=6); q.add_argument("--bulk", type=int, default=3000000)
     q.add_argument("--stall", type=float, default=30)
+    q.add_argument("--xfers", action="store_true", help="one line per transfer: xfer NAME KIND OUTCOME START END (CLOCK_MONOTONIC)")
     a = p.parse_args()
     a.fn(a)
 
