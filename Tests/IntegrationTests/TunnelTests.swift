@@ -76,6 +76,44 @@ extension Integration {
             }
         }
 
+        /// Issue 28: our own gateway with the wrong key (a key rotated on one end only). The
+        /// LAN client is reset at once (never left hanging, never handed an empty answer), the
+        /// server dials nothing and counts the refusal under its reason, and the gateway says why.
+        @Test func ownGatewayWithTheWrongKeyIsRefused() async throws {
+            try await withEnv(wans: 1, rateMbit: 100) { env in
+                let bin = try await RelayBinary.path()
+                _ = try await Proc.check(in: env.tb.srvNS, ["ip", "addr", "add", "\(Self.webIP)/32", "dev", "lo"])
+                let serverKey = try TunnelSetup.writeKey(env.tmp.file("server.key"))
+                let gatewayKey = try TunnelSetup.writeKey(env.tmp.file("gateway.key"))
+                let count = env.tmp.file("canary.count")
+                try Files.write(canaryScript, to: env.tmp.file("canary.py"))
+                _ = try await env.serverIn(["python3", env.tmp.file("canary.py").path, Self.webIP, "8080", count.path], port: 8080, log: "canary.log")
+                let server = try await env.daemon(in: env.tb.srvNS, [bin, "run", "--listen", "\(env.tb.srvIP):4000", "--server", "--key-file", serverKey,
+                                                                     "--allow", "\(Self.webIP)/32", "--admin", "127.0.0.1:9184"], port: 4000, log: "tunnel-server.log")
+                let gateway = try await env.daemon(in: env.tb.gwNS, [bin, "run", "--listen", "0.0.0.0:7000", "--redirect", "--via", "\(env.tb.srvIP):4000",
+                                                                      "--key-file", gatewayKey], port: 7000, log: "gateway.log")
+                _ = try await Proc.check(in: env.tb.gwNS, ["nft", "table ip it_redirect { chain pre { type nat hook prerouting priority dstnat; iifname \"lan0\" tcp dport 8080 redirect to :7000; }; }"])
+                let started = Date()
+                let r = try await env.lan(["curl", "-sS", "--max-time", "20", "http://\(Self.webIP):8080/"], timeout: 40)
+                let took = Date().timeIntervalSince(started)
+                print("tunnel, wrong key: curl exit \(r.status) after \(String(format: "%.2f", took)) s: \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+                #expect(r.status == 7 || (r.status == 56 && r.stderr.contains("reset")), "the LAN client must be reset: \(r.summary)")
+                #expect(took < 10, "the reset took \(took) s")
+                var metrics = ""
+                try await waitFor("the server's refusal to be counted", timeout: 15) {
+                    metrics = try await adminGet(env, "127.0.0.1:9184", "/metrics", ns: env.tb.srvNS)
+                    return metricValue(metrics, "mptcp_relay_tunnel_refusals_total", [:]) >= 1
+                }
+                let refusals = metrics.split(separator: "\n").filter { $0.hasPrefix("mptcp_relay_tunnel_refusals_total{") }
+                print("tunnel, wrong key: server refusals \(refusals)")
+                #expect(metricValue(metrics, "mptcp_relay_tunnel_refusals_total", ["reason": "not_authorized"]) >= 1, "\(refusals)")
+                let dialled = Int((try? String(contentsOf: count, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "0") ?? 0
+                #expect(dialled == 0, "the server dialled the destination \(dialled) time(s) for an unauthenticated client")
+                #expect(await gateway.waitForLog("refused"), "the gateway's close line does not say it was refused:\n\(tail(gateway.log))")
+                #expect(server.isRunning && gateway.isRunning)
+            }
+        }
+
         /// What the server cannot reach comes back to the LAN client as a reset, at once.
         @Test func serverSideFailuresResetTheLANClient() async throws {
             try await withEnv(wans: 1, rateMbit: 100) { env in
