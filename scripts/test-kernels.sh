@@ -94,13 +94,27 @@ timeout 900 qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max -sm
     </dev/null >"$LOG" 2>&1 || true
 echo "test-kernels: $KVER ran $(( $(date +%s) - start )) s"
 grep -a "^KERNEL-CHECK" "$LOG" | tr -d '\r' || true
-passed=$(grep -ac "^KERNEL-CHECK PASS" "$LOG" || true)
-failed=$(grep -ac "^KERNEL-CHECK FAIL" "$LOG" || true)
-if ! grep -aq "^KERNEL-CHECK DONE rc=0" "$LOG" || ((passed == 0)); then
-    echo "test-kernels: $KVER never finished its checks; console tail:" >&2
+# kernel-checks.sh announces its checks ("KERNEL-CHECK PLAN name..."); each planned name
+# needs exactly one PASS line. A check that printed nothing, a script that died halfway, or
+# a missing plan is a failure, never a quiet pass.
+lines=$(grep -a "^KERNEL-CHECK" "$LOG" | tr -d '\r' || true)
+plan=$(sed -n 's/^KERNEL-CHECK PLAN //p' <<<"$lines" | head -1)
+passed=0 failed=$(grep -c "^KERNEL-CHECK FAIL" <<<"$lines" || true)
+missing=()
+for name in $plan; do
+    case $(grep -cxF "KERNEL-CHECK PASS $name" <<<"$lines" || true) in
+        1) passed=$((passed + 1)) ;;
+        0) grep -q "^KERNEL-CHECK FAIL $name:" <<<"$lines" || missing+=("$name") ;;
+        *) missing+=("$name (several PASS lines)") ;;
+    esac
+done
+if [[ -z $plan ]] || ! grep -q "^KERNEL-CHECK DONE rc=0" <<<"$lines" || ((${#missing[@]} > 0)); then
+    if [[ -z $plan ]]; then echo "test-kernels: $KVER: kernel-checks.sh never announced its checks (no PLAN line)" >&2
+    else echo "test-kernels: $KVER: planned: $plan; without a PASS or FAIL line: ${missing[*]:-none}; finished: $(grep -q "^KERNEL-CHECK DONE rc=0" <<<"$lines" && echo yes || echo no)" >&2; fi
+    echo "test-kernels: console tail:" >&2
     tail -n 40 "$LOG" | tr -d '\r' >&2
-    failed=$((failed + 1))
+    failed=$((failed + ${#missing[@]} + 1))
 fi
-echo "kernel $KVER: $passed passed, $failed failed"
+echo "kernel $KVER: $passed of $(wc -w <<<"$plan") planned checks passed, $failed failed"
 [[ ${1:-} == --keep ]] || rm -rf "$WORK/initrd-$KVER"
 ((failed == 0))

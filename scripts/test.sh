@@ -15,8 +15,8 @@ scripts/testbed.sh list 2>/dev/null | grep -E '^it-[0-9]+-[0-9]+$' | while read 
     kill -0 "$pid" 2>/dev/null || scripts/testbed.sh down "$tb"
 done || true
 
-# Namespaces of other test targets (mptcpize "mz<pid>...", config "rcfg<pid>...") left by a
-# killed run.
+# Namespaces of other test targets (mptcpize "mz<pid>x...", config "rcfg<pid><letter>...",
+# named with the whole pid) left by a killed run.
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
     if [[ $ns =~ ^(mz|rcfg)([0-9]+) ]] && ! kill -0 "${BASH_REMATCH[2]}" 2>/dev/null; then
         ip netns del "$ns" 2>/dev/null || true

@@ -226,14 +226,14 @@ extension Integration {
 }
 
 /// GET on the admin listener from inside the gateway namespace.
-private func adminGet(_ env: Env, _ address: String, _ path: String, ns: String? = nil) async throws -> String {
+func adminGet(_ env: Env, _ address: String, _ path: String, ns: String? = nil) async throws -> String {
     let r = try await Proc.run(in: ns ?? env.tb.gwNS, ["curl", "-sS", "--fail", "--max-time", "5", "http://\(address)\(path)"], timeout: 10)
     guard r.succeeded else { throw ProcError("GET \(path) on the admin listener failed: \(r.summary)") }
     return r.stdout
 }
 
 /// Scrapes /metrics until `done` holds (counters move when connections close), 15 s at most.
-private func scrapeUntil(_ env: Env, _ address: String, _ done: (String) -> Bool) async throws -> String {
+func scrapeUntil(_ env: Env, _ address: String, _ done: (String) -> Bool) async throws -> String {
     var text = ""
     let deadline = Date().addingTimeInterval(15)
     while Date() < deadline {

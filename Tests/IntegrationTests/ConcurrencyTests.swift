@@ -45,6 +45,11 @@ extension Integration {
                     #expect(during[i].total - baseline[i].total >= total, "relay \(i) holds \(during[i].total - baseline[i].total) descriptors for \(total / 2) connections")
                 }
 
+                // Pipes under the same load: bulk echoes through both relays, half aborted by RST.
+                for (i, port) in [7700, 7701].enumerated() {
+                    try await bulkEchoesHoldPipes(env, relays: [relays[i]], host: env.tb.gwLanIP, port: port, baselinePipes: baseline[i].pipes)
+                }
+
                 try Files.write("release\n", to: flag)
                 #expect(await clients.waitForExit(timeout: 60), "the clients did not close")
                 // Closes complete asynchronously; spare pipes go on the next tick.

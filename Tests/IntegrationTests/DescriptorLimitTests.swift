@@ -22,8 +22,8 @@ extension Integration {
                 let holder = try BackgroundProcess(in: env.tb.lanNS, ["python3", env.tmp.file("holder.py").path, env.tb.gwLanIP, "7200", "60", "5"],
                                                    log: env.tmp.file("holder.log"))
                 env.started.add(holder)
-                try await waitFor("the holder's connections", timeout: 10) { holder.log.contains("holding") }
-                #expect(await relay.waitForLog("accept paused"), "no pause logged:\n\(tail(relay.log))")
+                try await waitFor("the holder's connections", timeout: 60) { holder.log.contains("holding") }
+                #expect(await relay.waitForLog("accept paused", timeout: 30), "no pause logged:\n\(tail(relay.log))")
                 let cpuBefore = cpuSeconds(pid: relay.pid)
                 try await Task.sleep(nanoseconds: 2_000_000_000)
                 let cpuAfter = cpuSeconds(pid: relay.pid)

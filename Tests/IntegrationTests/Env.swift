@@ -62,12 +62,12 @@ func withEnv<T>(wans: Int = 2, rateMbit: Int = 30, bare: Bool = false, nat: Bool
     do {
         try Files.write(peerScript, to: tmp.file("peer.py"))
         let result = try await body(env)
-        await env.started.stopAll()
+        recordRelayExits(await env.started.stopAll())
         await tb.down()
         tmp.remove()
         return result
     } catch {
-        await env.started.stopAll()
+        recordRelayExits(await env.started.stopAll())
         await tb.down()
         // Logs of a failed test are kept on request (they name the files they came from).
         if ProcessInfo.processInfo.environment["MPTCP_RELAY_KEEP_TMP"] == "1" {
@@ -79,15 +79,39 @@ func withEnv<T>(wans: Int = 2, rateMbit: Int = 30, bare: Bool = false, nat: Bool
     }
 }
 
+/// Fails the running test for each relay that did not end with status 0 (a crash at the
+/// last close, a hang or a crash on SIGTERM): tests rarely look at how a relay ended.
+func recordRelayExits(_ failures: [String]) {
+    for f in failures { Issue.record("\(f)") }
+}
+
+/// The processes a test started, stopped newest first at teardown. Relays (`mptcp-relay
+/// run`) are stopped as a supervisor would (SIGTERM, a second SIGTERM, SIGKILL) and must
+/// have ended with status 0, unless the test checks how one ended itself (`checksOwnExit`).
 final class ProcessBag: @unchecked Sendable {
     private let lock = NSLock()
     private var procs: [BackgroundProcess] = []
+    private var ownExit: Set<Int32> = []
 
     func add(_ p: BackgroundProcess) { lock.withLock { procs.append(p) } }
 
-    func stopAll() async {
-        let all = lock.withLock { () -> [BackgroundProcess] in defer { procs = [] }; return procs }
-        for p in all.reversed() { await p.stop(grace: 3) }
+    /// The test expects `p` (a relay) to end otherwise than with 0 and checks that itself.
+    func checksOwnExit(_ p: BackgroundProcess) { _ = lock.withLock { ownExit.insert(p.pid) } }
+
+    /// Stops everything; returns one line per relay that ended badly.
+    @discardableResult
+    func stopAll() async -> [String] {
+        let (all, own) = lock.withLock { () -> ([BackgroundProcess], Set<Int32>) in defer { procs = [] }; return (procs, ownExit) }
+        var failures: [String] = []
+        for p in all.reversed() {
+            guard p.isRelayRun else { await p.stop(grace: 3); continue }
+            let status = await p.stopTwice(grace: 5)
+            if status != 0 && !own.contains(p.pid) {
+                failures.append("the relay `\(p.command.suffix(from: p.command.firstIndex(of: "run").map { $0 - 1 } ?? 0).joined(separator: " "))` "
+                                + "ended with status \(status) (128+N: killed by signal N), log:\n\(tail(p.log, lines: 15))")
+            }
+        }
+        return failures
     }
 }
 

@@ -198,14 +198,20 @@ def flood(a):
 # --- many concurrent connections: a selectors echo server and a holding client --------------
 
 def echo_many(a):
+    # Echoes every byte, for thousands of idle connections and a few bulk ones alike: what
+    # a connection's peer does not take yet waits in its own buffer, and that connection is
+    # not read again until it drains (back-pressure, never a blocking send).
     raise_nofile()
     sel = selectors.DefaultSelector()
     l = socket.socket(family(a.bind), socket.SOCK_STREAM)
     l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     l.bind((a.bind, a.port)); l.listen(4096); l.setblocking(False)
     sel.register(l, selectors.EVENT_READ, None)
+    pending = {}
+    def drop(c):
+        sel.unregister(c); pending.pop(c, None); c.close()
     while True:
-        for key, _ in sel.select():
+        for key, events in sel.select():
             if key.data is None:
                 while True:
                     try:
@@ -216,20 +222,37 @@ def echo_many(a):
                         break
                     c.setblocking(False)
                     sel.register(c, selectors.EVENT_READ, "c")
-            else:
-                c = key.fileobj
+                continue
+            c = key.fileobj
+            if c in pending:
                 try:
-                    b = c.recv(65536)
+                    n = c.send(pending[c])
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError:
-                    b = b""
-                if not b:
-                    sel.unregister(c); c.close(); continue
-                try:
-                    c.send(b)   # a few bytes per connection: always fits the send buffer
-                except OSError:
-                    sel.unregister(c); c.close()
+                    drop(c); continue
+                rest = pending[c][n:]
+                if rest:
+                    pending[c] = rest
+                else:
+                    del pending[c]; sel.modify(c, selectors.EVENT_READ, "c")
+                continue
+            try:
+                b = c.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                b = b""
+            if not b:
+                drop(c); continue
+            try:
+                n = c.send(b)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                drop(c); continue
+            if n < len(b):
+                pending[c] = b[n:]; sel.modify(c, selectors.EVENT_WRITE, "c")
 
 def hold_many(a):
     raise_nofile()
@@ -325,16 +348,22 @@ def soak_client(a):
     failures = []
     examples = {}
     started = time.monotonic()
+    xfers = []
     def record(name, kind, outcome, detail=""):
+        t = getattr(local, "t0", None)
         with lock:
+            if t is not None:
+                xfers.append("xfer %s %s %s %.3f %.3f" % (name, kind, outcome, t, time.monotonic()))
             key = "%s/%s/%s" % (name, kind, outcome)
             stats[key] = stats.get(key, 0) + 1
             if outcome in ("truncated", "corrupt", "stalled"):
                 failures.append("%s %s %s %s" % (name, kind, outcome, detail))
             elif outcome in ("refused", "reset") and len(examples.setdefault(key, [])) < 3:
                 examples[key].append("t=%.1f %s" % (time.monotonic() - started, detail))
+    local = threading.local()
     deadline = time.monotonic() + a.seconds
     def transfer(name, host, port, kind, seed):
+        local.t0 = time.monotonic()  # CLOCK_MONOTONIC, as the test's own clock
         try:
             s = socket.create_connection((host, port), timeout=10)
         except OSError as e:
@@ -395,6 +424,8 @@ def soak_client(a):
     ts = [threading.Thread(target=worker, args=(w,)) for w in range(a.workers)]
     for t in ts: t.start()
     for t in ts: t.join()
+    if a.xfers:
+        for x in xfers: out(x)
     for k in sorted(stats):
         out("stat %s %d" % (k, stats[k]))
     for k in sorted(examples):
@@ -433,6 +464,7 @@ def main():
     q.add_argument("--targets", required=True); q.add_argument("--seconds", type=float, required=True)
     q.add_argument("--workers", type=int, default=6); q.add_argument("--bulk", type=int, default=3000000)
     q.add_argument("--stall", type=float, default=30)
+    q.add_argument("--xfers", action="store_true", help="one line per transfer: xfer NAME KIND OUTCOME START END (CLOCK_MONOTONIC)")
     a = p.parse_args()
     a.fn(a)
 

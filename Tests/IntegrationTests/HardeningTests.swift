@@ -190,6 +190,7 @@ extension Integration {
                 let relay = try BackgroundProcess(in: env.tb.gwNS, [bin, "run", "--listen", "\(env.tb.gwLanIP):7230", "--upstream", "\(env.tb.srvIP):7230",
                                                                     option, "1e10"], log: env.tmp.file("relay.log"))
                 env.started.add(relay)
+                env.started.checksOwnExit(relay)  // a refusal at start exits 1 or 64, checked below
                 let listening = (try? await Net.waitListening(ns: env.tb.gwNS, port: 7230, alive: { relay.isRunning })) != nil
                 let name = String(option.dropFirst(2))
                 if !listening || !relay.isRunning {
@@ -224,6 +225,7 @@ extension Integration {
                                                                     "--listen", "\(env.tb.gwLanIP):7400", "--upstream", "\(env.tb.srvIP):7400"],
                                                   log: env.tmp.file("relay.log"))
                 env.started.add(relay)
+                env.started.checksOwnExit(relay)  // must exit non-zero, checked below
                 #expect(await relay.waitForExit(timeout: 20), "the relay kept running without a ring:\n\(tail(relay.log))")
                 let status = relay.exitStatus
                 #expect(status != nil && status != 0, "exit status \(String(describing: status)) after the ring failed:\n\(tail(relay.log))")
@@ -287,9 +289,24 @@ extension Integration {
                 let (dead, alive) = (order[0], order[1])
                 // Only the second address serves: the first one refuses (nothing listens there).
                 _ = try await env.peerServer("echo-server", ["--bind", alive], port: 7220, mptcp: true, log: "server.log")
+                // Count the SYNs each address gets: a relay that dialled only the last address
+                // would serve every client too, so the dead one must have been dialled.
+                _ = try await Proc.check(in: env.tb.srvNS, ["nft", """
+                    table inet it_dials { chain input { type filter hook input priority -10;
+                        ip daddr \(dead) tcp dport 7220 tcp flags & (syn | ack) == syn counter;
+                        ip daddr \(alive) tcp dport 7220 tcp flags & (syn | ack) == syn counter; }; }
+                    """])
                 let relay = try await env.relay(listen: "\(env.tb.gwLanIP):7220", upstream: "backend.test:7220")
                 let r = try await env.lanPeer("many-clients", ["--host", env.tb.gwLanIP, "--port", "7220", "--n", "10", "--parallel", "2"], timeout: 90)
                 #expect(r.stdout.hasPrefix("ok 10 errors 0"), "through backend.test (\(dead) dead, \(alive) alive): \(r.stdout)\n\(tail(relay.log))")
+                let rules = try await Proc.check(in: env.tb.srvNS, ["nft", "list", "table", "inet", "it_dials"])
+                func syns(_ address: String) -> Int {
+                    let rule = rules.split(separator: "\n").first { $0.contains("daddr \(address) ") } ?? ""
+                    return Int(rule.components(separatedBy: "packets ").dropFirst().first?.prefix { $0.isNumber } ?? "") ?? -1
+                }
+                print("host-name upstream: SYNs to \(dead) (refuses) \(syns(dead)), to \(alive) (serves) \(syns(alive))")
+                #expect(syns(dead) >= 1, "the relay never dialled \(dead), the first address of backend.test:\n\(rules)")
+                #expect(syns(alive) >= 10, "\(alive) got \(syns(alive)) SYNs for 10 clients:\n\(rules)")
                 #expect(relay.process.isRunning)
             }
         }

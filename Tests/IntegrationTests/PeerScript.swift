@@ -206,6 +206,55 @@ def many_clients(a):
     out(f"ok {done[0]} errors {len(errors)}")
     for e in errors[:5]: out("error " + e)
 
+# Bulk echo connections that make the relay hold pipes, then end half of them with RST:
+# each sends --bytes and reads its echo; once every connection has read a quarter of it,
+# they stop reading ("holding N": both directions are stalled with bytes in flight) until
+# --flag exists; then the even ones read the rest (checked by SHA-256), the odd ones abort.
+def bulk_clients(a):
+    msg = payload(a.bytes)
+    want = hashlib.sha256(msg).hexdigest()
+    lock, held, res = threading.Lock(), [0], {"ok": 0, "aborted": 0, "errors": []}
+    def one(i):
+        try:
+            s = connect(a.host, a.port, timeout=60)
+            def send():
+                try:
+                    s.sendall(msg); s.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass  # the abort below closed it mid-upload: that is the point
+            t = threading.Thread(target=send, daemon=True); t.start()
+            h, got = hashlib.sha256(), 0
+            while got < a.bytes // 4:
+                b = s.recv(65536)
+                if not b: raise OSError(f"EOF after {got} bytes")
+                h.update(b); got += len(b)
+            with lock: held[0] += 1
+            while not os.path.exists(a.flag): time.sleep(0.05)
+            if i % 2:
+                abort(s)
+                with lock: res["aborted"] += 1
+                return
+            while True:
+                b = s.recv(65536)
+                if not b: break
+                h.update(b); got += len(b)
+            t.join(30); s.close()
+            with lock:
+                if got == a.bytes and h.hexdigest() == want: res["ok"] += 1
+                else: res["errors"].append(f"echo of {got} bytes, sha {'ok' if h.hexdigest() == want else 'differs'}")
+        except OSError as e:
+            with lock: res["errors"].append(f"connection {i}: {e!r}")
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(a.n)]
+    for t in ts: t.start()
+    announced = False
+    while any(t.is_alive() for t in ts):
+        with lock:
+            if not announced and held[0] + len(res["errors"]) == a.n:
+                out(f"holding {held[0]}"); announced = True
+        time.sleep(0.05)
+    out(f"bulk ok {res['ok']} aborted {res['aborted']} errors {len(res['errors'])}")
+    for e in res["errors"][:5]: out("error " + e)
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -229,6 +278,9 @@ def main():
     client("idle-probe", idle_probe).add_argument("--timeout", type=float, default=10)
     q = client("many-clients", many_clients)
     q.add_argument("--n", type=int, default=1000); q.add_argument("--parallel", type=int, default=8)
+    q = client("bulk-clients", bulk_clients)
+    q.add_argument("--n", type=int, default=8); q.add_argument("--bytes", type=int, default=1 << 20)
+    q.add_argument("--flag", required=True)
     a = p.parse_args()
     a.fn(a)
 

@@ -336,6 +336,7 @@ extension Integration {
                     if !detour { try await Task.sleep(nanoseconds: 100_000_000) }
                 }
                 #expect(detour, "the detour via WAN 2 is in place: \(tail(site.g.relay.log))")
+                env.started.checksOwnExit(site.g.relay)  // killed on purpose: status 137
                 site.g.relay.signal(SIGKILL)
                 #expect(await site.g.relay.waitForExit(timeout: 5))
                 let left = try await Proc.check(in: env.tb.gwNS, ["ip", "-4", "route", "show", "table", "1000"])

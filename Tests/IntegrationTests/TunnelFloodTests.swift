@@ -29,7 +29,7 @@ extension Integration {
                 _ = try await Proc.check(in: env.tb.gwNS, ["nft", "table ip it_redirect { chain pre { type nat hook prerouting priority dstnat; iifname \"lan0\" tcp dport 9200 redirect to :7000; }; }"])
 
                 // Before the flood: the path works.
-                let first = try await env.lan(["python3", script, "fetch-blob", "--host", webIP, "--port", "9200", "--bytes", "\(body)", "--timeout", "20"], timeout: 40)
+                let first = try await env.lan(["python3", script, "fetch-blob", "--host", webIP, "--port", "9200", "--bytes", "\(body)", "--timeout", "60"], timeout: 90)
                 try #require(first.stdout.hasPrefix("got=\(body) match=yes"), "the tunnel does not work even without a flood: \(first.stdout)\n\(tail(gateway.log))")
 
                 let flag = env.tmp.file("flood-stop")
@@ -49,7 +49,7 @@ extension Integration {
                 // gateway reset its client).
                 var results: [String] = []
                 for _ in 0..<5 {
-                    let r = try await env.lan(["python3", script, "fetch-blob", "--host", webIP, "--port", "9200", "--bytes", "\(body)", "--timeout", "20"], timeout: 40)
+                    let r = try await env.lan(["python3", script, "fetch-blob", "--host", webIP, "--port", "9200", "--bytes", "\(body)", "--timeout", "60"], timeout: 90)
                     results.append(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
                 }
                 try Files.write("stop\n", to: flag)

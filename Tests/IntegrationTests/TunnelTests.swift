@@ -24,26 +24,93 @@ extension Integration {
                                            port: 8080, log: "http.log")
 
                 // Direct: the gateway only routes, over WAN 1.
+                func perWan() async throws -> [Int] { [try await rxBytes(env.tb.gwNS, "wan1"), try await rxBytes(env.tb.gwNS, "wan2")] }
+                let d0 = try await perWan()
                 let direct = try await env.lan(["curl", "-sS", "-o", env.tmp.file("direct.bin").path, "-w", "%{speed_download}",
                                                 "http://\(Self.webIP):8080/body.bin"], timeout: 120)
                 try #require(direct.succeeded, "\(direct.summary)")
+                let directWan = zip(try await perWan(), d0).map { $0 - $1 }
                 let directMbit = (Double(direct.stdout) ?? 0) * 8 / 1e6
 
                 try await t.intercept(port: 8080)
                 let got = env.tmp.file("tunnel.bin")
+                let t0 = try await perWan()
                 let r = try await env.lan(["curl", "-sS", "-o", got.path, "-w", "%{speed_download}", "http://\(Self.webIP):8080/body.bin"], timeout: 120)
                 try #require(r.succeeded, "\(r.summary)\ngateway:\n\(tail(t.gateway.log))\nserver:\n\(tail(t.server.log))")
+                let tunnelWan = zip(try await perWan(), t0).map { $0 - $1 }
                 let tunnelMbit = (Double(r.stdout) ?? 0) * 8 / 1e6
-                print("tunnel: \(Int(tunnelMbit)) Mbit/s through gateway+server, direct \(Int(directMbit)) Mbit/s (2 x 50 Mbit/s WANs)")
+                print("tunnel: \(Int(tunnelMbit)) Mbit/s through gateway+server, direct \(Int(directMbit)) Mbit/s (2 x 50 Mbit/s WANs); per-WAN bytes: tunnel \(tunnelWan), direct \(directWan)")
                 #expect(try await Files.sha256(got) == want, "body differs after the tunnel")
-                // One 50 Mbit/s WAN cannot carry more than 50: above 65 both did. (curl's average
-                // includes the ramp-up and the join; on 2 loaded cores it ranged 74-93.)
-                #expect(tunnelMbit > 65, "tunnel: \(tunnelMbit) Mbit/s, not more than one WAN's worth")
-                #expect(directMbit < 60, "direct is one path, expected about 48 Mbit/s: \(directMbit)")
+                // Aggregation proven by bytes, not by a rate (curl's average flakes on two busy
+                // cores: a CI run saw 74 where 90 was expected): through the tunnel each WAN
+                // carried at least a quarter of the 40 MB; direct, WAN 2 carried next to nothing.
+                #expect(tunnelWan.allSatisfy { $0 > 10_000_000 }, "tunnel: per-WAN bytes \(tunnelWan) for 40 MB")
+                #expect(directWan[1] < 2_000_000, "direct is one path over WAN 1: per-WAN bytes \(directWan)")
                 #expect(await t.gateway.waitForLog("destination=\(Self.webIP):8080"), "\(tail(t.gateway.log))")
                 #expect(await t.gateway.waitForLog("via=\(env.tb.srvIP):4000 mptcp=yes"), "\(tail(t.gateway.log))")
                 #expect(await t.server.waitForLog("destination=\(Self.webIP):8080 mptcp=yes"), "\(tail(t.server.log))")
                 #expect(try await Net.counter("MPTcpExtMPJoinSynRx", ns: env.tb.srvNS) > 0, "no second subflow reached the server")
+            }
+        }
+
+        /// Found by the soak (issue 28): with Fast Open on (the default), a short tunnelled
+        /// connection whose reply read comes before the handshake completes is reset at once
+        /// ("refused: tunnel server: Transport endpoint is not connected", Worker+Pump.swift
+        /// replyRead: ENOTCONN after the request was written is taken for a failure). Measured
+        /// on main: 48 of 927 short transfers in 12 s; 0 with fast_open = false.
+        @Test func fastOpenNeverResetsShortConnections() async throws {
+            try await withEnv(wans: 1, rateMbit: 100) { env in
+                let t = try await TunnelSetup.start(env)
+                let script = try writeHardeningScript(env)
+                _ = try await env.serverIn(["python3", script, "soak-server", "--bind", Self.webIP, "--ports", "7603"], port: 7603, log: "soak-server.log")
+                try await t.intercept(port: 7603)
+                let r = try await env.lan(["python3", script, "soak-client", "--seconds", "6", "--workers", "6", "--bulk", "300000",
+                                           "--targets", "tunnel=\(Self.webIP):7603"], timeout: 60)
+                let stat = { (k: String) in Int(line(r.stdout, prefix: "stat tunnel/\(k) ") ?? "") ?? 0 }
+                print("tunnel with Fast Open: short ok \(stat("short/ok")), reset \(stat("short/reset")); bulk ok \(stat("bulk/ok"))")
+                #expect(r.stdout.contains("soak done failures 0"), "\(r.stdout)")
+                #expect(stat("short/ok") >= 50, "\(r.stdout)")
+                withKnownIssue("Fast Open tunnel: ENOTCONN on the reply read before the handshake completes resets the client", isIntermittent: true) {
+                    #expect(stat("short/reset") + stat("bulk/reset") == 0, "reset at once:\n\(r.stdout)\n\(tail(t.gateway.log, lines: 5))")
+                }
+            }
+        }
+
+        /// Issue 28: our own gateway with the wrong key (a key rotated on one end only). The
+        /// LAN client is reset at once (never left hanging, never handed an empty answer), the
+        /// server dials nothing and counts the refusal under its reason, and the gateway says why.
+        @Test func ownGatewayWithTheWrongKeyIsRefused() async throws {
+            try await withEnv(wans: 1, rateMbit: 100) { env in
+                let bin = try await RelayBinary.path()
+                _ = try await Proc.check(in: env.tb.srvNS, ["ip", "addr", "add", "\(Self.webIP)/32", "dev", "lo"])
+                let serverKey = try TunnelSetup.writeKey(env.tmp.file("server.key"))
+                let gatewayKey = try TunnelSetup.writeKey(env.tmp.file("gateway.key"))
+                let count = env.tmp.file("canary.count")
+                try Files.write(canaryScript, to: env.tmp.file("canary.py"))
+                _ = try await env.serverIn(["python3", env.tmp.file("canary.py").path, Self.webIP, "8080", count.path], port: 8080, log: "canary.log")
+                let server = try await env.daemon(in: env.tb.srvNS, [bin, "run", "--listen", "\(env.tb.srvIP):4000", "--server", "--key-file", serverKey,
+                                                                     "--allow", "\(Self.webIP)/32", "--admin", "127.0.0.1:9184"], port: 4000, log: "tunnel-server.log")
+                let gateway = try await env.daemon(in: env.tb.gwNS, [bin, "run", "--listen", "0.0.0.0:7000", "--redirect", "--via", "\(env.tb.srvIP):4000",
+                                                                      "--key-file", gatewayKey], port: 7000, log: "gateway.log")
+                _ = try await Proc.check(in: env.tb.gwNS, ["nft", "table ip it_redirect { chain pre { type nat hook prerouting priority dstnat; iifname \"lan0\" tcp dport 8080 redirect to :7000; }; }"])
+                let started = Date()
+                let r = try await env.lan(["curl", "-sS", "--max-time", "20", "http://\(Self.webIP):8080/"], timeout: 40)
+                let took = Date().timeIntervalSince(started)
+                print("tunnel, wrong key: curl exit \(r.status) after \(String(format: "%.2f", took)) s: \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+                #expect(r.status == 7 || (r.status == 56 && r.stderr.contains("reset")), "the LAN client must be reset: \(r.summary)")
+                #expect(took < 10, "the reset took \(took) s")
+                var metrics = ""
+                try await waitFor("the server's refusal to be counted", timeout: 15) {
+                    metrics = try await adminGet(env, "127.0.0.1:9184", "/metrics", ns: env.tb.srvNS)
+                    return metricValue(metrics, "mptcp_relay_tunnel_refusals_total", [:]) >= 1
+                }
+                let refusals = metrics.split(separator: "\n").filter { $0.hasPrefix("mptcp_relay_tunnel_refusals_total{") }
+                print("tunnel, wrong key: server refusals \(refusals)")
+                #expect(metricValue(metrics, "mptcp_relay_tunnel_refusals_total", ["reason": "not_authorized"]) >= 1, "\(refusals)")
+                let dialled = Int((try? String(contentsOf: count, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "0") ?? 0
+                #expect(dialled == 0, "the server dialled the destination \(dialled) time(s) for an unauthenticated client")
+                #expect(await gateway.waitForLog("refused"), "the gateway's close line does not say it was refused:\n\(tail(gateway.log))")
+                #expect(server.isRunning && gateway.isRunning)
             }
         }
 
@@ -52,9 +119,10 @@ extension Integration {
             try await withEnv(wans: 1, rateMbit: 100) { env in
                 let t = try await TunnelSetup.start(env)
                 try await t.intercept(port: 8099)   // nothing listens there: the server's connect is refused
-                // A hang would end in curl's own timeout (exit 28); a reset is 56 (or 52/7 by timing).
+                // A hang would end in curl's own timeout (exit 28) and a clean close is 52 (empty
+                // reply); a reset is 56 "Connection reset by peer" (or 7 when it lands in the handshake).
                 let r = try await env.lan(["curl", "-sS", "--max-time", "10", "http://\(Self.webIP):8099/"], timeout: 30)
-                #expect(r.status == 56 || r.status == 7 || r.status == 52, "curl should see a reset: \(r.summary)")
+                #expect(r.status == 7 || (r.status == 56 && r.stderr.contains("reset")), "curl should see a reset: \(r.summary)")
                 #expect(await t.gateway.waitForLog("for destination=\(Self.webIP):8099"), "\(tail(t.gateway.log))")
                 #expect(await t.server.waitForLog("upstream connect failed"), "\(tail(t.server.log))")
             }

@@ -22,7 +22,8 @@ struct WanProbe {
     func limits() async throws -> String { try await Proc.check(in: env.tb.gwNS, ["ip", "mptcp", "limits", "show"]) }
     func ip(_ args: String) async throws { _ = try await Proc.check(in: env.tb.gwNS, ["ip"] + args.split(separator: " ").map(String.init)) }
 
-    /// Polls `condition` every 100 ms for up to `seconds`; true once it holds.
+    /// Polls `condition` every 100 ms for up to `seconds`; true once it holds. Callers give
+    /// generous bounds (two busy cores): the tests wait for an event, they do not time it.
     func within(_ seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
@@ -32,30 +33,38 @@ struct WanProbe {
         return try await condition()
     }
 
-    /// curl on the LAN fetching `url` into `name`, with the rate on the wire of all WANs
-    /// (what the shapers count) measured over 3 s once the subflows have joined and ramped
-    /// up; also curl's own average (goodput including ramp-up).
-    func download(_ url: String, to name: String) async throws -> (file: URL, steady: Double, average: Double) {
+    /// curl on the LAN fetching `url` into `name`, to completion: what each WAN received
+    /// meanwhile (the proof of aggregation: both carry a share), the joins the server
+    /// accepted, and curl's average for the log (speed is the benchmarks' business).
+    func download(_ url: String, to name: String) async throws -> (file: URL, perWan: [Int], joins: Int64, average: Double) {
         let file = env.tmp.file(name)
-        let curl = try BackgroundProcess(in: env.tb.lanNS, ["curl", "-sS", "--max-time", "60", "-o", file.path,
-                                                            "-w", "speed=%{speed_download}\n", url], log: env.tmp.file("curl-\(name).log"))
-        env.started.add(curl)
-        try await Task.sleep(nanoseconds: 2_000_000_000)
-        let rx0 = try await wanRx()
-        try await Task.sleep(nanoseconds: 3_000_000_000)
-        let rx1 = try await wanRx()
-        try #require(curl.isRunning, "the download ended before the measurement window closed: make the body larger")
-        try #require(await curl.waitForExit(timeout: 60) && curl.exitStatus == 0, "\(curl.log)")
-        let average = (Double(curl.log.components(separatedBy: "speed=").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0) * 8 / 1e6
-        return (file, Double(rx1 - rx0) * 8 / 3 / 1e6, average)
+        let (rx0, joins0) = (try await perWanRx(), try await Net.counter("MPTcpExtMPJoinAckRx", ns: env.tb.srvNS))
+        let r = try await env.lan(["curl", "-sS", "--max-time", "120", "-o", file.path, "-w", "speed=%{speed_download}\n", url], timeout: 150)
+        try #require(r.succeeded, "\(r.summary)")
+        let (rx1, joins1) = (try await perWanRx(), try await Net.counter("MPTcpExtMPJoinAckRx", ns: env.tb.srvNS))
+        let average = (Double(r.stdout.components(separatedBy: "speed=").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0) * 8 / 1e6
+        return (file, zip(rx1, rx0).map { $0 - $1 }, joins1 - joins0, average)
+    }
+
+    /// Bytes received on each of the gateway's WAN interfaces (wan1 first).
+    func perWanRx() async throws -> [Int] {
+        var out: [Int] = []
+        for k in 1...env.tb.wans { out.append(try await rxBytes(env.tb.gwNS, "wan\(k)")) }
+        return out
     }
 
     /// Bytes received on the gateway's WAN interfaces together.
-    func wanRx() async throws -> Int {
-        var total = 0
-        for k in 1...env.tb.wans { total += try await rxBytes(env.tb.gwNS, "wan\(k)") }
-        return total
-    }
+    func wanRx() async throws -> Int { try await perWanRx().reduce(0, +) }
+}
+
+/// Aggregation, proven by bytes: each WAN carried at least a quarter of a `body`-byte
+/// download (one path alone leaves the other with almost nothing; two equal ones share about
+/// half each) and the server accepted a join.
+func expectAggregated(_ got: (file: URL, perWan: [Int], joins: Int64, average: Double), body: Int, _ what: String,
+                      sourceLocation: SourceLocation = #_sourceLocation) {
+    print("\(what): per-WAN bytes \(got.perWan) for a \(body)-byte body, \(got.joins) join(s), curl average \(Int(got.average)) Mbit/s")
+    #expect(got.perWan.allSatisfy { $0 > body / 4 }, "\(what): a WAN carried less than a quarter: \(got.perWan) bytes for \(body)", sourceLocation: sourceLocation)
+    #expect(got.joins >= 1, "\(what): the server accepted no MP_JOIN", sourceLocation: sourceLocation)
 }
 
 /// A forward-mode relay on the gateway's LAN address with `[[wan]]` tables `wans`.
@@ -93,19 +102,15 @@ extension Integration {
                     #expect(endpoints.contains("\(address) id "), "no endpoint for \(address):\n\(endpoints)")
                 }
                 #expect(try await probe.rules().contains("from 10.2.0.1 lookup 1002 proto 245"))
-                let body = try await g.body(bytes: 80_000_000)
-                let wan2Before = try await rxBytes(env.tb.gwNS, "wan2")
+                let bodyBytes = 40_000_000
+                let body = try await g.body(bytes: bodyBytes)
                 let agg = try await probe.download("http://\(env.tb.srvIP):8080/body.bin", to: "agg.bin")
-                let (steady, average) = (agg.steady, agg.average)
-                print("wan manager, config alone: \(Int(steady)) Mbit/s on the wire in steady state, \(Int(average)) Mbit/s curl average (goodput incl. ramp-up) over 2 x 50 Mbit/s")
                 #expect(try await Files.sha256(agg.file) == body.sha)
-                #expect(steady >= 90, "aggregation from the config alone: \(steady) Mbit/s of 100 on the wire")
-                #expect(average >= 65, "curl average \(average) Mbit/s (ramp-up included; the steady state above is the criterion)")
-                #expect(try await rxBytes(env.tb.gwNS, "wan2") - wan2Before > 25_000_000, "WAN 2 carried too little")
-                let v6 = try await g.download("http://[\(env.tb.srvIP6)]:8080/body.bin", to: "agg6.bin")
+                expectAggregated(agg, body: bodyBytes, "wan manager, config alone")
+                // IPv6 subflows need the per-WAN rules: without them WAN 2 carries nothing.
+                let v6 = try await probe.download("http://[\(env.tb.srvIP6)]:8080/body.bin", to: "agg6.bin")
                 #expect(try await Files.sha256(v6.file) == body.sha)
-                print("wan manager, config alone, IPv6: \(Int(v6.mbit)) Mbit/s")
-                #expect(v6.mbit >= 65, "IPv6 subflows need the per-WAN rules: \(v6.mbit) Mbit/s (one WAN carries at most 50)")
+                expectAggregated(v6, body: bodyBytes, "wan manager, config alone, IPv6")
 
                 // SIGTERM: endpoints, rules, routes gone; limits as found.
                 g.relay.signal(SIGTERM)
@@ -125,27 +130,25 @@ extension Integration {
                 let probe = WanProbe(env: env)
                 let config = try wanConfig(env, wans: "[[wan]]\ninterface = \"wan1\"\n[[wan]]\ninterface = \"wan2\"\n")
                 let g = try await GatewaySetup.start(env, config: config.path, port: 8081, intercept: false)
-                let body = try await g.body(bytes: 80_000_000)
+                let bodyBytes = 40_000_000
+                let body = try await g.body(bytes: bodyBytes)
                 #expect(try await probe.endpoints().contains("10.2.0.1 id "))
 
                 try await probe.ip("addr del 10.2.0.1/24 dev wan2")
                 try await probe.ip("addr add 10.2.0.7/24 dev wan2")
-                let followed = try await probe.within(2) {
+                let followed = try await probe.within(10) {
                     let e = try await probe.endpoints(), r = try await probe.rules()
                     return e.contains("10.2.0.7 id ") && !e.contains("10.2.0.1 id ") && r.contains("from 10.2.0.7 lookup") && !r.contains("from 10.2.0.1 lookup")
                 }
                 let (e2, r2) = (try await probe.endpoints(), try await probe.rules())
-                #expect(followed, "after 2 s:\n\(e2)\n\(r2)")
-                let wan2Before = try await rxBytes(env.tb.gwNS, "wan2")
+                #expect(followed, "after 10 s:\n\(e2)\n\(r2)")
                 let got = try await probe.download("http://\(env.tb.gwLanIP):8081/body.bin", to: "renumbered.bin")
-                print("wan manager, after renumbering: \(Int(got.steady)) Mbit/s on the wire in steady state, \(Int(got.average)) Mbit/s curl average")
                 #expect(try await Files.sha256(got.file) == body.sha)
-                #expect(got.steady >= 85, "after renumbering: \(got.steady) Mbit/s on the wire")
-                #expect(try await rxBytes(env.tb.gwNS, "wan2") - wan2Before > 25_000_000, "the renumbered WAN 2 carried too little")
+                expectAggregated(got, body: bodyBytes, "wan manager, after renumbering")
 
                 try Files.write(try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: "[[wan]]\ninterface = \"wan2\"\n", with: ""), to: config)
                 g.relay.signal(SIGHUP)
-                let removed = try await probe.within(2) {
+                let removed = try await probe.within(10) {
                     let all = try await probe.endpoints() + (try await probe.ours())
                     return !all.contains("wan2") && !all.contains("1002")
                 }
@@ -169,20 +172,20 @@ extension Integration {
                 env.started.add(curl)
                 try await Task.sleep(nanoseconds: 2_000_000_000)
                 try await env.tb.link(1, up: false)
-                #expect(try await probe.within(2) { !(try await probe.endpoints()).contains("10.1.0.1 id ") }, "WAN 1's endpoint stayed while its link was down")
+                #expect(try await probe.within(10) { !(try await probe.endpoints()).contains("10.1.0.1 id ") }, "WAN 1's endpoint stayed while its link was down")
                 try await Task.sleep(nanoseconds: 2_000_000_000)
                 try await env.tb.link(1, up: true)
-                #expect(try await probe.within(2) { (try await probe.endpoints()).contains("10.1.0.1 id ") }, "WAN 1's endpoint did not come back")
-                // Give the new subflow a moment to ramp up, then measure the same connection.
-                try await Task.sleep(nanoseconds: 2_000_000_000)
-                let (rx0, wan1rx0) = (try await probe.wanRx(), try await rxBytes(env.tb.gwNS, "wan1"))
-                try await Task.sleep(nanoseconds: 2_000_000_000)
-                let (rx1, wan1rx1) = (try await probe.wanRx(), try await rxBytes(env.tb.gwNS, "wan1"))
+                #expect(try await probe.within(10) { (try await probe.endpoints()).contains("10.1.0.1 id ") }, "WAN 1's endpoint did not come back")
+                // The same connection uses both links again: from now on each WAN carries a
+                // share (bytes, not a rate: the cores here are shared).
+                let rx0 = try await probe.perWanRx()
+                try await Task.sleep(nanoseconds: 4_000_000_000)
+                let rx1 = try await probe.perWanRx()
                 try #require(curl.isRunning, "the download ended before the measurement: make the body larger")
-                let mbit = Double(rx1 - rx0) * 8 / 2 / 1e6
-                print("wan manager, same connection after WAN 1 came back: \(Int(mbit)) Mbit/s over 2 x 50 (WAN 1: \(Int(Double(wan1rx1 - wan1rx0) * 8 / 2 / 1e6)))")
-                #expect(mbit >= 85, "after WAN 1 returned the connection ran at \(mbit) Mbit/s")
-                #expect(wan1rx1 - wan1rx0 > 6_000_000, "WAN 1 carried \(wan1rx1 - wan1rx0) bytes in 2 s after it came back")
+                let window = zip(rx1, rx0).map { $0 - $1 }
+                print("wan manager, same connection after WAN 1 came back: per-WAN bytes in 4 s \(window)")
+                #expect(window[0] > window.reduce(0, +) / 5, "WAN 1 carried \(window[0]) of \(window.reduce(0, +)) bytes in the 4 s after it came back")
+                #expect(window[1] > window.reduce(0, +) / 5, "WAN 2 carried \(window[1]) of \(window.reduce(0, +)) bytes in the 4 s after WAN 1 came back")
                 #expect(await curl.waitForExit(timeout: 90) && curl.exitStatus == 0, "download: \(curl.log)")
                 #expect(try await Files.sha256(env.tmp.file("long.bin")) == body.sha)
                 // mptcp_pm_events: the rejoin over WAN 1 after it came back was seen.
@@ -232,7 +235,7 @@ extension Integration {
                 // replacing the endpoint.
                 try Files.write(try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: "backup = true\n", with: ""), to: config)
                 g.relay.signal(SIGHUP)
-                let switched = try await probe.within(2) { (try await probe.endpoints()).contains("10.2.0.1 id 102 subflow dev wan2") }
+                let switched = try await probe.within(10) { (try await probe.endpoints()).contains("10.2.0.1 id 102 subflow dev wan2") }
                 let now = try await probe.endpoints()
                 #expect(switched, "backup flag still set after reload:\n\(now)")
                 #expect(await g.relay.waitForLog("set endpoint id 102 10.2.0.1 subflow"), "\(tail(g.relay.log))")
@@ -259,6 +262,7 @@ extension Integration {
                 #expect(foreign.count == 3, "\(e)")
                 #expect(foreign.contains { $0.hasPrefix("fd00:50::1 id 10") }, "the kernel numbered it outside the relay's range: \(e)")
 
+                env.started.checksOwnExit(relay)  // killed on purpose: status 137
                 relay.signal(SIGKILL)
                 #expect(await relay.waitForExit(timeout: 10))
                 try await probe.ip("addr del 10.2.0.1/24 dev wan2")

@@ -19,9 +19,10 @@ let gatewayConfig = """
 
 let isRoot = getuid() == 0
 
-/// Unique per run: tests of several runs or suites may share the machine.
+/// Unique per run: tests of several runs or suites may share the machine. The whole pid,
+/// then a letter: scripts/test.sh deletes "rcfg<pid>..." namespaces whose pid is gone.
 func namespaceName(_ role: String) -> String {
-    "rcfg\(getpid() % 100_000)\(role)\(UInt16.random(in: 0...UInt16.max))"
+    "rcfg\(getpid())\(role)\(UInt16.random(in: 0...UInt16.max))"
 }
 
 @Suite(.serialized) struct NftRulesetTests {

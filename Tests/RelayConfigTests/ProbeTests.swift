@@ -28,6 +28,12 @@ import RelayConfig
     }
 
     @Test func freePortsPassAndAreReleased() throws {
+        try inPrivateNetworkNamespace { try freePortsPassAndAreReleasedHere() }
+    }
+
+    private func freePortsPassAndAreReleasedHere() throws {
+        // In a namespace of its own (as root) no other process can take the port between
+        // finding it free and the probes; elsewhere this is best effort.
         let port = try freePort()
         let config = try RelayConfigFile.parse(text: """
             [[listener]]
@@ -55,6 +61,24 @@ import RelayConfig
         let problems = config.probeListeners()
         #expect(problems.map(\.line) == [2])
         #expect(problems.first?.message.contains("is not an address of this host") == true)
+    }
+
+    /// Runs `body` on this thread in a new, empty network namespace (root only; otherwise in
+    /// the current one), then puts the thread back. `body` must not suspend: the namespace
+    /// belongs to the thread, not to the task.
+    func inPrivateNetworkNamespace<T>(_ body: () throws -> T) throws -> T {
+        // unshare(2) and setns(2) are _GNU_SOURCE: Glibc's module does not import them.
+        typealias NamespaceCall = @convention(c) (Int32) -> Int32
+        typealias SetnsCall = @convention(c) (Int32, Int32) -> Int32
+        let cloneNewNet: Int32 = 0x4000_0000  // CLONE_NEWNET
+        guard getuid() == 0, let u = dlsym(nil, "unshare"), let s = dlsym(nil, "setns") else { return try body() }
+        let unshareCall = unsafeBitCast(u, to: NamespaceCall.self), setnsCall = unsafeBitCast(s, to: SetnsCall.self)
+        let saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        try #require(saved >= 0, "cannot open this thread's network namespace")
+        defer { close(saved) }
+        try #require(unshareCall(cloneNewNet) == 0, "unshare(CLONE_NEWNET): \(String(cString: strerror(errno)))")
+        defer { precondition(setnsCall(saved, cloneNewNet) == 0, "cannot return to the original network namespace") }
+        return try body()
     }
 
     func freePort() throws -> UInt16 {

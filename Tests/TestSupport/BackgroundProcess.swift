@@ -77,6 +77,25 @@ public final class BackgroundProcess: @unchecked Sendable {
         return exitStatus ?? -1
     }
 
+    /// How the relay is stopped: SIGTERM (open connections get the grace period), a second
+    /// SIGTERM after `grace` seconds (the relay resets what is still open and exits), SIGKILL
+    /// after `grace` more. Returns the exit status: 0 unless the process failed or hung.
+    @discardableResult
+    public func stopTwice(grace: Double = 5) async -> Int32 {
+        signal(SIGTERM)
+        if await !waitForExit(timeout: grace) {
+            signal(SIGTERM)
+            if await !waitForExit(timeout: grace) { killGroup() }
+        }
+        kill(-pid, SIGKILL)
+        return exitStatus ?? -1
+    }
+
+    /// True for `mptcp-relay run ...`, however it is wrapped (ip netns exec, prlimit, env).
+    public var isRelayRun: Bool {
+        zip(command, command.dropFirst()).contains { ($0.0 as NSString).lastPathComponent == "mptcp-relay" && $0.1 == "run" }
+    }
+
     private func killGroup() {
         lock.withLock {
             guard status == nil else { return }

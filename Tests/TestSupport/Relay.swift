@@ -40,6 +40,8 @@ public final class Relay: @unchecked Sendable {
         await process.waitForLog(text, count: count, timeout: timeout)
     }
 
+    /// SIGTERM, a second one after 5 s if connections are still open, SIGKILL 5 s later;
+    /// the exit status (the test harness fails a test whose relay did not end with 0).
     @discardableResult
-    public func stop() async -> Int32 { await process.stop(grace: 5) }
+    public func stop() async -> Int32 { await process.stopTwice(grace: 5) }
 }

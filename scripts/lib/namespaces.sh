@@ -43,6 +43,18 @@ kill_ns_procs() {
     kill -KILL $pids 2>/dev/null || true
 }
 
+# What a test or a killed relay can leave outside a namespace: /etc/netns/NS (name resolution
+# a test set up for it) and the relay's WAN state files, named by the namespace's cookie
+# (Sources/WanManager/OwnedEndpointRecord.swift; a clean exit removes them, SIGKILL does not).
+remove_ns_leftovers() {
+    local ns=$1 cookie
+    cookie=$(nsx "$ns" python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); print(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), "little"))' 2>/dev/null || true)
+    if [[ $cookie =~ ^[0-9]+$ ]]; then
+        rm -f "/run/mptcp-relay/wan-endpoints-c$cookie" "/run/mptcp-relay/wan-health-c$cookie.json"
+    fi
+    rm -rf "/etc/netns/$ns"
+}
+
 # Deletes every namespace NAME-ROLE of one testbed, after killing what runs there. Idempotent.
 cmd_down() {
     local name=${1:-}; [[ -n $name ]] || die "usage: down NAME"
@@ -52,6 +64,7 @@ cmd_down() {
     for r in "${ROLES[@]}"; do
         ns_exists "$name-$r" || continue
         kill_ns_procs "$name-$r"
+        remove_ns_leftovers "$name-$r"
         ip netns del "$name-$r" 2>/dev/null || true
     done
 }

@@ -20,7 +20,9 @@ struct NetnsPair {
 
     private init(mptcpEnabled: Bool) throws {
         let n = Self.lock.withLock { Self.counter += 1; return Self.counter }
-        let tag = "mz\(getpid() % 100000)x\(n)"
+        // The whole pid: scripts/test.sh deletes "mz<pid>..." namespaces whose pid is gone,
+        // and a truncated pid could name another run's live process or none.
+        let tag = "mz\(getpid())x\(n)"
         server = tag + "s"
         client = tag + "c"
         do {
