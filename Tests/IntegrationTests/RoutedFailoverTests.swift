@@ -19,7 +19,6 @@ struct RoutedSite {
 
     static func start(_ env: Env, admin: Int, extra: String = "", intercept: Bool = true) async throws -> RoutedSite {
         let tb = env.tb
-        let probes = "probe = [\"\(tb.srvFarIP):9\", \"\(tb.srvFarIP)\"]"
         let config = env.tmp.file("routed.toml")
         try Files.write("""
             [[listener]]
@@ -41,13 +40,7 @@ struct RoutedSite {
 
             \(extra)
 
-            [[wan]]
-            interface = "wan1"
-            \(probes)
-
-            [[wan]]
-            interface = "wan2"
-            \(probes)
+            \(probedWans(tb))
             """, to: config)
         let script = Repo.path("scripts/lib/routed-peer.py").path
         // Beyond both WANs: an authoritative DNS server and the UDP echo.

@@ -41,7 +41,6 @@ extension Integration {
 
                 // Version 0 is the start; a reload adds the listener on 7690, then they
                 // alternate between 1 and 2, which differ in every carrying listener's settings.
-                let probes = "probe = [\"\(far):9\", \"\(far)\"]"
                 let interception = "\n[interception]\nlan_interfaces = [\"lan0\"]\nexclude = [\"192.168.50.0/24\", \"127.0.0.0/8\"]\n"
                 func gatewayConfig(_ v: Int) -> String {
                     """
@@ -58,13 +57,7 @@ extension Integration {
                     \(v == 0 ? "" : "\n[[listener]]\nlisten = \"\(env.tb.gwLanIP):7690\"\nmode = \"forward\"\nupstream = \"\(far):\(v == 2 ? 7604 : 7601)\"\n")
                     \(interception)
 
-                    [[wan]]
-                    interface = "wan1"
-                    \(probes)
-
-                    [[wan]]
-                    interface = "wan2"
-                    \(probes)
+                    \(probedWans(env.tb))
                     """
                 }
                 // The tunnel gateway is a second relay (one transparent or redirect listener per

@@ -30,7 +30,6 @@ extension Integration {
                 let server = try await env.daemon(in: env.tb.srvNS, [bin, "run", "--listen", "0.0.0.0:4000", "--server", "--key-file", key, "--allow", "\(webIP)/32"],
                                                   port: 4000, log: "tunnel-server.log")
                 let config = env.tmp.file("gateway.toml")
-                let probes = "probe = [\"\(far):9\", \"\(far)\"]"
                 try Files.write("""
                     [[listener]]
                     listen = "0.0.0.0:7000"
@@ -43,13 +42,7 @@ extension Integration {
                     lan_interfaces = ["lan0"]
                     exclude = ["192.168.50.0/24", "127.0.0.0/8"]
 
-                    [[wan]]
-                    interface = "wan1"
-                    \(probes)
-
-                    [[wan]]
-                    interface = "wan2"
-                    \(probes)
+                    \(probedWans(env.tb))
                     """, to: config)
                 let gateway = try await env.daemon(in: env.tb.gwNS, [bin, "run", "--config", config.path], port: 7000, log: "gateway.log")
                 _ = try await Proc.check(in: env.tb.gwNS, ["nft", "table ip it_redirect { chain pre { type nat hook prerouting priority dstnat; iifname \"lan0\" tcp dport 8080 redirect to :7000; }; }"])

@@ -2,11 +2,17 @@ import Foundation
 import Testing
 import TestSupport
 
+/// The testbed's two WANs as `[[wan]]` tables, each probed by a TCP connect to the server's
+/// address beyond both WANs (port 9: nothing listens, a RST answers) and a ping to it.
+func probedWans(_ tb: Testbed) -> String {
+    let probes = "probe = [\"\(tb.srvFarIP):9\", \"\(tb.srvFarIP)\"]"
+    return "[[wan]]\ninterface = \"wan1\"\n\(probes)\n\n[[wan]]\ninterface = \"wan2\"\n\(probes)\n"
+}
+
 /// A forward relay to the server's address beyond both WANs (not on either link), with
 /// both WANs probed by a TCP connect to that address (port 9: nothing listens, a RST
 /// answers) and a ping to it, and an operator listener.
 func healthConfig(_ env: Env, admin: Int, extra: String = "") throws -> URL {
-    let probes = "probe = [\"\(env.tb.srvFarIP):9\", \"\(env.tb.srvFarIP)\"]"
     let file = env.tmp.file("health.toml")
     try Files.write("""
         [[listener]]
@@ -24,13 +30,7 @@ func healthConfig(_ env: Env, admin: Int, extra: String = "") throws -> URL {
 
         \(extra)
 
-        [[wan]]
-        interface = "wan1"
-        \(probes)
-
-        [[wan]]
-        interface = "wan2"
-        \(probes)
+        \(probedWans(env.tb))
         """, to: file)
     return file
 }
