@@ -43,9 +43,9 @@ public enum FlowPinning {
         return out.joined(separator: "\n") + "\n"
     }
 
-    /// Loads `render(plan)`; nil when done, else what nft said.
-    public static func install(_ plan: WanPlan) -> String? {
-        nft(render(plan))
+    /// Loads a ruleset `render` made; nil when done, else what nft said.
+    public static func install(_ ruleset: String) -> String? {
+        nft(ruleset)
     }
 
     /// Deletes the table (a no-op when it is not there).

@@ -44,8 +44,9 @@ final class InitialJoinSysctl {
         lastFailure = line
     }
 
-    static func read() -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// A sysctl's value, trimmed (this one's, or `file` under /proc/sys); nil when unreadable.
+    static func read(_ file: String = path) -> String? {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: 32)

@@ -138,7 +138,6 @@ extension WanManager {
                 service[wan.interface] = .some(nil)
             }
         }
-        unavailable = Set(service.compactMap { $0.value == nil ? nil : $0.key })
         let choice = UplinkChoice.choose(plan, view, service: service)
         if choice != lastChoice {
             logSteering(choice, was: lastChoice ?? UplinkChoice(), view)

@@ -61,8 +61,6 @@ public final class WanManager: @unchecked Sendable {
     /// unless that is every WAN that has a link (fail open: FailOpen in WanManager+Health).
     var outOfService: Set<String> = []
     var failOpen = false
-    /// WANs not in service for any reason (link down, absent, probes): what releaseFlows acts on.
-    var unavailable: Set<String> = []
     /// The last round's quickest answer per WAN (ms); nil after a failed round.
     var probeRTT: [String: Double] = [:]
     /// NATed flows released from each WAN when it went out of service (conntrack entries deleted).
@@ -291,8 +289,8 @@ public final class WanManager: @unchecked Sendable {
     private func syncPinning(_ view: KernelView) {
         let want = plan.followsService ? FlowPinning.render(plan) : nil
         guard want != pinned else { return }
-        if want != nil {
-            if let problem = FlowPinning.install(plan) {
+        if let want {
+            if let problem = FlowPinning.install(want) {
                 let line = "wan: cannot load the nftables table \(FlowPinning.table): \(problem): routed flows are not pinned to their WAN (a WAN back in service may take flows that moved away); retried every \(Self.period) s"
                 if !loggedOnce.contains(line) { logger.warning("\(line)") }
                 loggedOnce.insert(line)
@@ -319,8 +317,7 @@ public final class WanManager: @unchecked Sendable {
     /// reply to a flow pinned to a WAN that the main table does not prefer would be dropped.
     private func warnStrictReversePath() {
         func value(_ dev: String, _ key: String) -> Int {
-            Int((try? String(contentsOfFile: "/proc/sys/net/ipv4/conf/\(dev)/\(key)", encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+            InitialJoinSysctl.read("/proc/sys/net/ipv4/conf/\(dev)/\(key)").flatMap { Int($0) } ?? 0
         }
         for wan in plan.enabledWans.map(\.interface) {
             let strict = max(value("all", "rp_filter"), value(wan, "rp_filter")) == 1

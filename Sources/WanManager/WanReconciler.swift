@@ -129,8 +129,6 @@ public enum WanReconciler {
             for family in [IPAddress.Family.v4, .v6] {
                 let ofFamily = addresses.filter { $0.address.family == family }
                 guard !ofFamily.isEmpty else { continue }
-                let gateway = view.gateway(for: wan, ifindex: link.ifindex, family: family)
-                let pointToPoint = link.flags & 0x10 != 0
                 for a in ofFamily {
                     d.endpoints.append((Endpoint(id: 0, address: a.address, flags: plan.endpointFlags(wan), ifindex: link.ifindex), wan.interface))
                     d.rules.append(Rule(source: a.address, sourceLength: family.bitCount, table: wan.table,
@@ -142,13 +140,8 @@ public enum WanReconciler {
                         if !d.routes.contains(where: { routeKey($0) == routeKey(net) }) { d.routes.append(net) }
                     }
                 }
-                let any = IPAddress.unspecified(family)
-                if let gateway {
-                    d.routes.append(Route(table: wan.table, destination: any, prefixLength: 0, gateway: gateway,
-                                          oif: link.ifindex, protocolID: WanPlan.routeProtocol))
-                } else if pointToPoint {
-                    d.routes.append(Route(table: wan.table, destination: any, prefixLength: 0, gateway: nil,
-                                          oif: link.ifindex, protocolID: WanPlan.routeProtocol, scope: 253))
+                if let route = defaultRoute(through: wan, link: link, family: family, table: wan.table, view) {
+                    d.routes.append(route)
                 } else {
                     let name = family == .v4 ? "IPv4" : "IPv6"
                     notes.append("\(wan.interface): no \(name) gateway (no default route through it in the main table): set gateway = \"...\" in its [[wan]]; its \(name) subflows may not leave")
@@ -187,14 +180,18 @@ public enum WanReconciler {
     /// to make (no gateway known for the family, not point-to-point, link not up).
     public static func detour(_ plan: WanPlan, _ view: KernelView, family: IPAddress.Family, via: String) -> Route? {
         guard let wan = plan.enabledWans.first(where: { $0.interface == via }), let link = view.link(named: via), link.isUp else { return nil }
+        return defaultRoute(through: wan, link: link, family: family, table: plan.routing.table, view)
+    }
+
+    /// A default route of `table` out through a WAN: via its gateway, or on-link for a
+    /// point-to-point link; nil when it has neither (the caller says what that means).
+    static func defaultRoute(through wan: WanSpec, link: Link, family: IPAddress.Family, table: UInt32, _ view: KernelView) -> Route? {
         let any = IPAddress.unspecified(family)
         if let gateway = view.gateway(for: wan, ifindex: link.ifindex, family: family) {
-            return Route(table: plan.routing.table, destination: any, prefixLength: 0, gateway: gateway,
-                         oif: link.ifindex, protocolID: WanPlan.routeProtocol)
+            return Route(table: table, destination: any, prefixLength: 0, gateway: gateway, oif: link.ifindex, protocolID: WanPlan.routeProtocol)
         }
-        guard link.flags & 0x10 != 0 else { return nil }
-        return Route(table: plan.routing.table, destination: any, prefixLength: 0, gateway: nil,
-                     oif: link.ifindex, protocolID: WanPlan.routeProtocol, scope: 253)
+        guard link.flags & 0x10 != 0 else { return nil }  // IFF_POINTOPOINT
+        return Route(table: table, destination: any, prefixLength: 0, gateway: nil, oif: link.ifindex, protocolID: WanPlan.routeProtocol, scope: 253)
     }
 
     /// The lowest id from `WanPlan.firstEndpointID` up (then from 1) not in use.

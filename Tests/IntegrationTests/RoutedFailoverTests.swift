@@ -81,11 +81,15 @@ struct RoutedSite {
 
     /// Stops a `flow` or `lookups` loop; its gaps, as text ("3.55 s at 1.9 s, ...").
     func finish(_ p: BackgroundProcess, stop: URL) async throws -> String {
+        let s = try await summary(p, stop: stop)
+        return "\(s.answered) of \(s.sent) answered, gaps: \(s.gapsText.isEmpty ? "none" : s.gapsText.joined(separator: ", "))"
+    }
+
+    /// Stops a `flow` or `lookups` loop and reads the summary it printed last.
+    func summary(_ p: BackgroundProcess, stop: URL) async throws -> FlowSummary {
         try Files.write("", to: stop)
         #expect(await p.waitForExit(timeout: 10), "\(p.command) ends")
-        let s = try JSONDecoder().decode(FlowSummary.self, from: Data((p.log.split(separator: "\n").last.map(String.init) ?? "").utf8))
-        let gaps = s.gaps.map { String(format: "%.2f s from %.1f s", $0[1], $0[0]) }
-        return "\(s.answered) of \(s.sent) answered, gaps: \(gaps.isEmpty ? "none" : gaps.joined(separator: ", "))"
+        return try JSONDecoder().decode(FlowSummary.self, from: Data((p.log.split(separator: "\n").last.map(String.init) ?? "").utf8))
     }
 
     /// `count` fetches by host name (each a different name, so each is a lookup), all at
@@ -152,6 +156,9 @@ struct FlowSummary: Decodable {
     var gaps: [[Double]]
     var last_answer: Double
     var duration: Double
+
+    /// "3.45 s from 1.9 s": each gap's length and when it began (seconds into the run).
+    var gapsText: [String] { gaps.map { String(format: "%.2f s from %.1f s", $0[1], $0[0]) } }
 }
 
 extension Integration {
@@ -231,10 +238,8 @@ extension Integration {
                 let d = try await counters.read()
                 #expect(d.wan1 - c.wan1 > 15, "the flow moves back to WAN 1, the only WAN left: \(c) -> \(d)")
 
-                try Files.write("", to: stop)
-                #expect(await flow.waitForExit(timeout: 10), "the flow client ends")
-                let summary = try JSONDecoder().decode(FlowSummary.self, from: Data(flow.log.split(separator: "\n").last.map(String.init)?.utf8 ?? "".utf8))
-                let gaps = summary.gaps.map { String(format: "%.2f s at %.1f s", $0[1], $0[0]) }
+                let summary = try await site.summary(flow, stop: stop)
+                let gaps = summary.gapsText
                 print("routed failover: UDP flow every 50 ms: \(summary.answered) of \(summary.sent) answered; gaps: \(gaps.joined(separator: ", ")) (WAN 1 blackholed at about 2 s; detection: 3 rounds of 1 s)")
                 #expect(summary.last_answer > summary.duration - 1, "the flow is answered at its end: \(summary)")
                 // Without the conntrack entry deleted the flow stays on the dead WAN as long as it
