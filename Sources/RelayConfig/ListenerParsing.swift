@@ -16,12 +16,12 @@ struct ParsedListener {
 /// key of another mode is an error, not ignored, because it shows a misunderstanding.
 enum ListenerParsing {
     static let modes = ["forward", "transparent", "redirect", "server", "tunnel-server"]
-    static let keys = ["listen", "mode", "upstream", "backend", "proxy_protocol", "via", "key_file", "fast_open", "allow", "deny"]
+    static let keys = ["listen", "mode", "upstream", "backend", "proxy_protocol", "via", "key_file", "fast_open", "udp", "allow", "deny"]
 
     /// Keys each mode takes besides listen and mode.
     static let modeKeys: [String: [String]] = [
         "forward": ["upstream"],
-        "transparent": ["via", "key_file", "fast_open"],
+        "transparent": ["via", "key_file", "fast_open", "udp"],
         "redirect": ["via", "key_file", "fast_open"],
         "server": ["backend", "proxy_protocol"],
         "tunnel-server": ["key_file", "allow", "deny"],
@@ -34,6 +34,7 @@ enum ListenerParsing {
         "proxy_protocol": "only mode = \"server\" sends PROXY protocol headers",
         "via": "only transparent and redirect listeners send through an aggregation server",
         "fast_open": "only transparent and redirect listeners with 'via' open tunnels",
+        "udp": "only a transparent listener with 'via' carries the LAN's UDP (TPROXY gives each datagram's original destination; NAT REDIRECT does not)",
         "key_file": "only tunnels use a key: mode = \"tunnel-server\", or transparent/redirect with 'via'",
         "allow": "only mode = \"tunnel-server\" filters destinations",
         "deny": "only mode = \"tunnel-server\" filters destinations",
@@ -73,8 +74,12 @@ enum ListenerParsing {
                 var tunnel = TunnelSettings(key: key, via: via)
                 if let fastOpen = try r.bool("fast_open") { tunnel.fastOpen = fastOpen }
                 listener.tunnel = tunnel
-            } else if r.has("key_file") || r.has("fast_open") {
-                let key = r.has("key_file") ? "key_file" : "fast_open"
+                listener.udp = try r.bool("udp") ?? false
+            } else if r.has("key_file") || r.has("fast_open") || r.has("udp") {
+                let key = r.has("udp") ? "udp" : r.has("key_file") ? "key_file" : "fast_open"
+                if key == "udp" {
+                    throw r.error(key, "'udp' needs via = \"HOST:PORT\" (the aggregation server): the LAN's datagrams travel through the tunnel, so add via and key_file, or remove udp")
+                }
                 throw r.error(key, "'\(key)' is only used with via = \"HOST:PORT\" (the aggregation server): add via or remove \(key)")
             }
         case "server":

@@ -42,7 +42,7 @@ public enum NftRuleset {
         // nft wants the transport match on the tproxy/redirect rule itself too.
         let guardRules = [
             "iifname != { \(i.lanInterfaces.map { "\"\($0)\"" }.joined(separator: ", ")) } return",
-            "meta l4proto != tcp return",
+            plan.udp.isEmpty ? "meta l4proto != tcp return" : "meta l4proto != { tcp, udp } return",
         ]
         let destinationRules = [
             "fib daddr type local return",
@@ -58,6 +58,13 @@ public enum NftRuleset {
             for (family, address) in plan.tproxy {
                 let (nfproto, ipFamily) = family == AF_INET ? ("ipv4", "ip") : ("ipv6", "ip6")
                 rules.append("meta nfproto \(nfproto) meta l4proto tcp tproxy \(ipFamily) to \(target(address, family)) \(mark) accept")
+            }
+            // LAN UDP for the datagram engine: same port, same exclusions. The first datagram
+            // of a flow reaches the listener; the flow's own socket (bound to the original
+            // destination, connected to the client) matches `socket transparent` above.
+            for (family, address) in plan.udp {
+                let (nfproto, ipFamily) = family == AF_INET ? ("ipv4", "ip") : ("ipv6", "ip6")
+                rules.append("meta nfproto \(nfproto) meta l4proto udp tproxy \(ipFamily) to \(target(address, family)) \(mark) accept")
             }
             out += chain("intercept_tproxy", hook: "type filter hook prerouting priority mangle; policy accept;", rules: rules)
         }
@@ -76,7 +83,9 @@ public enum NftRuleset {
         if plan.tproxy.isEmpty && plan.redirect.isEmpty {
             out.append("\t# no transparent or redirect listener: nothing to intercept")
         }
-        if i.blockQUIC { out += quicRejection(i) }
+        // With UDP intercepted, QUIC to port 443 reaches the relay in prerouting and never
+        // the forward hook: the rejection would be dead weight.
+        if i.blockQUIC && plan.udp.isEmpty { out += quicRejection(i) }
         out.append("}")
         return out.joined(separator: "\n") + "\n"
     }
@@ -117,6 +126,8 @@ public enum NftRuleset {
     private struct Plan {
         var tproxy: [(Int32, SocketAddress)] = []
         var redirect: [(Int32, SocketAddress)] = []
+        /// Transparent listeners with `udp = true`: their families' UDP is intercepted too.
+        var udp: [(Int32, SocketAddress)] = []
         var ipv6: Bool
         var tproxyFamilies: [Int32] { tproxy.map(\.0) }
 
@@ -125,9 +136,11 @@ public enum NftRuleset {
             for listener in config.settings.listeners where listener.mode.intercepts {
                 for family in ListenerParsing.interceptedFamilies(listener.address, ipv6: ipv6) {
                     if listener.mode == .transparent { tproxy.append((family, listener.address)) } else { redirect.append((family, listener.address)) }
+                    if listener.mode == .transparent && listener.udp && listener.tunnelsOut { udp.append((family, listener.address)) }
                 }
             }
             tproxy.sort { $0.0 < $1.0 }
+            udp.sort { $0.0 < $1.0 }
             redirect.sort { $0.0 < $1.0 }
         }
     }

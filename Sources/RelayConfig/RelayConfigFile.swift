@@ -30,7 +30,7 @@ public struct RelayConfigFile: Sendable {
         "header_timeout", "max_pending_headers", "max_pending_per_source",
         "pipe_size", "pipe_memory", "splice", "upstream_mptcp", "listener", "interception",
         "wan", "paths", "health", "routing", "admin",
-        "server",
+        "server", "udp",
     ]
 
     /// Reads and checks `path`. Relative `key_file` paths are taken from the file's directory.
@@ -78,6 +78,13 @@ public struct RelayConfigFile: Sendable {
         if let n = try top.integer("pipe_memory", in: 65536...Int(Int64.max), unit: " bytes") { settings.pipeMemory = n }
         if let s = try top.choice("splice", SpliceEngine.allCases.map(\.rawValue)) { settings.spliceEngine = SpliceEngine(rawValue: s)! }
         if let b = try top.bool("upstream_mptcp") { settings.upstreamMPTCP = b }
+
+        if let value = root["udp"] {
+            guard let table = value.table else {
+                throw top.error("udp", "'udp' must be a table: write [udp] on its own line, then its keys")
+            }
+            settings.udp = try DatagramParsing.parse(TableReader(table: table, scope: .table("udp"), context: context))
+        }
 
         var interception = InterceptionSettings()
         if let value = root["interception"] {

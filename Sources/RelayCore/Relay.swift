@@ -123,6 +123,8 @@ public final class Relay {
     let mailboxList = MailboxList()
     /// Where upstream connections start, as the WAN manager decides (Relay+Steering).
     public let uplinks: UplinkSteeringChannel
+    /// UDP flows through the tunnel (gateway and server ends); nil when no listener needs it.
+    public private(set) var datagrams: DatagramEngine?
 
     /// max_connections at start: the size of every worker's connection table.
     private let startCapacity: Int
@@ -158,7 +160,12 @@ public final class Relay {
         listenerSockets = Array(zip(ids, settings.listeners))
         let interfaceAddresses = Socket.interfaceAddresses()
         localAddresses = LocalAddresses(interfaceAddresses: interfaceAddresses)
-        tunnelContext = TunnelContext(serverAddresses: interfaceAddresses)
+        if DatagramEngine.wanted(settings) {
+            let engine = try DatagramEngine(settings: settings, steering: uplinks, logger: logger)
+            try engine.start()
+            datagrams = engine
+        }
+        tunnelContext = TunnelContext(serverAddresses: interfaceAddresses, datagrams: datagrams)
         let mailboxList = self.mailboxList
         let resolver = UpstreamResolver(logger: logger) { resolved in
             for m in mailboxList.all { m.post { $0.upstreamAddresses = resolved } }
@@ -228,6 +235,7 @@ public final class Relay {
     /// Stops workers that did start (after another failed) and waits for them.
     private func stopStarted() {
         resolver?.stop()
+        datagrams?.stop()
         requestStop(immediately: true)
         for i in threads.indices where !joined[i] {
             pthread_join(threads[i], nil)
@@ -355,6 +363,12 @@ public final class Relay {
         ] where changed {
             logger.notice("reload: \(name) changes on restart")
         }
+        let udpBefore = settings.listeners.filter { $0.udp && $0.tunnelsOut }.map(\.address)
+        let udpAfter = next.listeners.filter { $0.udp && $0.tunnelsOut }.map(\.address)
+        if udpBefore != udpAfter || (datagrams == nil && DatagramEngine.wanted(next)) {
+            logger.notice("reload: UDP interception (listeners with udp = true, or a first tunnel-server listener's UDP flows) changes on restart")
+        }
+        datagrams?.reload(next)
         // After the comparison above: it reads the settings being replaced.
         settings = next
         // Worker tables were sized at start: a reload can lower the limit, not raise it.
@@ -412,6 +426,7 @@ public final class Relay {
             }
         }
         resolver?.stop()
+        datagrams?.stop()
         logger.notice("stopped: \(total(.accepted)) connections accepted, \(total(.bytesUp) + total(.bytesDown)) bytes relayed")
         return status
     }

@@ -81,6 +81,9 @@ public struct ListenerSettings: Sendable, Equatable {
     public var tunnel: TunnelSettings?
     /// Server mode: send a PROXY protocol v2 header to the backend.
     public var proxyProtocol = false
+    /// A transparent listener with a tunnel also takes the LAN's UDP (TPROXY on the same
+    /// port) and carries each flow to `tunnel.via` (DatagramEngine).
+    public var udp = false
     /// A transparent or redirect listener that carries its connections through a tunnel server.
     public var tunnelsOut: Bool { mode.intercepts && tunnel?.via != nil }
 
@@ -141,6 +144,8 @@ public struct RelaySettings: Sendable {
     /// the kernel refuses). Server modes always speak plain TCP to their backends.
     public var upstreamMPTCP: Bool = true
     public var ringEntries: UInt32 = 1024
+    /// UDP flows through the tunnel (`[udp]`): timeouts, caps, queue bounds.
+    public var udp = DatagramSettings()
 
     public init(listeners: [ListenerSettings]) {
         self.listeners = listeners

@@ -20,8 +20,8 @@ enum TunnelCodec {
     static let connectionRefused = ErrorCode.connectionReset.rawValue
     static let destinationUnreachable = ErrorCode.destinationUnreachable.rawValue
 
-    static func encodeRequest(destination: SocketAddress, key: TunnelKey, now: UInt64, into out: UnsafeMutableRawBufferPointer) -> Int {
-        TunnelHeader.encodeRequest(destination: destination, key: key, now: now, nonce: .random(), into: out)
+    static func encodeRequest(destination: SocketAddress, transport: TunnelTransport = .stream, key: TunnelKey, now: UInt64, into out: UnsafeMutableRawBufferPointer) -> Int {
+        TunnelHeader.encodeRequest(destination: destination, transport: transport, key: key, now: now, nonce: .random(), into: out)
     }
 
     static func encodeReply(error: UInt8?, into out: UnsafeMutableRawBufferPointer) -> Int {
@@ -44,7 +44,7 @@ enum TunnelCodec {
 final class TunnelContext: Sendable {
     enum Request {
         case needMore
-        case accepted(SocketAddress, consumed: Int)
+        case accepted(SocketAddress, TunnelTransport, consumed: Int)
         case rejected(UInt8?, String)
     }
 
@@ -58,8 +58,12 @@ final class TunnelContext: Sendable {
         let deny: [String]
     }
 
-    init(serverAddresses: [SocketAddress]) {
+    /// Where UDP flows go once their header checks out (nil: this relay carries no UDP).
+    let datagrams: DatagramEngine?
+
+    init(serverAddresses: [SocketAddress], datagrams: DatagramEngine? = nil) {
         state = Mutex((serverAddresses, [:]))
+        self.datagrams = datagrams
     }
 
     /// The host gained or lost an address: policies are rebuilt on their next use.
@@ -87,7 +91,7 @@ final class TunnelContext: Sendable {
             return .rejected(code.rawValue, "invalid header: \(code)")
         case .request(let request, let consumed):
             switch TunnelHeader.verify(request, key: settings.key, now: now, replayCache: replayCache, policy: policy(for: settings)) {
-            case .success(let destination): return .accepted(destination, consumed: consumed)
+            case .success(let destination): return .accepted(destination, request.transport, consumed: consumed)
             case .failure(let rejection): return .rejected(rejection.code.rawValue, "\(rejection) for \(request.destination)")
             }
         }

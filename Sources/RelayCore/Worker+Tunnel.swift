@@ -109,7 +109,10 @@ extension Worker {
             case .rejected(let code, let reason):
                 rejectTunnel(slot, code: code, reason: reason)
                 return
-            case .accepted(let destination, let consumed):
+            case .accepted(let destination, .datagram, let consumed):
+                handOverDatagramFlow(slot, destination: destination, early: UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
+                return
+            case .accepted(let destination, .stream, let consumed):
                 destination.write(to: &c.pointee.destination)
                 c.pointee.up.prefixStart = consumed
                 c.pointee.up.prefixEnd = c.pointee.up.bufferFill
@@ -121,6 +124,23 @@ extension Worker {
                 return
             }
         }
+    }
+
+    /// A UDP flow: the datagram engine takes the socket (and what came after the header);
+    /// the slot is freed without closing it.
+    func handOverDatagramFlow(_ slot: Int32, destination: SocketAddress, early: UnsafeRawBufferPointer) {
+        let c = table[slot]
+        guard let engine = tunnelContext.datagrams else {
+            rejectTunnel(slot, code: ErrorCode.unsupportedMessage.rawValue, reason: "UDP flow requested, but this server has no datagram engine")
+            return
+        }
+        guard let peer = peerAddress(c) else {
+            rejectTunnel(slot, code: TunnelCodec.malformed, reason: "peer address unknown")
+            return
+        }
+        engine.handOver(ServerFlowRequest(tunnel: c.pointee.client, peer: peer, destination: destination, early: Array(early)))
+        c.pointee.client = -1
+        beginClose(slot, reason: .completed, reset: false, quiet: true)
     }
 
     /// The destination answered: tell the gateway, then relay.

@@ -5,6 +5,8 @@ import MPTCPSocket
 public struct ConnectRequest: Sendable, Equatable {
     /// Where the client wants to go (IPv4-mapped addresses come back as `.v4`).
     public var destination: SocketAddress
+    /// A TCP connection (Connect TLV) or a UDP flow (UDP Connect TLV, framed datagrams).
+    public var transport: TunnelTransport = .stream
     public var keyID: UInt32
     /// Unix seconds at the client when it built the header.
     public var timestamp: UInt64
@@ -14,4 +16,13 @@ public struct ConnectRequest: Sendable, Equatable {
     var macLow: UInt64
     /// The fixed header's unassigned bits: ignored by RFC 8803 receivers, but authenticated.
     var unassigned: UInt16
+}
+
+/// What a tunnel connection carries after the reply.
+public enum TunnelTransport: Sendable, Equatable {
+    /// The client's TCP byte stream, untouched (Connect TLV, type 10).
+    case stream
+    /// One UDP flow's datagrams, each framed with a 16-bit length (UDP Connect TLV, type
+    /// 193; docs/tunnel-protocol.md "UDP flows").
+    case datagram
 }

@@ -3,10 +3,10 @@ import MPTCPSocket
 extension TunnelHeader {
     /// Writes a request for `destination` into `buffer` (at least `requestLength` bytes) and
     /// returns the bytes written. `nonce` must be fresh for every request: use `Nonce.random()`.
-    public static func encodeRequest(destination: SocketAddress, key: TunnelKey, now: UInt64,
+    public static func encodeRequest(destination: SocketAddress, transport: TunnelTransport = .stream, key: TunnelKey, now: UInt64,
                                      nonce: Nonce, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         precondition(buffer.count >= requestLength, "tunnel request needs \(requestLength) bytes")
-        let request = ConnectRequest(destination: destination, keyID: key.id, timestamp: now, nonce: nonce,
+        let request = ConnectRequest(destination: destination, transport: transport, keyID: key.id, timestamp: now, nonce: nonce,
                                      macHigh: 0, macLow: 0, unassigned: 0)
         writeAuthenticatedPart(request, into: buffer)
         let (high, low) = mac(key: key, over: UnsafeRawBufferPointer(rebasing: buffer[..<AuthTLV.macOffset]))
@@ -24,7 +24,7 @@ extension TunnelHeader {
 
         var o = fixedHeaderLength
         let address = AddressBits(r.destination)
-        b[o] = TLVType.connect
+        b[o] = r.transport == .stream ? TLVType.connect : TLVType.udpConnect
         b[o + 1] = UInt8(ConnectTLV.length / 4)
         b.putBE16(r.destination.port, at: o + 2)
         b.putBE64(address.high, at: o + 4)

@@ -23,7 +23,7 @@ extension TunnelHeader {
         guard total >= fixedHeaderLength else { return .invalid(.malformedMessage) }
         guard bytes.count >= total else { return .needMore(total: total) }
 
-        var connect: (port: UInt16, address: AddressBits)?
+        var connect: (port: UInt16, address: AddressBits, transport: TunnelTransport)?
         var auth: (keyID: UInt32, timestamp: UInt64, nonce: Nonce, mac: (UInt64, UInt64))?
         var offset = fixedHeaderLength
         // Total and TLV lengths are both whole words, so at least 4 bytes remain here.
@@ -34,11 +34,12 @@ extension TunnelHeader {
             // Auth must come last: then its MAC covers every byte before it.
             guard auth == nil else { return .invalid(.malformedMessage) }
             switch type {
-            case TLVType.connect:
+            case TLVType.connect, TLVType.udpConnect:
                 guard connect == nil, length >= ConnectTLV.length else { return .invalid(.malformedMessage) }
                 // Extra words are TCP options to replay towards the server: not supported.
                 guard length == ConnectTLV.length else { return .invalid(.unsupportedTCPOption) }
-                connect = (bytes.be16(offset + 2), AddressBits(high: bytes.be64(offset + 4), low: bytes.be64(offset + 12)))
+                connect = (bytes.be16(offset + 2), AddressBits(high: bytes.be64(offset + 4), low: bytes.be64(offset + 12)),
+                           type == TLVType.connect ? .stream : .datagram)
             case TLVType.auth:
                 guard length == AuthTLV.length, bytes[offset + 3] == 0 else { return .invalid(.malformedMessage) }
                 // An algorithm we cannot check is a proof we cannot accept.
@@ -56,7 +57,7 @@ extension TunnelHeader {
         guard let connect else { return .invalid(.malformedMessage) }
         guard let auth else { return .invalid(.notAuthorized) }
         let request = ConnectRequest(
-            destination: connect.address.socketAddress(port: connect.port),
+            destination: connect.address.socketAddress(port: connect.port), transport: connect.transport,
             keyID: auth.keyID, timestamp: auth.timestamp, nonce: auth.nonce,
             macHigh: auth.mac.0, macLow: auth.mac.1, unassigned: bytes.be16(2))
         return .request(request, consumed: total)

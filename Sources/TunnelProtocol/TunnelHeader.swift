@@ -26,6 +26,9 @@ public enum TunnelHeader {
         /// an RFC 8803 converter that does not know it reports Unsupported Message instead of
         /// misreading it. 192 is the first value of that range.
         public static let auth: UInt8 = 192
+        /// A UDP flow: the Connect TLV's layout under a private-use type, so a server that
+        /// predates UDP answers Unsupported Message instead of opening a TCP connection.
+        public static let udpConnect: UInt8 = 193
     }
 
     enum ConnectTLV {

@@ -43,6 +43,7 @@ struct CheckCommand: ParsableCommand {
         print("\(config): OK: \(loaded.settings.listeners.count) listener(s): \(modes)")
         for line in loaded.wanHealthSummary() { print(line) }
         for line in loaded.wanRoutingSummary() { print(line) }
+        for line in loaded.udpSummary() { print(line) }
         for line in loaded.fleetInstructions() { print(line) }
     }
 }

@@ -39,4 +39,26 @@ int cnet_pipe_nonblocking(int fds[2]);
 int cnet_eventfd(void);
 /// pthread_tryjoin_np: 0 when the thread has exited and was joined.
 int cnet_thread_tryjoin(unsigned long thread);
+
+// Datagram engine (datagram.c). Negative returns are -errno.
+/// A TPROXY UDP listener: transparent, reporting each datagram's original destination.
+int cnet_udp_listener(const struct sockaddr *address, socklen_t length);
+/// recvmsg(MSG_DONTWAIT) with the sender and the original destination (family 0 if the
+/// datagram was not intercepted); -EMSGSIZE for a truncated datagram.
+ssize_t cnet_udp_receive(int fd, void *buffer, size_t length,
+                         struct sockaddr_storage *source, struct sockaddr_storage *original);
+/// A connected UDP socket to `peer`, bound first (transparently) to `local` if given.
+int cnet_udp_flow(const struct sockaddr *local, socklen_t local_length,
+                  const struct sockaddr *peer, socklen_t peer_length);
+#define CNET_EPOLLIN  0x001u
+#define CNET_EPOLLOUT 0x004u
+#define CNET_EPOLLERR 0x008u
+#define CNET_EPOLLHUP 0x010u
+#define CNET_EPOLL_CTL_ADD 1
+#define CNET_EPOLL_CTL_DEL 2
+#define CNET_EPOLL_CTL_MOD 3
+int cnet_epoll_create(void);
+int cnet_epoll_control(int epfd, int op, int fd, uint32_t events, uint64_t data);
+/// epoll_wait into two plain arrays (at most 256 entries).
+int cnet_epoll_wait(int epfd, uint32_t *events, uint64_t *data, int max, int timeout_ms);
 #endif

@@ -1,0 +1,480 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetLinux
+import Dispatch
+import Logging
+import MPTCPSocket
+import Synchronization
+import SystemPackage
+import TunnelProtocol
+
+/// UDP through the tunnel (issue 23, docs/udp.md): one thread with one epoll loop that
+/// owns every UDP flow of the process. At the gateway it reads the LAN's intercepted
+/// datagrams (TPROXY on the transparent listener's port) and carries each flow over its
+/// own tunnel connection; at the server it takes the tunnel connections whose header asks
+/// for UDP (handed over by the worker that checked the header) and sends their datagrams
+/// on from a connected UDP socket per flow.
+///
+/// Kept apart from the TCP workers on purpose: the TCP data path (splice through pipes on
+/// io_uring) is untouched, and a datagram flow's work is different in kind: cut a stream
+/// into datagrams, queue with age bounds, drop. epoll rather than io_uring: per datagram
+/// the work is one recv and a copy into the flow's queue, and batching the tunnel writes
+/// (one writev for all frames queued) is what saves syscalls; measured cost in docs/udp.md.
+public final class DatagramEngine: @unchecked Sendable {
+    // Token layout in epoll's 64-bit data: kind (8 bits) | generation (32) | slot (24).
+    enum Kind: UInt64 { case wake = 1, listener, datagram, tunnel }
+
+    let settingsLock: Mutex<(udp: DatagramSettings, connectTimeout: Double, upstreamMPTCP: Bool, listeners: [ListenerSettings])>
+    let counters = DatagramCounters()
+    var logger: Logger
+    let steering: UplinkSteeringChannel?
+    private let epoll: Int32
+    private let wake: Int32
+    private var thread: pthread_t?
+    private let stopFlag = Atomic<Bool>(false)
+
+    // Owned by the engine thread from start on.
+    var flows: [DatagramFlow?] = []
+    var freeSlots: [Int] = []
+    var generations: [UInt32] = []
+    var byKey: [FlowKey: Int] = [:]
+    var perClient: [SocketAddress: Int] = [:]
+    var openFlows = 0
+    var nextID: UInt64 = 1
+    var now: Int64 = 0
+    var udp = DatagramSettings()
+    var connectTimeout: Double = 10
+    var upstreamMPTCP = true
+    /// Gateway listeners: socket and the tunnel they feed.
+    var gatewayListeners: [(fd: Int32, settings: ListenerSettings)] = []
+    let scratch = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 16)
+    var lastSweep: Int64 = 0
+    /// Rate limits for log lines about drops (one a few seconds, with counts).
+    var lastLimitLog: Int64 = .min / 2
+
+    /// Work handed in from other threads (tunnel-server workers, snapshot requests).
+    private let inbox = Mutex<[Inbound]>([])
+    enum Inbound {
+        case adopt(ServerFlowRequest)
+        case snapshot(@Sendable (DatagramSnapshot) -> Void)
+    }
+
+    struct FlowKey: Hashable {
+        let client: SocketAddress
+        let destination: SocketAddress
+    }
+
+    public var role: String {
+        let server = settingsLock.withLock { $0.listeners.contains { $0.mode == .tunnelServer } }
+        let gateway = !gatewayListeners.isEmpty
+        return gateway && server ? "gateway+server" : gateway ? "gateway" : "server"
+    }
+
+    init(settings: RelaySettings, steering: UplinkSteeringChannel?, logger: Logger) throws(RelayError) {
+        settingsLock = Mutex((settings.udp, settings.connectTimeout, settings.upstreamMPTCP, settings.listeners))
+        self.logger = logger
+        self.steering = steering
+        let e = cnet_epoll_create()
+        guard e >= 0 else { throw .eventfd(Errno(rawValue: errno)) }
+        epoll = e
+        let w = cnet_eventfd()
+        guard w >= 0 else { close(e); throw .eventfd(Errno(rawValue: errno)) }
+        wake = w
+        _ = cnet_epoll_control(epoll, CNET_EPOLL_CTL_ADD, wake, CNET_EPOLLIN, Kind.wake.rawValue << 56)
+        for listener in settings.listeners where listener.udp && listener.tunnelsOut {
+            let fd = listener.address.withSockaddr { cnet_udp_listener($0, $1) }
+            guard fd >= 0 else {
+                close(epoll); close(wake)
+                for l in gatewayListeners { close(l.fd) }
+                throw .listen(listener.address, Errno(rawValue: -fd))
+            }
+            _ = cnet_epoll_control(epoll, CNET_EPOLL_CTL_ADD, fd, CNET_EPOLLIN, Kind.listener.rawValue << 56 | UInt64(gatewayListeners.count))
+            gatewayListeners.append((fd, listener))
+        }
+    }
+
+    /// Whether a relay with these settings needs the engine.
+    static func wanted(_ settings: RelaySettings) -> Bool {
+        settings.listeners.contains { ($0.udp && $0.tunnelsOut) || $0.mode == .tunnelServer }
+    }
+
+    func start() throws(RelayError) {
+        var t = pthread_t()
+        let box = Unmanaged.passRetained(self).toOpaque()
+        // Signals stay blocked here as in every relay thread (the caller blocked them).
+        let rc = pthread_create(&t, nil, { arg in
+            let engine = Unmanaged<DatagramEngine>.fromOpaque(arg!).takeRetainedValue()
+            engine.run()
+            return nil
+        }, box)
+        guard rc == 0 else {
+            Unmanaged<DatagramEngine>.fromOpaque(box).release()
+            throw .thread(rc)
+        }
+        thread = t
+        for l in gatewayListeners {
+            logger.notice("listening on \(l.settings.address) (UDP): LAN datagrams through the tunnel to \(l.settings.tunnel?.via?.description ?? "?")")
+        }
+    }
+
+    /// Stops the loop, closes every flow, waits for the thread.
+    func stop() {
+        stopFlag.store(true, ordering: .releasing)
+        poke()
+        if let t = thread {
+            pthread_join(t, nil)
+            thread = nil
+        }
+    }
+
+    /// New timeouts, caps and keys; listener sockets stay as bound (a new UDP port or
+    /// `udp` switched on takes a restart, and the reload says so).
+    func reload(_ settings: RelaySettings) {
+        settingsLock.withLock { $0 = (settings.udp, settings.connectTimeout, settings.upstreamMPTCP, settings.listeners) }
+        poke()
+    }
+
+    /// Answers at the engine's next wake (at once: this wakes it).
+    public func snapshot(timeout: Double = 2) -> DatagramSnapshot? {
+        let result = Mutex<DatagramSnapshot?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        inbox.withLock { $0.append(.snapshot { s in result.withLock { $0 = s }; done.signal() }) }
+        poke()
+        guard done.wait(timeout: .now() + timeout) == .success else { return nil }
+        return result.withLock { $0 }
+    }
+
+    func post(_ item: Inbound) {
+        inbox.withLock { $0.append(item) }
+        poke()
+    }
+
+    private func poke() {
+        var one: UInt64 = 1
+        _ = write(wake, &one, 8)
+    }
+
+    // MARK: The loop
+
+    private func run() {
+        var events = [UInt32](repeating: 0, count: 256)
+        var data = [UInt64](repeating: 0, count: 256)
+        loadSettings()
+        while !stopFlag.load(ordering: .acquiring) {
+            // The sweep (idle timeouts, queue ages, held-down flows) runs at least every 100 ms.
+            let n = cnet_epoll_wait(epoll, &events, &data, 256, 100)
+            now = Self.monotonic()
+            if n > 0 {
+                for i in 0..<Int(n) { dispatch(events[i], data[i]) }
+            }
+            if now - lastSweep >= 100_000_000 {
+                lastSweep = now
+                sweep()
+            }
+        }
+        for slot in flows.indices where flows[slot] != nil { closeFlow(slot, why: "relay stopping", quiet: true) }
+        for l in gatewayListeners { close(l.fd) }
+        close(epoll)
+        close(wake)
+        scratch.deallocate()
+    }
+
+    private func dispatch(_ events: UInt32, _ token: UInt64) {
+        guard let kind = Kind(rawValue: token >> 56) else { return }
+        let slot = Int(token & 0xff_ffff)
+        let generation = UInt32(truncatingIfNeeded: token >> 24)
+        switch kind {
+        case .wake:
+            var value: UInt64 = 0
+            _ = read(wake, &value, 8)
+            drainInbox()
+        case .listener:
+            readListener(slot)
+        case .datagram, .tunnel:
+            guard slot < flows.count, let flow = flows[slot], flow.generation == generation else { return }
+            if kind == .datagram {
+                readDatagrams(slot, flow)
+            } else {
+                tunnelEvent(slot, flow, events)
+            }
+        }
+    }
+
+    private func drainInbox() {
+        loadSettings()
+        let items = inbox.withLock { list -> [Inbound] in defer { list.removeAll() }; return list }
+        for item in items {
+            switch item {
+            case .adopt(let request): adopt(request)
+            case .snapshot(let reply): reply(makeSnapshot())
+            }
+        }
+    }
+
+    private func loadSettings() {
+        (udp, connectTimeout, upstreamMPTCP) = settingsLock.withLock { ($0.udp, $0.connectTimeout, $0.upstreamMPTCP) }
+        let listeners = settingsLock.withLock { $0.listeners }
+        // Keys and vias may change on reload; the sockets stay.
+        for i in gatewayListeners.indices {
+            if let next = listeners.first(where: { $0.address == gatewayListeners[i].settings.address && $0.udp && $0.tunnelsOut }) {
+                gatewayListeners[i].settings = next
+            }
+        }
+    }
+
+    static func monotonic() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    func token(_ kind: Kind, _ slot: Int, _ generation: UInt32) -> UInt64 {
+        kind.rawValue << 56 | UInt64(generation) << 24 | UInt64(slot)
+    }
+
+    // MARK: Flows
+
+    /// Puts a new flow in the table and registers its sockets.
+    func insert(_ make: (UInt64, UInt32) -> DatagramFlow) -> Int {
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = free
+        } else {
+            slot = flows.count
+            flows.append(nil)
+            generations.append(0)
+        }
+        generations[slot] &+= 1
+        let flow = make(nextID, generations[slot])
+        nextID += 1
+        flows[slot] = flow
+        openFlows += 1
+        counters.add(.flowsOpened, 1)
+        _ = cnet_epoll_control(epoll, CNET_EPOLL_CTL_ADD, flow.datagramSocket, CNET_EPOLLIN, token(.datagram, slot, flow.generation))
+        flow.tunnelEvents = flow.phase == .connecting ? CNET_EPOLLOUT : CNET_EPOLLIN
+        _ = cnet_epoll_control(epoll, CNET_EPOLL_CTL_ADD, flow.tunnel, flow.tunnelEvents, token(.tunnel, slot, flow.generation))
+        return slot
+    }
+
+    /// Ends a flow's sockets. A refused gateway flow stays in the table, held down.
+    func closeFlow(_ slot: Int, why: String, quiet: Bool = false, holdDown: Bool = false) {
+        guard let flow = flows[slot] else { return }
+        if flow.datagramSocket >= 0 { close(flow.datagramSocket); flow.datagramSocket = -1 }
+        if flow.tunnel >= 0 { close(flow.tunnel); flow.tunnel = -1 }
+        if !quiet {
+            let seconds = Double(now - flow.openedAt) / 1e9
+            let line: Logger.Message = "closed udp flow=u\(flow.id) client=\(flow.client) destination=\(flow.destination) \(flow.status?.description ?? "mptcp=?") \(why) datagrams_up=\(flow.datagramsUp) datagrams_down=\(flow.datagramsDown) up=\(flow.bytesUp) down=\(flow.bytesDown) drops=\(flow.drops) ms=\(Int(seconds * 1000))"
+            if holdDown { logger.notice(line) } else { logger.info(line) }
+        }
+        if holdDown {
+            flow.phase = .refused
+            flow.heldUntil = now + 2_000_000_000
+            return
+        }
+        forget(slot)
+    }
+
+    private func forget(_ slot: Int) {
+        guard let flow = flows[slot] else { return }
+        flows[slot] = nil
+        freeSlots.append(slot)
+        openFlows -= 1
+        counters.add(.flowsClosed, 1)
+        let key = FlowKey(client: flow.client, destination: flow.destination)
+        if byKey[key] == slot {
+            byKey[key] = nil
+            let host = Self.hostOnly(flow.client)
+            if let n = perClient[host] { perClient[host] = n > 1 ? n - 1 : nil }
+        }
+    }
+
+    /// The client's address without its port: caps count per LAN host.
+    static func hostOnly(_ address: SocketAddress) -> SocketAddress {
+        switch address {
+        case .v4(var sa): sa.sin_port = 0; return .v4(sa)
+        case .v6(var sa): sa.sin6_port = 0; sa.sin6_flowinfo = 0; return .v6(sa)
+        }
+    }
+
+    private func sweep() {
+        let maxAge = Int64(udp.queueMilliseconds) * 1_000_000
+        for slot in flows.indices {
+            guard let flow = flows[slot] else { continue }
+            switch flow.phase {
+            case .refused:
+                if now >= flow.heldUntil { forget(slot) }
+                continue
+            case .connecting:
+                if connectTimeout > 0, now - flow.openedAt > nanoseconds(connectTimeout) {
+                    closeFlow(slot, why: "tunnel connect timed out after \(connectTimeout) s", holdDown: true)
+                    continue
+                }
+            case .open:
+                break
+            }
+            let limit = flow.looksOneShot ? udp.shortIdleTimeout : udp.idleTimeout
+            if limit > 0, now - flow.lastActive > nanoseconds(limit) {
+                closeFlow(slot, why: "idle for \(Int(limit)) s")
+                continue
+            }
+            // A socket that stays full never wakes us: age its queue here too.
+            let dropped = flow.toTunnel.expire(now: now, maxAge: maxAge)
+            if dropped > 0 { countDrops(flow, .age, dropped) }
+        }
+    }
+
+    func countDrops(_ flow: DatagramFlow, _ reason: DatagramDrop, _ n: Int) {
+        flow.drops += UInt64(n)
+        counters.drop(reason, UInt64(n))
+    }
+
+    // MARK: Data path (both ends)
+
+    /// Datagrams from the flow's UDP socket (the LAN client, or the destination) into its
+    /// tunnel queue. At most 64 per wake, so one busy flow cannot starve the others.
+    private func readDatagrams(_ slot: Int, _ flow: DatagramFlow) {
+        for _ in 0..<64 {
+            let n = recv(flow.datagramSocket, scratch, 65536, Int32(MSG_DONTWAIT))
+            if n < 0 {
+                let e = errno
+                if e == EAGAIN || e == EINTR { break }
+                // ICMP errors (port unreachable from the destination) surface here: the
+                // datagram that caused them is gone already; the flow goes on.
+                if e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH { continue }
+                closeFlow(slot, why: "udp socket: \(Errno(rawValue: e))")
+                return
+            }
+            enqueue(flow, UnsafeRawBufferPointer(start: scratch, count: n))
+        }
+        flush(slot, flow)
+    }
+
+    /// One datagram into the flow's queue toward the tunnel, or a counted drop.
+    func enqueue(_ flow: DatagramFlow, _ datagram: UnsafeRawBufferPointer) {
+        flow.lastActive = now
+        guard flow.phase != .refused else { countDrops(flow, .tunnelDown, 1); return }
+        let maxAge = Int64(udp.queueMilliseconds) * 1_000_000
+        let aged = flow.toTunnel.expire(now: now, maxAge: maxAge)
+        if aged > 0 { countDrops(flow, .age, aged) }
+        if flow.toTunnel.push(datagram, now: now) {
+            flow.datagramsUp += 1
+            flow.bytesUp += UInt64(datagram.count)
+            counters.add(.datagramsUp, 1)
+            counters.add(.bytesUp, UInt64(datagram.count))
+        } else {
+            countDrops(flow, .queueFull, 1)
+        }
+    }
+
+    /// Writes the prefix and every queued frame the socket takes, in one sendmsg.
+    func flush(_ slot: Int, _ flow: DatagramFlow) {
+        guard flow.phase == .open, flow.tunnel >= 0 else { return }
+        let maxAge = Int64(udp.queueMilliseconds) * 1_000_000
+        let aged = flow.toTunnel.expire(now: now, maxAge: maxAge)
+        if aged > 0 { countDrops(flow, .age, aged) }
+        while flow.hasOutput {
+            let (a, b) = flow.toTunnel.spans()
+            let prefixLeft = flow.prefix.count - flow.prefixSent
+            let n: Int = flow.prefix.withUnsafeBytes { prefix in
+                var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: prefix.baseAddress.map { $0 + flow.prefixSent }), iov_len: prefixLeft),
+                           iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress), iov_len: a.count),
+                           iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count))
+                return withUnsafeMutableBytes(of: &iov) { raw in
+                    var msg = msghdr()
+                    msg.msg_iov = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
+                    msg.msg_iovlen = 3
+                    return sendmsg(flow.tunnel, &msg, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                }
+            }
+            if n < 0 {
+                let e = errno
+                if e == EINTR { continue }
+                if e == EAGAIN { break }
+                closeFlow(slot, why: "tunnel write: \(Errno(rawValue: e))")
+                return
+            }
+            var written = n
+            let fromPrefix = min(written, prefixLeft)
+            flow.prefixSent += fromPrefix
+            written -= fromPrefix
+            if flow.prefixSent == flow.prefix.count, !flow.prefix.isEmpty {
+                flow.prefix = []
+                flow.prefixSent = 0
+            }
+            if written > 0 { flow.toTunnel.consume(written) }
+        }
+        setTunnelInterest(slot, flow, wantWrite: flow.hasOutput)
+    }
+
+    func setTunnelInterest(_ slot: Int, _ flow: DatagramFlow, wantWrite: Bool) {
+        let events = CNET_EPOLLIN | (wantWrite ? CNET_EPOLLOUT : 0)
+        guard events != flow.tunnelEvents else { return }
+        flow.tunnelEvents = events
+        _ = cnet_epoll_control(epoll, CNET_EPOLL_CTL_MOD, flow.tunnel, events, token(.tunnel, slot, flow.generation))
+    }
+
+    private func tunnelEvent(_ slot: Int, _ flow: DatagramFlow, _ events: UInt32) {
+        if flow.phase == .connecting {
+            tunnelConnected(slot, flow)
+            return
+        }
+        if events & CNET_EPOLLOUT != 0 {
+            flush(slot, flow)
+            guard flows[slot] === flow, flow.tunnel >= 0 else { return }
+        }
+        if events & (CNET_EPOLLIN | CNET_EPOLLHUP | CNET_EPOLLERR) != 0 {
+            readTunnel(slot, flow)
+        }
+    }
+
+    /// Frames off the tunnel, each sent as one datagram on the flow's UDP socket.
+    private func readTunnel(_ slot: Int, _ flow: DatagramFlow) {
+        let space = flow.fromTunnel.space()
+        let n = recv(flow.tunnel, space.baseAddress, space.count, Int32(MSG_DONTWAIT))
+        if n < 0 {
+            let e = errno
+            if e == EAGAIN || e == EINTR { return }
+            closeFlow(slot, why: "tunnel read: \(Errno(rawValue: e))")
+            return
+        }
+        if n == 0 {
+            closeFlow(slot, why: flow.awaitingReply ? "tunnel closed before the server replied" : "tunnel closed by the peer")
+            return
+        }
+        flow.fromTunnel.appended(n)
+        if flow.awaitingReply {
+            guard readReply(slot, flow) else { return }
+        }
+        deliver(slot, flow)
+    }
+
+    /// Every whole frame the deframer holds goes out as a datagram.
+    func deliver(_ slot: Int, _ flow: DatagramFlow) {
+        while let datagram = flow.fromTunnel.next() {
+            flow.lastActive = now
+            let sent = send(flow.datagramSocket, datagram.baseAddress, datagram.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+            if sent < 0 {
+                countDrops(flow, .sendFailed, 1)
+                continue
+            }
+            flow.datagramsDown += 1
+            flow.bytesDown += UInt64(datagram.count)
+            counters.add(.datagramsDown, 1)
+            counters.add(.bytesDown, UInt64(datagram.count))
+        }
+    }
+
+    private func makeSnapshot() -> DatagramSnapshot {
+        var list: [DatagramFlowSnapshot] = []
+        for case let flow? in flows {
+            let outcome = flow.status.map { MPTCPOutcome($0, wanted: flow.tunnelProtocol == .mptcp) }
+            list.append(DatagramFlowSnapshot(
+                id: "u\(flow.id)", client: flow.client, destination: flow.destination, phase: flow.phase.rawValue,
+                mptcp: outcome, datagramsUp: flow.datagramsUp, datagramsDown: flow.datagramsDown,
+                bytesUp: flow.bytesUp, bytesDown: flow.bytesDown, drops: flow.drops, queued: flow.toTunnel.count,
+                ageSeconds: Double(now - flow.openedAt) / 1e9, idleSeconds: Double(now - flow.lastActive) / 1e9))
+        }
+        return DatagramSnapshot(role: role, flows: list, openFlows: openFlows)
+    }
+}
