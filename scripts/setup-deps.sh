@@ -19,6 +19,8 @@ PACKAGES=(
     tshark linux-perf psmisc    # inspection and profiling
     chromium fonts-dejavu-core  # headless browser test of the admin dashboard
     dpkg-dev fakeroot lintian man-db binutils adduser git   # scripts/package-deb.sh, test-deb.sh
+    bind9-dnsutils wireguard-tools wireguard-go   # UDP tests: dig, and a WireGuard tunnel through the relay
+    python3-venv   # the QUIC peer (aioquic from PyPI) lives in .build/test-venv
     libcurl4-openssl-dev   # -lcurl: static Foundation (FoundationNetworking) in the package's -static-stdlib link
 )
 
@@ -46,6 +48,15 @@ if ((${#missing[@]})); then
     "${SUDO[@]}" apt-get update -qq
     # noninteractive: tshark and iperf3 would otherwise ask debconf questions.
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# aioquic (a real QUIC stack) for the UDP tests and Benchmarks/udp.sh, from PyPI into a venv
+# under .build (never into the system's Python). Pinned: the figures depend on it.
+VENV=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.build/test-venv
+if ! "$VENV/bin/python3" -c 'import aioquic' 2>/dev/null; then
+    echo "setup-deps: installing aioquic into $VENV" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check aioquic==1.7.2
 fi
 
 command -v swift >/dev/null || {

@@ -40,6 +40,20 @@ final class AdminMetrics: Sendable {
         registry.makeGauge(name: "mptcp_relay_pipes_in_use", help: "Splice pipes holding bytes in flight.").set(Int64(doc.totals.pipesInUse))
         registry.makeGauge(name: "mptcp_relay_workers_answering", help: "Workers that answered the last snapshot in time.").set(Int64(doc.workersAnswered))
         advance("mptcp_relay_accept_pauses_total", [], to: doc.totals.acceptPauses, help: "Times accepting paused for want of descriptors.")
+        if let u = doc.udp {
+            registry.makeGauge(name: "mptcp_relay_udp_flows", help: "UDP flows through the tunnel open now.").set(Int64(u.openFlows))
+            advance("mptcp_relay_udp_flows_opened_total", [], to: u.flowsOpened, help: "UDP flows opened since start.")
+            for (direction, datagrams, bytes) in [("up", u.datagramsUp, u.bytesUp), ("down", u.datagramsDown, u.bytesDown)] {
+                advance("mptcp_relay_udp_datagrams_total", [("direction", direction)], to: datagrams,
+                        help: "Datagrams carried (up: toward the tunnel's far end).")
+                advance("mptcp_relay_udp_bytes_total", [("direction", direction)], to: bytes,
+                        help: "UDP payload bytes carried (up: toward the tunnel's far end).")
+            }
+            for (reason, count) in u.drops.sorted(by: { $0.key < $1.key }) {
+                advance("mptcp_relay_udp_drops_total", [("reason", reason)], to: count,
+                        help: "Datagrams dropped, by reason (age: waited longer than queue_ms; queue_full; flow_limit; client_limit; tunnel_down; send_failed; not_intercepted).")
+            }
+        }
         for wan in doc.wans {
             registry.makeGauge(name: "mptcp_relay_wan_subflows", labels: [("interface", wan.interface)], help: "Subflows of open connections over this interface.")
                 .set(Int64(wan.subflows))

@@ -153,12 +153,38 @@ public final class AdminServer: Sendable {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let routed = routing?()
+        let udp = await datagramStatus(withFlows: withConnections)
         return StatusDocument(time: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9,
                               workersAnswered: answers.count, workers: r.counters.count,
                               totals: totals, wans: withConnections ? wans.update(connections, sequence: sequence) : wans.current(),
                               connections: connections,
                               subflowDetailsOmitted: answers.reduce(0) { $0 + $1.detailsOmitted },
-                              uplinks: uplinks?(), routing: routed?.isEmpty == true ? nil : routed)
+                              uplinks: uplinks?(), routing: routed?.isEmpty == true ? nil : routed, udp: udp)
+    }
+
+    /// The datagram engine's counters (atomics, no wait) and, for /api, its flows (the
+    /// engine answers at its next wake; asked off the cooperative pool, which must not block).
+    func datagramStatus(withFlows: Bool) async -> StatusDocument.Udp? {
+        guard let engine = relay.relay.datagrams else { return nil }
+        let c = engine.counters
+        var snapshot: DatagramSnapshot? = nil
+        if withFlows {
+            snapshot = await withCheckedContinuation { continuation in
+                DispatchQueue.global().async { continuation.resume(returning: engine.snapshot()) }
+            }
+        }
+        var drops: [String: UInt64] = [:]
+        for reason in DatagramDrop.allCases { drops[reason.label] = c.dropped(reason) }
+        let flows = (snapshot?.flows ?? []).map { f in
+            StatusDocument.UdpFlow(id: f.id, client: f.client?.description, destination: f.destination?.description, phase: f.phase,
+                                   mptcp: f.mptcp?.rawValue, datagramsUp: f.datagramsUp, datagramsDown: f.datagramsDown,
+                                   bytesUp: f.bytesUp, bytesDown: f.bytesDown, drops: f.drops, queuedBytes: f.queued,
+                                   ageSeconds: (f.ageSeconds * 1000).rounded() / 1000, idleSeconds: (f.idleSeconds * 1000).rounded() / 1000)
+        }
+        let opened = c.total(.flowsOpened)
+        return StatusDocument.Udp(role: snapshot?.role ?? engine.configuredRole, openFlows: snapshot?.openFlows ?? Int(opened - min(opened, c.total(.flowsClosed))),
+                                  flowsOpened: opened, datagramsUp: c.total(.datagramsUp), datagramsDown: c.total(.datagramsDown),
+                                  bytesUp: c.total(.bytesUp), bytesDown: c.total(.bytesDown), drops: drops, flows: flows)
     }
 }
 

@@ -105,6 +105,40 @@ public struct StatusDocument: Codable, Sendable {
         public var acceptPauses: UInt64
     }
 
+    /// One UDP flow through the tunnel (gateway: a LAN client's flow; server: a flow a
+    /// gateway opened).
+    public struct UdpFlow: Codable, Sendable {
+        public var id: String
+        public var client: String?
+        public var destination: String?
+        /// connecting, open, refused (held down after the tunnel failed or was refused).
+        public var phase: String
+        public var mptcp: String?
+        public var datagramsUp: UInt64
+        public var datagramsDown: UInt64
+        public var bytesUp: UInt64
+        public var bytesDown: UInt64
+        public var drops: UInt64
+        /// Bytes waiting for the tunnel socket now.
+        public var queuedBytes: Int
+        public var ageSeconds: Double
+        public var idleSeconds: Double
+    }
+
+    /// The datagram engine: totals since start, drops by reason, open flows.
+    public struct Udp: Codable, Sendable {
+        public var role: String
+        public var openFlows: Int
+        public var flowsOpened: UInt64
+        public var datagramsUp: UInt64
+        public var datagramsDown: UInt64
+        public var bytesUp: UInt64
+        public var bytesDown: UInt64
+        /// By reason: age, queue_full, flow_limit, client_limit, tunnel_down, send_failed, not_intercepted.
+        public var drops: [String: UInt64]
+        public var flows: [UdpFlow]
+    }
+
     public var time: Double
     public var workersAnswered: Int
     public var workers: Int
@@ -117,4 +151,6 @@ public struct StatusDocument: Codable, Sendable {
     public var uplinks: [Uplink]? = nil
     /// Routed traffic per family; nil without a WAN manager that steers it.
     public var routing: [Routing]? = nil
+    /// UDP flows through the tunnel; nil when this relay carries none.
+    public var udp: Udp? = nil
 }

@@ -26,7 +26,7 @@ public final class DatagramEngine: @unchecked Sendable {
     enum Kind: UInt64 { case wake = 1, listener, datagram, tunnel }
 
     let settingsLock: Mutex<(udp: DatagramSettings, connectTimeout: Double, upstreamMPTCP: Bool, listeners: [ListenerSettings])>
-    let counters = DatagramCounters()
+    public let counters = DatagramCounters()
     var logger: Logger
     let steering: UplinkSteeringChannel?
     private let epoll: Int32
@@ -65,11 +65,9 @@ public final class DatagramEngine: @unchecked Sendable {
         let destination: SocketAddress
     }
 
-    public var role: String {
-        let server = settingsLock.withLock { $0.listeners.contains { $0.mode == .tunnelServer } }
-        let gateway = !gatewayListeners.isEmpty
-        return gateway && server ? "gateway+server" : gateway ? "gateway" : "server"
-    }
+    /// gateway, server or gateway+server (fixed at start: listeners stay as bound).
+    public let configuredRole: String
+    var role: String { configuredRole }
 
     init(settings: RelaySettings, steering: UplinkSteeringChannel?, logger: Logger) throws(RelayError) {
         settingsLock = Mutex((settings.udp, settings.connectTimeout, settings.upstreamMPTCP, settings.listeners))
@@ -92,6 +90,9 @@ public final class DatagramEngine: @unchecked Sendable {
             _ = cnet_epoll_control(epoll, CNET_EPOLL_CTL_ADD, fd, CNET_EPOLLIN, Kind.listener.rawValue << 56 | UInt64(gatewayListeners.count))
             gatewayListeners.append((fd, listener))
         }
+        let server = settings.listeners.contains { $0.mode == .tunnelServer }
+        let gateway = !gatewayListeners.isEmpty
+        configuredRole = gateway && server ? "gateway+server" : gateway ? "gateway" : "server"
     }
 
     /// Whether a relay with these settings needs the engine.
