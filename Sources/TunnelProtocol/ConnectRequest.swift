@@ -6,6 +6,9 @@ public struct ConnectRequest: Sendable, Equatable {
     /// Where the client wants to go (IPv4-mapped addresses come back as `.v4`).
     public var destination: SocketAddress
     public var keyID: UInt32
+    /// The Key Name TLV's name: which of the server's keys to check the MAC with. Nil in the
+    /// single-key form (the server then finds the key by `keyID`).
+    public var keyName: KeyName? = nil
     /// Unix seconds at the client when it built the header.
     public var timestamp: UInt64
     public var nonce: Nonce
@@ -14,4 +17,12 @@ public struct ConnectRequest: Sendable, Equatable {
     var macLow: UInt64
     /// The fixed header's unassigned bits: ignored by RFC 8803 receivers, but authenticated.
     var unassigned: UInt16
+}
+
+extension ConnectRequest {
+    /// A ping (TunnelHeader.pingDestination): authenticated like any request, connects nowhere.
+    public var isPing: Bool { destination.port == 0 && AddressBits(destination) == AddressBits(high: 0, low: 0) }
+
+    /// Bytes of the request the MAC covers (everything before the MAC).
+    var macOffset: Int { TunnelHeader.requestLength(keyName: keyName) - TunnelHeader.AuthTLV.macLength }
 }
