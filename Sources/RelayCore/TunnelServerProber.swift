@@ -67,10 +67,10 @@ public final class TunnelServerProber: @unchecked Sendable {
 
     /// The servers of every listener that has more than one, with that listener's key; a
     /// server named by two listeners is pinged once (with the first one's key).
-    public static func targets(_ settings: RelaySettings) -> [Target] {
+    public static func targets(_ settings: RelaySettings, includingSingle: Bool = false) -> [Target] {
         var targets: [Target] = []
         for l in settings.listeners where l.tunnelsOut {
-            guard let tunnel = l.tunnel, tunnel.servers.count > 1, let key = tunnel.key else { continue }
+            guard let tunnel = l.tunnel, tunnel.servers.count > (includingSingle ? 0 : 1), let key = tunnel.key else { continue }
             for s in tunnel.servers where !targets.contains(where: { $0.address == s }) {
                 targets.append(Target(address: s, key: key, keyName: tunnel.keyName))
             }
@@ -134,10 +134,18 @@ public final class TunnelServerProber: @unchecked Sendable {
         }
     }
 
-    enum Outcome: Equatable {
+    public enum Outcome: Equatable, Sendable, CustomStringConvertible {
         case answered(rttNanoseconds: Int64)
         case refused(ErrorCode)
         case failed(String)
+
+        public var description: String {
+            switch self {
+            case .answered(let rtt): return "answered in \(Double(rtt / 10_000) / 100) ms"
+            case .refused(let code): return "refused: \(code)"
+            case .failed(let why): return why
+            }
+        }
     }
 
     private func record(_ targets: [Target], _ outcomes: [Outcome]) {
@@ -189,7 +197,7 @@ public final class TunnelServerProber: @unchecked Sendable {
     private enum Stage { case connecting, reading, done }
 
     /// Pings every target at once and waits at most `timeout` for all of them.
-    static func ping(_ targets: [Target]) -> [Outcome] {
+    public static func ping(_ targets: [Target]) -> [Outcome] {
         var fds = [Int32](repeating: -1, count: targets.count)
         var stages = [Stage](repeating: .done, count: targets.count)
         var outcomes = [Outcome](repeating: .failed("not sent"), count: targets.count)

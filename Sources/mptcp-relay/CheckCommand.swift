@@ -44,5 +44,6 @@ struct CheckCommand: ParsableCommand {
         for line in loaded.wanHealthSummary() { print(line) }
         for line in loaded.wanRoutingSummary() { print(line) }
         for line in loaded.fleetInstructions() { print(line) }
+        for line in loaded.tunnelSummary() { print(line) }
     }
 }
