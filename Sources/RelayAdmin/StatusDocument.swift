@@ -29,7 +29,9 @@ public struct StatusDocument: Codable, Sendable {
         public var server: String? = nil
     }
 
-    /// A gateway's aggregation server as its health pings see it (TunnelServerReport).
+    /// A gateway's aggregation server as its health pings see it: the API's own copy of
+    /// `TunnelServerReport` (as `Uplink` is of `UplinkReport`: the document is a schema
+    /// clients rely on, kept apart from the relay's internal types).
     public struct TunnelServer: Codable, Sendable, Equatable {
         public var address: String
         public var inService: Bool

@@ -277,11 +277,8 @@ public final class TunnelServerProber: @unchecked Sendable {
         return outcomes
     }
 
-    static func monotonic() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
+    /// CLOCK_MONOTONIC at full resolution (the workers' precise clock).
+    static func monotonic() -> Int64 { Worker.preciseNanoseconds() }
 
     static func wallClock() -> Double {
         var ts = timespec()
