@@ -178,7 +178,8 @@ struct RunCommand: ParsableCommand {
                 let key: TunnelKey
                 do { key = try TunnelKey.load(path: keyFile!) } catch { throw ValidationError("\(error)") }
                 // A server names its one key by the file's name, so a gateway with --key-id may name it.
-                let stem = keyFile!.split(separator: "/").last.map { String($0).replacingOccurrences(of: ".key", with: "") } ?? ""
+                var stem = keyFile!.split(separator: "/").last.map(String.init) ?? ""
+                if stem.hasSuffix(".key") { stem.removeLast(4) }
                 tunnel = TunnelSettings(key: key, keyName: via.isEmpty ? KeyName(stem) : keyID.flatMap(KeyName.init))
                 tunnel.servers = via
             }
