@@ -84,6 +84,34 @@ final class AdminMetrics: Sendable {
             advance("mptcp_relay_routing_changes_total", labels, to: r.changes,
                     help: "Times routed traffic of this family changed the WAN it leaves by.")
         }
+        for k in doc.keys ?? [] {
+            // One series per key label: at most TunnelKeyAccounts.labelCap (256) keys, then "other".
+            let labels = [("key", k.key)]
+            registry.makeGauge(name: "mptcp_relay_tunnel_key_open_connections", labels: labels,
+                               help: "Tunnel server: connections open now under this gateway key.")
+                .set(Int64(k.open))
+            advance("mptcp_relay_tunnel_key_connections_total", labels, to: k.accepted,
+                    help: "Tunnel server: headers accepted under this gateway key (pings excluded).")
+            advance("mptcp_relay_tunnel_key_refusals_total", labels, to: k.refused,
+                    help: "Tunnel server: headers naming this key refused (bad MAC, replay, clock, destination, the key's connection limit).")
+            advance("mptcp_relay_tunnel_key_bytes_total", labels + [("direction", "up")], to: k.bytesUp,
+                    help: "Tunnel server: bytes relayed under this gateway key, by connections that closed.")
+            advance("mptcp_relay_tunnel_key_bytes_total", labels + [("direction", "down")], to: k.bytesDown,
+                    help: "Tunnel server: bytes relayed under this gateway key, by connections that closed.")
+        }
+        for s in doc.servers ?? [] {
+            let labels = [("server", s.address)]
+            registry.makeGauge(name: "mptcp_relay_tunnel_server_in_service", labels: labels,
+                               help: "Tunnel gateway: 1 while this aggregation server answers its health pings.")
+                .set(Int64(s.inService ? 1 : 0))
+            registry.makeGauge(name: "mptcp_relay_tunnel_server_connections", labels: labels,
+                               help: "Tunnel gateway: connections open through this aggregation server.")
+                .set(Int64(s.connections))
+            advance("mptcp_relay_tunnel_server_pings_total", labels + [("result", "answered")], to: s.rounds - s.failedRounds,
+                    help: "Tunnel gateway: health pings of this server, by result.")
+            advance("mptcp_relay_tunnel_server_pings_total", labels + [("result", "failed")], to: s.failedRounds,
+                    help: "Tunnel gateway: health pings of this server, by result.")
+        }
         return registry.emitToString()
     }
 

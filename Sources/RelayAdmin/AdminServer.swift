@@ -139,7 +139,8 @@ public final class AdminServer: Sendable {
                                                rttMs: f.rttMicroseconds.map { Double($0) / 1000 },
                                                bytesSent: f.bytesSent, bytesReceived: f.bytesReceived)
                     },
-                    bytesUp: c.bytesUp, bytesDown: c.bytesDown, ageSeconds: (c.ageSeconds * 1000).rounded() / 1000))
+                    bytesUp: c.bytesUp, bytesDown: c.bytesDown, ageSeconds: (c.ageSeconds * 1000).rounded() / 1000,
+                    key: c.key, server: c.server?.description))
             }
         }
         connections.sort { $0.ageSeconds > $1.ageSeconds }
@@ -153,13 +154,27 @@ public final class AdminServer: Sendable {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let routed = routing?()
-        let udp = await datagramStatus(withFlows: withConnections)
-        return StatusDocument(time: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9,
-                              workersAnswered: answers.count, workers: r.counters.count,
-                              totals: totals, wans: withConnections ? wans.update(connections, sequence: sequence) : wans.current(),
-                              connections: connections,
-                              subflowDetailsOmitted: answers.reduce(0) { $0 + $1.detailsOmitted },
-                              uplinks: uplinks?(), routing: routed?.isEmpty == true ? nil : routed, udp: udp)
+        var doc = StatusDocument(time: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9,
+                                 workersAnswered: answers.count, workers: r.counters.count,
+                                 totals: totals, wans: withConnections ? wans.update(connections, sequence: sequence) : wans.current(),
+                                 connections: connections,
+                                 subflowDetailsOmitted: answers.reduce(0) { $0 + $1.detailsOmitted },
+                                 uplinks: uplinks?(), routing: routed?.isEmpty == true ? nil : routed)
+        let servers = r.tunnelServerReports()
+        if !servers.isEmpty {
+            doc.servers = servers.map { s in
+                StatusDocument.TunnelServer(address: s.address.description, inService: s.inService, detail: s.detail, rttMs: s.rttMs,
+                                            since: s.since, rounds: s.rounds, failedRounds: s.failedRounds, transitions: s.transitions,
+                                            connections: connections.filter { $0.server == s.address.description }.count)
+            }
+        }
+        let keys = r.tunnelKeyReports()
+        if !keys.isEmpty {
+            doc.keys = keys.map { StatusDocument.TunnelKey(key: $0.label, open: $0.open, accepted: $0.accepted, refused: $0.refused,
+                                                           bytesUp: $0.bytesUp, bytesDown: $0.bytesDown) }
+        }
+        doc.udp = await datagramStatus(withFlows: withConnections)
+        return doc
     }
 
     /// The datagram engine's counters (atomics, no wait) and, for /api, its flows (the

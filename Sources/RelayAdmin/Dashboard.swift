@@ -53,6 +53,14 @@ enum Dashboard {
 <div id="routing"></div>
 <table id="uplinks"><thead><tr><th>uplink</th><th>link</th><th>service</th><th>probe RTT</th><th>probe loss</th><th>flows moved off</th><th>last round</th></tr></thead><tbody></tbody></table>
 </section>
+<section id="servers-section" class="hidden">
+<h2>Tunnel servers</h2>
+<table id="servers"><thead><tr><th>server</th><th>service</th><th>ping RTT</th><th>ping loss</th><th>connections</th><th>last ping</th></tr></thead><tbody></tbody></table>
+</section>
+<section id="keys-section" class="hidden">
+<h2>Gateway keys</h2>
+<table id="keys"><thead><tr><th>key</th><th>open</th><th>accepted</th><th>refused</th><th>up</th><th>down</th></tr></thead><tbody></tbody></table>
+</section>
 <section id="wans-section" class="hidden">
 <h2>Subflows per interface</h2>
 <table id="wans"><thead><tr><th>interface</th><th>subflows</th><th>now</th><th>sent</th><th>received</th></tr></thead><tbody></tbody></table>
@@ -63,7 +71,7 @@ enum Dashboard {
 </section>
 <h2>Open connections <small>(click one for its subflows)</small></h2>
 <div id="no-connections">none</div>
-<table id="connections" class="hidden"><thead><tr><th>id</th><th>client</th><th>destination</th><th>mode</th><th>MPTCP</th><th>subflows</th><th>up</th><th>down</th><th>age</th></tr></thead><tbody></tbody></table>
+<table id="connections" class="hidden"><thead><tr><th>id</th><th>client</th><th>destination</th><th>mode</th><th>key / server</th><th>MPTCP</th><th>subflows</th><th>up</th><th>down</th><th>age</th></tr></thead><tbody></tbody></table>
 <script>
 "use strict";
 const colors = ["#2f6fdf", "#e0862a", "#1b8a4a", "#9b3fc4", "#c23b57", "#2aa7b8"];
@@ -178,6 +186,34 @@ function render(doc) {
     uplinkBody.appendChild(row);
   }
 
+  const servers = doc.servers || [];
+  show("servers-section", servers.length > 0);
+  const serverBody = document.querySelector("#servers tbody");
+  serverBody.replaceChildren();
+  for (const s of servers) {
+    const row = document.createElement("tr");
+    row.className = "server"; row.dataset.address = s.address; row.dataset.inService = s.in_service;
+    cell(row, s.address);
+    const state = document.createElement("span");
+    state.className = "badge " + (s.in_service ? "in" : "out");
+    state.textContent = s.in_service ? "in service" : "out of service";
+    cell(row, "").appendChild(state);
+    cell(row, s.rtt_ms != null ? s.rtt_ms.toFixed(1) + " ms" : "-");
+    cell(row, s.rounds ? (100 * s.failed_rounds / s.rounds).toFixed(1) + " % of " + s.rounds + " pings" : "-");
+    cell(row, s.connections); cell(row, s.detail);
+    serverBody.appendChild(row);
+  }
+  const keys = doc.keys || [];
+  show("keys-section", keys.length > 0);
+  const keyBody = document.querySelector("#keys tbody");
+  keyBody.replaceChildren();
+  for (const k of keys) {
+    const row = document.createElement("tr");
+    row.className = "key"; row.dataset.key = k.key;
+    cell(row, k.key); cell(row, k.open); cell(row, k.accepted); cell(row, k.refused); cell(row, bytes(k.bytes_up)); cell(row, bytes(k.bytes_down));
+    keyBody.appendChild(row);
+  }
+
   show("wans-section", doc.wans.length > 0);
   const wanBody = document.querySelector("#wans tbody");
   wanBody.replaceChildren();
@@ -213,6 +249,8 @@ function render(doc) {
     row.className = "conn"; row.dataset.id = c.id; row.dataset.mptcp = c.mptcp || "";
     row.dataset.subflows = c.subflows ? c.subflows.length : 0;
     cell(row, c.id); cell(row, c.client || "?"); cell(row, c.destination || "?"); cell(row, c.mode);
+    cell(row, c.key || c.server || "-").className = "tunnel";
+    row.dataset.key = c.key || ""; row.dataset.server = c.server || "";
     const badge = document.createElement("span");
     badge.className = "badge " + (c.mptcp === "mptcp" ? "mptcp" : c.mptcp ? "fallback" : "pending");
     badge.textContent = c.mptcp === "mptcp" ? "MPTCP" : c.mptcp ? c.mptcp.replace("_", " ") : c.phase;
@@ -224,7 +262,7 @@ function render(doc) {
     if (!open.has(c.id)) continue;
     const detail = document.createElement("tr");
     detail.className = "subflows"; detail.dataset.id = c.id;
-    const td = document.createElement("td"); td.colSpan = 9;
+    const td = document.createElement("td"); td.colSpan = 10;
     const list = c.subflows || [];
     td.textContent = list.length ? "" : (c.subflows ? "no subflow" : "subflows not read for this connection (over the per-request budget, or not MPTCP)");
     for (const f of list) {

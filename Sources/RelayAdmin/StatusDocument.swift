@@ -24,6 +24,35 @@ public struct StatusDocument: Codable, Sendable {
         public var bytesUp: UInt64
         public var bytesDown: UInt64
         public var ageSeconds: Double
+        /// Tunnel server: the gateway's key id. Gateway: the aggregation server used.
+        public var key: String? = nil
+        public var server: String? = nil
+    }
+
+    /// A gateway's aggregation server as its health pings see it: the API's own copy of
+    /// `TunnelServerReport` (as `Uplink` is of `UplinkReport`: the document is a schema
+    /// clients rely on, kept apart from the relay's internal types).
+    public struct TunnelServer: Codable, Sendable, Equatable {
+        public var address: String
+        public var inService: Bool
+        public var detail: String
+        public var rttMs: Double?
+        public var since: Double
+        public var rounds: UInt64
+        public var failedRounds: UInt64
+        public var transitions: UInt64
+        /// Open connections through it now (of the workers that answered).
+        public var connections: Int
+    }
+
+    /// A tunnel server's key (or "other", past the label cap): open connections and totals.
+    public struct TunnelKey: Codable, Sendable, Equatable {
+        public var key: String
+        public var open: Int
+        public var accepted: UInt64
+        public var refused: UInt64
+        public var bytesUp: UInt64
+        public var bytesDown: UInt64
     }
 
     /// Traffic per WAN interface, summed from the subflows of open connections since the
@@ -153,4 +182,8 @@ public struct StatusDocument: Codable, Sendable {
     public var routing: [Routing]? = nil
     /// UDP flows through the tunnel; nil when this relay carries none.
     public var udp: Udp? = nil
+    /// Gateway with several tunnel servers: each one's state; nil without.
+    public var servers: [TunnelServer]? = nil
+    /// Tunnel server: per key; nil when no tunnel header was ever accepted or refused.
+    public var keys: [TunnelKey]? = nil
 }

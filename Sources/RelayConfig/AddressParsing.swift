@@ -9,24 +9,46 @@ extension TableReader {
     /// on DNS to start). Port 0 and, unless `wildcardAllowed`, 0.0.0.0 / :: are refused.
     func address(_ key: String, wildcardAllowed: Bool) throws(ConfigError) -> SocketAddress? {
         guard let text = try string(key) else { return nil }
+        return try address(text, key: key, line: line(of: key), wildcardAllowed: wildcardAllowed)
+    }
+
+    /// `key = "HOST:PORT"` or `key = ["HOST:PORT", ...]` (each element checked like `address`,
+    /// its complaint naming its own line). Nil when the key is absent.
+    func addresses(_ key: String, wildcardAllowed: Bool) throws(ConfigError) -> [(address: SocketAddress, line: Int?)]? {
+        guard let value = table[key] else { return nil }
+        if value.string != nil {
+            return try address(key, wildcardAllowed: wildcardAllowed).map { [($0, line(of: key))] }
+        }
+        guard value.array != nil else {
+            throw error(key, "'\(key)' \(title) must be \"HOST:PORT\" or a list of them, like [\"198.51.100.4:4000\", \"203.0.113.9:4000\"]")
+        }
+        var result: [(address: SocketAddress, line: Int?)] = []
+        for (text, line) in try strings(key) ?? [] {
+            result.append((try address(text, key: key, line: line, wildcardAllowed: wildcardAllowed), line))
+        }
+        return result
+    }
+
+    private func address(_ text: String, key: String, line: Int?, wildcardAllowed: Bool) throws(ConfigError) -> SocketAddress {
+        func fail(_ message: String) -> ConfigError { self.error(at: line, message) }
         let written = "\(key) = \"\(text)\""
         let address: SocketAddress
         do {
             address = try SocketAddress(parsing: text)
         } catch {
             switch error {
-            case .missingPort: throw self.error(key, "\(written) has no port: write HOST:PORT, or [IPv6]:PORT")
-            case .badPort: throw self.error(key, "\(written) has a bad port: use a number from 1 to 65535")
+            case .missingPort: throw fail("\(written) has no port: write HOST:PORT, or [IPv6]:PORT")
+            case .badPort: throw fail("\(written) has a bad port: use a number from 1 to 65535")
             case .badHost:
                 let hint = text.filter { $0 == ":" }.count > 1 && !text.hasPrefix("[")
                     ? "put IPv6 addresses in brackets, like [2001:db8::1]:443"
                     : "host names are not resolved; write a numeric address"
-                throw self.error(key, "\(written) is not an IPv4 or IPv6 literal (\(hint))")
+                throw fail("\(written) is not an IPv4 or IPv6 literal (\(hint))")
             }
         }
-        if address.port == 0 { throw error(key, "\(written) has port 0: give the real port") }
+        if address.port == 0 { throw fail("\(written) has port 0: give the real port") }
         if address.isWildcard && !wildcardAllowed {
-            throw error(key, "\(written) is a wildcard address: give the host's real address")
+            throw fail("\(written) is a wildcard address: give the host's real address")
         }
         return address
     }

@@ -16,15 +16,16 @@ struct ParsedListener {
 /// key of another mode is an error, not ignored, because it shows a misunderstanding.
 enum ListenerParsing {
     static let modes = ["forward", "transparent", "redirect", "server", "tunnel-server"]
-    static let keys = ["listen", "mode", "upstream", "backend", "proxy_protocol", "via", "key_file", "fast_open", "udp", "allow", "deny"]
+    static let keys = ["listen", "mode", "upstream", "backend", "proxy_protocol", "via", "key_file", "key_id", "fast_open", "udp", "allow", "deny",
+                       "key_dir", "max_connections_per_key", "revoke"]
 
     /// Keys each mode takes besides listen and mode.
     static let modeKeys: [String: [String]] = [
         "forward": ["upstream"],
-        "transparent": ["via", "key_file", "fast_open", "udp"],
-        "redirect": ["via", "key_file", "fast_open"],
+        "transparent": ["via", "key_file", "key_id", "fast_open", "udp"],
+        "redirect": ["via", "key_file", "key_id", "fast_open"],
         "server": ["backend", "proxy_protocol"],
-        "tunnel-server": ["key_file", "allow", "deny"],
+        "tunnel-server": ["key_file", "key_dir", "allow", "deny", "max_connections_per_key", "revoke"],
     ]
 
     /// Why a key does not fit another mode.
@@ -38,9 +39,16 @@ enum ListenerParsing {
         "key_file": "only tunnels use a key: mode = \"tunnel-server\", or transparent/redirect with 'via'",
         "allow": "only mode = \"tunnel-server\" filters destinations",
         "deny": "only mode = \"tunnel-server\" filters destinations",
+        "key_id": "only a gateway (transparent/redirect with 'via') names its key to the server",
+        "key_dir": "only mode = \"tunnel-server\" holds a key per gateway",
+        "max_connections_per_key": "only mode = \"tunnel-server\" limits each gateway's key",
+        "revoke": "only mode = \"tunnel-server\" revokes gateways' keys",
     ]
 
-    static func parse(_ r: TableReader) throws(ConfigError) -> ParsedListener {
+    /// A gateway names at most this many servers (a bit each in a connection's tried set).
+    static let maximumServers = 32
+
+    static func parse(_ r: TableReader, keyPolicies: [KeyPolicy] = []) throws(ConfigError) -> ParsedListener {
         try r.rejectUnknownKeys(allowed: keys)
         guard let mode = try r.choice("mode", modes) else {
             throw r.error(nil, "[[listener]] has no mode: add mode = \"forward\", \"transparent\", \"redirect\", \"server\" or \"tunnel-server\"")
@@ -66,21 +74,27 @@ enum ListenerParsing {
             listener = ListenerSettings(address: listen, mode: .forward(upstream: upstream))
         case "transparent", "redirect":
             listener = ListenerSettings(address: listen, mode: mode == "transparent" ? .transparent : .redirect)
-            let via = try r.address("via", wildcardAllowed: false)
-            if let via {
+            if let via = try r.addresses("via", wildcardAllowed: false) {
                 guard let key = try key(r) else {
                     throw r.error("via", "'via' needs key_file = \"PATH\" (the tunnel's pre-shared key, shared with the server)")
                 }
-                var tunnel = TunnelSettings(key: key, via: via)
+                guard !via.isEmpty else { throw r.error("via", "via = [] names no server: give at least one \"HOST:PORT\"") }
+                if via.count > maximumServers {
+                    throw r.error("via", "via names \(via.count) servers: at most \(maximumServers)")
+                }
+                for (i, s) in via.enumerated() where via[..<i].contains(where: { $0.address == s.address }) {
+                    throw r.error(at: s.line, "via: \(s.address) is listed twice")
+                }
+                var tunnel = TunnelSettings(key: key)
+                tunnel.servers = via.map(\.address)
+                tunnel.keyName = try keyID(r)
                 if let fastOpen = try r.bool("fast_open") { tunnel.fastOpen = fastOpen }
                 listener.tunnel = tunnel
                 listener.udp = try r.bool("udp") ?? false
-            } else if r.has("key_file") || r.has("fast_open") || r.has("udp") {
-                let key = r.has("udp") ? "udp" : r.has("key_file") ? "key_file" : "fast_open"
-                if key == "udp" {
-                    throw r.error(key, "'udp' needs via = \"HOST:PORT\" (the aggregation server): the LAN's datagrams travel through the tunnel, so add via and key_file, or remove udp")
-                }
-                throw r.error(key, "'\(key)' is only used with via = \"HOST:PORT\" (the aggregation server): add via or remove \(key)")
+            } else if r.has("udp") {
+                throw r.error("udp", "'udp' needs via = \"HOST:PORT\" (the aggregation server): the LAN's datagrams travel through the tunnel, so add via and key_file, or remove udp")
+            } else if let stray = ["key_file", "key_id", "fast_open"].first(where: r.has) {
+                throw r.error(stray, "'\(stray)' is only used with via = \"HOST:PORT\" (the aggregation server): add via or remove \(stray)")
             }
         case "server":
             guard let backend = try r.upstream("backend") else {
@@ -92,20 +106,20 @@ enum ListenerParsing {
             listener = ListenerSettings(address: listen, mode: .server(backend: backend))
             listener.proxyProtocol = try r.bool("proxy_protocol") ?? false
         default:  // tunnel-server
-            guard let key = try key(r) else {
-                throw r.error("mode", "mode = \"tunnel-server\" needs key_file = \"PATH\" (the tunnel's pre-shared key)")
-            }
-            var tunnel = TunnelSettings(key: key)
+            var tunnel = TunnelSettings(keyring: try keyring(r, keyPolicies))
+            // The single-key form: the key is also the listener's own, as before key_dir.
+            if !r.has("key_dir") { tunnel.key = tunnel.keyring.entries.first?.key }
             tunnel.allow = try prefixes(r, "allow")
             tunnel.deny = try prefixes(r, "deny")
+            tunnel.maxConnectionsPerKey = try r.integer("max_connections_per_key", in: 1...RelaySettings.maxConnectionsLimit)
+            tunnel.revokeNow = try r.choice("revoke", ["drain", "now"]) == "now"
             listener = ListenerSettings(address: listen, mode: .tunnelServer, tunnel: tunnel)
         }
         return ParsedListener(settings: listener, listenLine: r.line(of: "listen"), modeLine: r.line(of: "mode"))
     }
 
     private static func key(_ r: TableReader) throws(ConfigError) -> TunnelKey? {
-        guard var path = try r.string("key_file") else { return nil }
-        if !path.hasPrefix("/") { path = r.context.baseDirectory + "/" + path }
+        guard let path = try path(r, "key_file") else { return nil }
         do {
             return try TunnelKey.load(path: path)
         } catch {
@@ -113,7 +127,48 @@ enum ListenerParsing {
         }
     }
 
-    private static func prefixes(_ r: TableReader, _ key: String) throws(ConfigError) -> [AddressPrefix] {
+    /// A path key; relative paths are taken from the config file's directory.
+    private static func path(_ r: TableReader, _ key: String) throws(ConfigError) -> String? {
+        guard let path = try r.string(key) else { return nil }
+        return path.hasPrefix("/") ? path : r.context.baseDirectory + "/" + path
+    }
+
+    /// A gateway's `key_id`: the name of its key file on the server, sent in every header.
+    private static func keyID(_ r: TableReader) throws(ConfigError) -> KeyName? {
+        guard let text = try r.string("key_id") else { return nil }
+        if let problem = KeyName.problem(text) { throw r.error("key_id", "key_id = \"\(text)\": \(problem)") }
+        return KeyName(text)
+    }
+
+    /// A tunnel server's keys: every NAME.key of `key_dir`, or the one `key_file` (named by its
+    /// file name, so a gateway may name it too), each with its `[[key]]` policy.
+    private static func keyring(_ r: TableReader, _ policies: [KeyPolicy]) throws(ConfigError) -> TunnelKeyring {
+        var keys: [(name: KeyName, key: TunnelKey)] = []
+        if r.has("key_dir") && r.has("key_file") {
+            throw r.error("key_dir", "key_dir and key_file do not go together: key_dir holds a key per gateway (NAME.key), key_file the one key all gateways share")
+        }
+        if let dir = try path(r, "key_dir") {
+            do { keys = try TunnelKeyring.loadDirectory(dir) } catch { throw r.error("key_dir", "key_dir: \(error)") }
+        } else if let file = try path(r, "key_file") {
+            guard let key = try key(r) else { return try! TunnelKeyring([]) }
+            let stem = String(file.split(separator: "/").last ?? "").replacingSuffix(".key")
+            keys = [(KeyName(stem) ?? KeyName("default")!, key)]
+        } else {
+            throw r.error("mode", "mode = \"tunnel-server\" needs key_dir = \"DIR\" (a NAME.key per gateway) or key_file = \"PATH\" (one key for all)")
+        }
+        let entries = keys.map { name, key in
+            var e = TunnelKeyring.Entry(name: name, key: key)
+            if let p = policies.first(where: { $0.id == name }) {
+                e.maxConnections = p.maxConnections
+                e.allow = p.allow
+                e.deny = p.deny
+            }
+            return e
+        }
+        do { return try TunnelKeyring(entries) } catch { throw r.error(r.has("key_dir") ? "key_dir" : "key_file", "\(error)") }
+    }
+
+    static func prefixes(_ r: TableReader, _ key: String) throws(ConfigError) -> [AddressPrefix] {
         var result: [AddressPrefix] = []
         for (text, line) in try r.strings(key) ?? [] {
             switch parsePrefix(text) {
@@ -147,4 +202,8 @@ enum ListenerParsing {
             return families
         }
     }
+}
+
+extension String {
+    func replacingSuffix(_ suffix: String) -> String { hasSuffix(suffix) ? String(dropLast(suffix.count)) : self }
 }

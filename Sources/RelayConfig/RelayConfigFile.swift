@@ -23,6 +23,8 @@ public struct RelayConfigFile: Sendable {
     public var wan = WanPlan(wans: [])
     /// `[admin]`: the operator listener (AdminParsing.swift).
     public var admin: AdminSettings? = nil
+    /// `[[key]]`: per-key limits and destinations of a tunnel server (KeyParsing.swift).
+    var keyPolicies: [KeyPolicy] = []
 
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     static let topLevelKeys = [
@@ -30,7 +32,7 @@ public struct RelayConfigFile: Sendable {
         "header_timeout", "max_pending_headers", "max_pending_per_source",
         "pipe_size", "pipe_memory", "splice", "upstream_mptcp", "listener", "interception",
         "wan", "paths", "health", "routing", "admin",
-        "server", "udp",
+        "server", "key", "udp",
     ]
 
     /// Reads and checks `path`. Relative `key_file` paths are taken from the file's directory.
@@ -59,7 +61,8 @@ public struct RelayConfigFile: Sendable {
         let top = TableReader(table: root, scope: .root, context: context)
         try top.rejectUnknownKeys(allowed: topLevelKeys)
 
-        let parsed = try readListeners(top)
+        let keyPolicies = try KeyParsing.parse(top)
+        let parsed = try readListeners(top, keyPolicies: keyPolicies)
         var settings = RelaySettings(listeners: parsed.map(\.settings))
         let logLevel = try top.choice("log_level", logLevels) ?? "info"
         if let n = try top.integer("workers", in: 1...256) { settings.workers = n }
@@ -97,6 +100,7 @@ public struct RelayConfigFile: Sendable {
 
         var config = RelayConfigFile(settings: settings, logLevel: logLevel, interception: interception,
                                      path: origin, listenLines: parsed.map(\.listenLine))
+        config.keyPolicies = keyPolicies
         config.wan = try WanParsing.parse(top, interceptionTable: interception.routeTable)
         // Flow pinning owns the mark's top byte: a TPROXY mark there would route pinned flows
         // to the relay's local table.
@@ -109,7 +113,7 @@ public struct RelayConfigFile: Sendable {
         return config
     }
 
-    private static func readListeners(_ top: TableReader) throws(ConfigError) -> [ParsedListener] {
+    private static func readListeners(_ top: TableReader, keyPolicies: [KeyPolicy]) throws(ConfigError) -> [ParsedListener] {
         guard let value = top.table["listener"] else {
             throw ConfigError(file: top.context.origin, line: nil, message: "no listeners: add a [[listener]] table with listen = \"HOST:PORT\" and mode = \"...\"")
         }
@@ -121,7 +125,7 @@ public struct RelayConfigFile: Sendable {
             guard let table = element.table else {
                 throw top.error("listener", "every listener must be a table: write [[listener]] followed by its keys")
             }
-            let listener = try ListenerParsing.parse(TableReader(table: table, scope: .item("listener", index), context: top.context))
+            let listener = try ListenerParsing.parse(TableReader(table: table, scope: .item("listener", index), context: top.context), keyPolicies: keyPolicies)
             if let earlier = parsed.first(where: { ListenerParsing.clash($0.settings.address, listener.settings.address) }) {
                 let (a, b) = (listener.settings.address, earlier.settings.address)
                 let message = a == b

@@ -2,12 +2,14 @@
 import Glibc
 #endif
 import MPTCPSocket
+import TunnelProtocol
 
 /// A connection slot's lifecycle. Every phase change goes through `Connection.move(_:)`,
 /// so the legal paths can be read in one switch:
 ///
 ///     free --accept--> readingHeader (tunnel server) --headerComplete--> connecting
 ///     free --accept--> connecting --connected--> relaying
+///     relaying --redial--> connecting (a tunnel server refused; another is tried)
 ///     readingHeader | connecting | relaying --close--> closing --drained--> free
 enum Phase: Equatable { case free, readingHeader, connecting, relaying, closing }
 
@@ -38,6 +40,9 @@ extension Phase {
         case (.free, .accept(let readsHeader)): return .enter(readsHeader ? .readingHeader : .connecting)
         case (.readingHeader, .headerComplete): return .enter(.connecting)
         case (.connecting, .redial): return .enter(.connecting)
+        // A tunnel gateway whose server refused before the client was sent anything dials
+        // another server (Worker+Tunnel retryOnAnotherServer).
+        case (.relaying, .redial): return .enter(.connecting)
         case (.connecting, .connected): return .enter(.relaying)
         case (.readingHeader, .close), (.connecting, .close), (.relaying, .close): return .enter(.closing)
         case (.closing, .close), (.free, .close): return .ignore
@@ -98,6 +103,14 @@ struct Connection {
     /// Tunnel: where the client wants to go (the header's Connect TLV, or the intercepted
     /// original destination on the gateway).
     var destination = sockaddr_storage()
+    /// Tunnel server: the key the header named, and its slot in TunnelKeyAccounts (-1: none),
+    /// given back at finish.
+    var keyName: KeyName? = nil
+    var keySlot: Int32 = -1
+    /// Tunnel gateway: the server (index into the listener's `servers`) dialled now, and a bit
+    /// per server tried already, so a refusal retries on another one and never loops.
+    var server = 0
+    var serversTried: UInt32 = 0
     var up = Direction()    // client -> upstream
     var down = Direction()  // upstream -> client
 

@@ -40,7 +40,11 @@ extension DatagramEngine {
     }
 
     private func openFlow(client: SocketAddress, destination: SocketAddress, listener: ListenerSettings, first: UnsafeRawBufferPointer) {
-        guard let tunnel = listener.tunnel, let via = tunnel.via else { return }
+        guard let tunnel = listener.tunnel, let key = tunnel.key, !tunnel.servers.isEmpty else { return }
+        // The same server a TCP connection to this host would take (rendezvous hash over the
+        // servers in service), so a host sees one address for the site.
+        let out = serversOut.withLock { $0 }
+        let via = tunnel.servers[TunnelServerChoice.pick(tunnel.servers, destination: destination, tried: 0, out: out) ?? 0]
         let host = Self.hostOnly(client)
         if openFlows >= udp.maxFlows {
             counters.drop(.flowLimit)
@@ -95,9 +99,9 @@ extension DatagramEngine {
             limitNotice("tunnel connect to \(via) failed: \(error)")
             return
         }
-        var header = [UInt8](repeating: 0, count: TunnelHeader.requestLength)
+        var header = [UInt8](repeating: 0, count: TunnelHeader.requestLength(keyName: tunnel.keyName))
         _ = header.withUnsafeMutableBytes {
-            TunnelCodec.encodeRequest(destination: destination, transport: .datagram, key: tunnel.key, now: UInt64(time(nil)), into: $0)
+            TunnelCodec.encodeRequest(destination: destination, transport: .datagram, key: key, keyName: tunnel.keyName, now: UInt64(time(nil)), into: $0)
         }
         let slot = insert { id, generation in
             DatagramFlow(id: id, generation: generation, client: client, destination: destination, datagramSocket: lan,

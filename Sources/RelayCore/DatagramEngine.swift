@@ -29,6 +29,9 @@ public final class DatagramEngine: @unchecked Sendable {
     public let counters = DatagramCounters()
     var logger: Logger
     let steering: UplinkSteeringChannel?
+    /// Aggregation servers the health pings took out of service (TunnelServerProber): a new
+    /// flow goes to its destination's server among the others, as TCP connections do.
+    let serversOut = Mutex<Set<SocketAddress>>([])
     private let epoll: Int32
     private let wake: Int32
     private var thread: pthread_t?

@@ -27,6 +27,10 @@ struct Direction {
     /// still closed: a poll would fire at once with POLLHUP). The other direction resumes
     /// this one once it has written the request.
     var awaitingConnect = false
+    /// Gateway with several servers, client -> server direction: once the request is written,
+    /// keep it (and the client's first bytes) and read nothing more until the server's reply,
+    /// so that a refusal can be retried on another server with the same bytes.
+    var holdUntilReply = false
     /// The direction has turned bulk (a read filled a whole copy buffer): from now on bytes
     /// move by splice through a pipe. Until then they are copied through a small buffer:
     /// for requests and short answers, recv+send costs no pipe and, out of an MPTCP socket
@@ -53,6 +57,7 @@ struct Direction {
         if busy || finished || awaitingConnect { return .wait }
         if prefixEnd > prefixStart { return .writePrefix }
         if expectReply { return .readReply }
+        if holdUntilReply { return .wait }
         if buffer >= 0 { return .releaseBuffer }
         if inPipe > 0 { return copyOnly ? .drainPipe : .write }
         if sourceEOF { return .passEOF }

@@ -7,6 +7,7 @@ import SystemPackage
 import URing
 import CNetLinux
 import Synchronization
+import TunnelProtocol
 
 private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
 
@@ -118,6 +119,8 @@ public final class Relay {
     private var localAddresses = LocalAddresses(interfaceAddresses: [])
     private var tunnelContext = TunnelContext(serverAddresses: [])
     private var resolver: UpstreamResolver?
+    /// Gateways with several tunnel servers: their health pings (nil until one is configured).
+    private var prober: TunnelServerProber?
     private var limits: SharedLimits?
     /// The mailboxes as other threads (resolver, WAN manager) see them, filled while workers start.
     let mailboxList = MailboxList()
@@ -215,10 +218,38 @@ public final class Relay {
             stopStarted()
             throw .workerSetup(failed.failure)
         }
+        _ = tunnelContext.accounts.install(Self.keyrings(settings))
+        updateProber(settings)
         for l in settings.listeners {
             logger.notice("listening on \(l.address): \(l.mode); \(settings.workers) worker(s), splice=\(settings.spliceEngine.rawValue)")
         }
     }
+
+    /// Every tunnel-server listener's keys: the set the running config holds.
+    private static func keyrings(_ settings: RelaySettings) -> [TunnelKeyring] {
+        settings.listeners.compactMap { $0.mode == .tunnelServer ? $0.tunnel?.keyring : nil }
+    }
+
+    /// Starts, updates or idles the tunnel servers' health pings for `settings`.
+    private func updateProber(_ settings: RelaySettings) {
+        let targets = TunnelServerProber.targets(settings)
+        if prober == nil && targets.isEmpty { return }
+        if prober == nil {
+            let mailboxList = self.mailboxList
+            let engine = datagrams
+            prober = TunnelServerProber(logger: logger) { out in
+                for m in mailboxList.all { m.post { $0.serversOut = out } }
+                engine?.serversOut.withLock { $0 = out }
+            }
+        }
+        prober?.update(targets)
+    }
+
+    /// Each aggregation server of a gateway, as its health pings see it (empty: none probed).
+    public func tunnelServerReports() -> [TunnelServerReport] { prober?.reports() ?? [] }
+
+    /// A tunnel server's keys: open connections and totals per key label.
+    public func tunnelKeyReports() -> [TunnelKeyReport] { tunnelContext.accounts.reports() }
 
     /// The mailboxes as the resolver thread sees them (filled while workers start).
     final class MailboxList: @unchecked Sendable {
@@ -377,6 +408,15 @@ public final class Relay {
             logger.notice("reload: max_connections above \(startCapacity) takes effect on restart")
         }
         for m in mailboxes { m.post { $0.rearm = true } }
+        // Keys: a removed one is refused from now on (the new listener records no longer hold
+        // it, and the accounts refuse it to a header still read under an old record); with
+        // revoke = "now" its open connections are reset too. Other keys are untouched.
+        let revoked = tunnelContext.accounts.install(Self.keyrings(next))
+        if !revoked.isEmpty && next.listeners.contains(where: { $0.mode == .tunnelServer && $0.tunnel?.revokeNow == true }) {
+            for m in mailboxes { m.post { $0.revokedKeys = revoked } }
+            logger.notice("reload: revoke = \"now\": resetting the open connections of \(revoked.count) removed key(s)")
+        }
+        updateProber(next)
         resolver?.update(next.listeners)
         logger.notice("reloaded: \(next.listeners.count) listener(s): \(kept.count) kept, \(fresh.count) new, \(removed) closed")
     }
@@ -427,6 +467,7 @@ public final class Relay {
         }
         resolver?.stop()
         datagrams?.stop()
+        prober?.stop()
         logger.notice("stopped: \(total(.accepted)) connections accepted, \(total(.bytesUp) + total(.bytesDown)) bytes relayed")
         return status
     }

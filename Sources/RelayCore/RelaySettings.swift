@@ -53,23 +53,50 @@ public typealias AddressPrefix = IPPrefix
 
 /// Tunnel parameters of a listener (see docs/tunnel-protocol.md).
 public struct TunnelSettings: Sendable, Equatable {
-    /// Pre-shared key, read from a file by the caller (never from the command line).
-    public var key: TunnelKey
-    /// Client side: the aggregation server every intercepted connection goes through.
-    public var via: SocketAddress?
+    /// Gateway: its pre-shared key, read from a file by the caller (never from the command
+    /// line). A server checks headers with `keyring` instead (which holds this key in the
+    /// single-key form).
+    public var key: TunnelKey?
+    /// Gateway: the key id it names in its headers (`key_id`: its key's file name on the
+    /// server); nil sends the single-key form, which the server matches by the key's hash.
+    public var keyName: KeyName?
+    /// Gateway: the aggregation servers (`via`), in the config's order. New connections go to
+    /// one in service, chosen by a hash of the destination address (TunnelServerChoice).
+    public var servers: [SocketAddress] = []
+    /// Server side: the keys accepted, one per gateway (`key_dir`, or `key_file` as one key).
+    public var keyring: TunnelKeyring
+    /// Server side: open connections per key unless its `[[key]]` says otherwise (nil: none).
+    public var maxConnectionsPerKey: Int?
+    /// Server side: a reload that removes a key also resets that key's open connections.
+    public var revokeNow = false
     /// Server side: destinations allowed despite the default denials, and extra denials.
     public var allow: [AddressPrefix] = []
     public var deny: [AddressPrefix] = []
     /// Client side: send the header in the SYN with TCP Fast Open where the kernel can.
     public var fastOpen = true
-    public init(key: TunnelKey, via: SocketAddress? = nil) {
+
+    /// The single-key form: `key` on both ends. A server holds it as the one key of its
+    /// keyring, named `keyName` (or "default"), matched by its hash for unnamed requests.
+    public init(key: TunnelKey, via: SocketAddress? = nil, keyName: KeyName? = nil) {
         self.key = key
-        self.via = via
+        self.servers = via.map { [$0] } ?? []
+        self.keyName = keyName
+        self.keyring = try! TunnelKeyring([TunnelKeyring.Entry(name: keyName ?? KeyName("default")!, key: key)])
     }
+
+    /// A server with a key per gateway.
+    public init(keyring: TunnelKeyring) {
+        self.keyring = keyring
+    }
+
+    /// Client side: the first server (the only one before `via` took a list).
+    public var via: SocketAddress? { servers.first }
 
     /// Keys compare by id (a hash of the key): settings never hold two keys with one id.
     public static func == (a: TunnelSettings, b: TunnelSettings) -> Bool {
-        a.key.id == b.key.id && a.via == b.via && a.allow == b.allow && a.deny == b.deny && a.fastOpen == b.fastOpen
+        a.key?.id == b.key?.id && a.keyName == b.keyName && a.servers == b.servers && a.keyring == b.keyring
+            && a.maxConnectionsPerKey == b.maxConnectionsPerKey && a.revokeNow == b.revokeNow
+            && a.allow == b.allow && a.deny == b.deny && a.fastOpen == b.fastOpen
     }
 }
 

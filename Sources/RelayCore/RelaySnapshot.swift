@@ -30,6 +30,10 @@ public struct ConnectionSnapshot: Sendable {
     public var ageSeconds: Double
     /// Subflows of the MPTCP side; nil when not MPTCP or past the per-snapshot detail budget.
     public var subflows: [Subflow]?
+    /// Tunnel server: the key id the gateway named (nil before its header checked out).
+    public var key: String? = nil
+    /// Tunnel gateway: the aggregation server the connection goes through.
+    public var server: SocketAddress? = nil
 }
 
 /// How a connection's MPTCP side turned out: the outcome label of the metrics and the API.

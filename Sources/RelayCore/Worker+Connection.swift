@@ -64,10 +64,10 @@ extension Worker {
             return
         }
         destination.write(to: &c.pointee.destination)
-        if let tunnel = listener.tunnel, let via = tunnel.via, listener.mode.intercepts {
+        if let tunnel = listener.tunnel, listener.tunnelsOut {
             // Before dialling: a dial that fails frees the slot at once.
-            guard prepareTunnelRequest(slot, destination: destination, key: tunnel.key) else { return }
-            dial(slot, to: via, mptcp: true, fastOpen: tunnel.fastOpen)
+            guard prepareTunnelRequest(slot, destination: destination, tunnel: tunnel) else { return }
+            dialTunnelServer(slot, destination: destination, tunnel: tunnel)
         } else {
             dial(slot, to: destination, mptcp: settings.upstreamMPTCP && !listener.mode.acceptsMPTCP, fastOpen: false)
         }
@@ -177,6 +177,7 @@ extension Worker {
         if result < 0 {
             let reason: CloseReason = result == -ECANCELED ? .connectTimeout : .connectFailed(-result)
             counters.add(.connectFailures, 1)
+            if listener.tunnelsOut && retryOnAnotherServer(slot, why: reason.text) { return }
             if redialNextAddress(slot, listener: listener, after: reason) { return }
             if listener.mode == .tunnelServer {
                 // The gateway learns why, then closes its client; a clean close lets the reply arrive.
@@ -198,6 +199,7 @@ extension Worker {
         c.pointee.up.prefixStart = keepUp.prefixStart
         c.pointee.up.prefixEnd = keepUp.prefixEnd
         c.pointee.up.bytes = keepUp.bytes
+        c.pointee.up.holdUntilReply = keepUp.holdUntilReply
         c.pointee.down.buffer = keepDown.buffer
 
         switch listener.mode {
@@ -328,6 +330,9 @@ extension Worker {
         pipes.give(down.pipe, empty: drained && down.inPipe == 0)
         handshakeBuffers.give(up.buffer)
         handshakeBuffers.give(down.buffer)
+        if c.pointee.keySlot >= 0 {
+            tunnelContext.accounts.release(c.pointee.keySlot, bytesUp: up.bytes, bytesDown: down.bytes)
+        }
         counters.add(.closed, 1)
         metricClosed(c, lost: lost)
         listeners[c.pointee.listener].connections -= 1
@@ -351,7 +356,8 @@ extension Worker {
     func routeText(_ c: UnsafeMutablePointer<Connection>) -> String {
         let listener = listeners[c.pointee.listener].settings
         if listener.mode == .tunnelServer {
-            return "tunnel client=\(peerText(c)) destination=\(destinationText(c))"
+            let key = c.pointee.keyName.map { "key=\($0) " } ?? ""
+            return "tunnel \(key)client=\(peerText(c)) destination=\(destinationText(c))"
         }
         if listener.tunnelsOut {
             return "client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c))"

@@ -19,6 +19,8 @@ extension Worker {
         if let addresses = requests.localAddresses { localAddresses = addresses }
         if let resolved = requests.upstreamAddresses { upstreamAddresses = resolved }
         if let steering = requests.steering { self.steering = steering }
+        if let out = requests.serversOut { serversOut = out }
+        if !requests.revokedKeys.isEmpty { revoke(requests.revokedKeys) }
         // A slot came free in another worker at the connection limit.
         if requests.rearm { armAccepts() }
         for request in requests.snapshots { answerSnapshot(request) }
@@ -90,6 +92,23 @@ extension Worker {
         }
         listeners.append(WorkerListener(settings: config, socketID: socketID, fd: fd, bytes: Self.registerBytes(config, counters)))
         return listeners.count - 1
+    }
+
+    /// A reload removed these keys with `revoke = "now"`: their gateways' open connections
+    /// are reset (every other gateway's are untouched).
+    private func revoke(_ slots: [Int32]) {
+        var closed = 0
+        for i in table.slotIndices {
+            let c = table[i]
+            guard c.pointee.keySlot >= 0, slots.contains(c.pointee.keySlot) else { continue }
+            switch c.pointee.phase {
+            case .connecting, .relaying:
+                beginClose(i, reason: .refused("key \(c.pointee.keyName.map(\.description) ?? "?") revoked"), reset: true)
+                closed += 1
+            default: break
+            }
+        }
+        if closed > 0 { logger.notice("worker \(index): reset \(closed) connection(s) of revoked key(s)") }
     }
 
     private func beginStop(grace: Double) {

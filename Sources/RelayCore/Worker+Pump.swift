@@ -126,6 +126,8 @@ extension Worker {
             sinkBlocked(slot, d)
             return false
         }
+        // The request could not go out (a dead server refuses the SYN): another server, if any.
+        if d == 0, case .failed(let e) = outcome, retryOnAnotherServer(slot, why: "failed: \(errnoText(e.rawValue))") { return false }
         sinkRefused(slot, d, outcome)
         return false
     }
@@ -142,6 +144,7 @@ extension Worker {
             arm(.pollIn, slot, d, source, events: UInt32(POLLIN))
             return false
         case .eof:
+            if retryOnAnotherServer(slot, why: "closed before replying") { return false }
             beginClose(slot, reason: .refused("tunnel server closed before replying"), reset: true)
             return false
         case .failed(let e) where e == .socketNotConnected && withDirection(c, 1 - d, { $0.prefixEnd > $0.prefixStart }):
@@ -150,6 +153,7 @@ extension Worker {
             withDirection(c, d) { $0.awaitingConnect = true }
             return false
         case .failed(let e), .unsupported(let e):
+            if retryOnAnotherServer(slot, why: "failed: \(errnoText(e.rawValue))") { return false }
             beginClose(slot, reason: .refused("tunnel server: \(errnoText(e.rawValue))"), reset: true)
             return false
         }

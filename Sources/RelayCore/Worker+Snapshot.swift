@@ -69,12 +69,17 @@ extension Worker {
         let destination = listener.mode == .tunnelServer || listener.tunnel?.via != nil
             ? withUnsafePointer(to: &c.pointee.destination) { SocketAddress(storage: UnsafeRawPointer($0)) }
             : withUnsafePointer(to: &c.pointee.target) { SocketAddress(storage: UnsafeRawPointer($0)) }
-        return ConnectionSnapshot(
+        var snapshot = ConnectionSnapshot(
             worker: index, sequence: c.pointee.sequence, listener: listener.address, mode: Self.modeName(listener),
             client: peerAddress(c), destination: destination, phase: phase,
             mptcp: connected && !c.pointee.down.expectReply ? MPTCPOutcome(c.pointee.status, wanted: mptcpWanted(listener)) : nil,
             bytesUp: c.pointee.up.bytes, bytesDown: c.pointee.down.bytes,
             ageSeconds: Double(max(0, now - c.pointee.openedAt)) / 1e9, subflows: nil)
+        snapshot.key = c.pointee.keyName?.description
+        if listener.tunnelsOut, let servers = listener.tunnel?.servers, c.pointee.server < servers.count {
+            snapshot.server = servers[c.pointee.server]
+        }
+        return snapshot
     }
 
     /// MPTCP_SUBFLOW_ADDRS and MPTCP_TCPINFO on the worker's own descriptor (never a

@@ -17,13 +17,15 @@ extension Worker {
     /// reset already: the connection is closed with a reset and nothing is dialled (the
     /// error is reported once; a later read would see a clean EOF and pass a truncated
     /// stream on as whole).
-    func prepareTunnelRequest(_ slot: Int32, destination: SocketAddress, key: TunnelKey) -> Bool {
+    func prepareTunnelRequest(_ slot: Int32, destination: SocketAddress, tunnel: TunnelSettings) -> Bool {
         let c = table[slot]
         let buffer = handshakeBuffers.take()
         let base = handshakeBuffers.pointer(buffer)
-        var length = TunnelCodec.encodeRequest(destination: destination, key: key, now: wallClock(),
-                                               into: UnsafeMutableRawBufferPointer(start: base, count: HandshakeBuffers.size))
+        var length = encodeTunnelRequest(base, destination: destination, tunnel: tunnel)
         c.pointee.up.buffer = buffer
+        // With a second server to fall back on, the request and these first bytes stay until
+        // the reply says whether they must go to another server.
+        c.pointee.up.holdUntilReply = tunnel.servers.count > 1
         switch DataPath.receive(c.pointee.client, into: base + length, count: HandshakeBuffers.size - length) {
         case .moved(let early):
             length += early
@@ -37,6 +39,56 @@ extension Worker {
         }
         c.pointee.up.prefixStart = 0
         c.pointee.up.prefixEnd = length
+        return true
+    }
+
+    private func encodeTunnelRequest(_ base: UnsafeMutableRawPointer, destination: SocketAddress, tunnel: TunnelSettings) -> Int {
+        guard let key = tunnel.key else { preconditionFailure("a gateway listener has a key (config and CLI require key_file with via)") }
+        return TunnelCodec.encodeRequest(destination: destination, key: key, keyName: tunnel.keyName, now: wallClock(),
+                                         into: UnsafeMutableRawBufferPointer(start: base, count: HandshakeBuffers.size))
+    }
+
+    /// The server a new connection to `destination` goes to (TunnelServerChoice).
+    func dialTunnelServer(_ slot: Int32, destination: SocketAddress, tunnel: TunnelSettings) {
+        let c = table[slot]
+        let server = TunnelServerChoice.pick(tunnel.servers, destination: destination, tried: 0, out: serversOut) ?? 0
+        c.pointee.server = server
+        c.pointee.serversTried = 1 << UInt32(server)
+        dial(slot, to: tunnel.servers[server], mptcp: true, fastOpen: tunnel.fastOpen)
+    }
+
+    /// The server refused or failed before the client was sent anything, and the client's
+    /// bytes are all still held: the same request (with a fresh nonce) goes to another server
+    /// not tried yet. False when that cannot be (one server, all tried, bytes already passed
+    /// on, or an operation still in flight on the old socket): the caller closes as before.
+    func retryOnAnotherServer(_ slot: Int32, why: String) -> Bool {
+        let c = table[slot]
+        let listener = listeners[c.pointee.listener].settings
+        guard listener.tunnelsOut, let tunnel = listener.tunnel, tunnel.servers.count > 1,
+              c.pointee.up.holdUntilReply, c.pointee.up.buffer >= 0, !c.pointee.up.busy, !c.pointee.down.busy,
+              c.pointee.phase == .connecting || c.pointee.down.expectReply,
+              let destination = withUnsafePointer(to: &c.pointee.destination, { SocketAddress(storage: UnsafeRawPointer($0)) }),
+              let next = TunnelServerChoice.pick(tunnel.servers, destination: destination, tried: c.pointee.serversTried, out: serversOut)
+        else { return false }
+        logger.info("conn=\(index).\(c.pointee.sequence) destination=\(destinationText(c)) tunnel server \(targetText(c)) \(why): trying \(tunnel.servers[next])")
+        counters.add(.serverRetries, 1)
+        let held = c.pointee.up
+        handshakeBuffers.give(c.pointee.down.buffer)
+        if c.pointee.upstream >= 0 { close(c.pointee.upstream) }
+        c.pointee.upstream = -1
+        // Same length (same key name), so the client's bytes behind it stay where they are.
+        _ = encodeTunnelRequest(handshakeBuffers.pointer(held.buffer), destination: destination, tunnel: tunnel)
+        var up = Direction()
+        up.buffer = held.buffer
+        up.prefixEnd = held.prefixEnd
+        up.bytes = held.bytes
+        up.holdUntilReply = true
+        c.pointee.up = up
+        c.pointee.down = Direction()
+        c.pointee.server = next
+        c.pointee.serversTried |= 1 << UInt32(next)
+        c.pointee.move(.redial)
+        dial(slot, to: tunnel.servers[next], mptcp: true, fastOpen: tunnel.fastOpen)
         return true
     }
 
@@ -62,11 +114,21 @@ extension Worker {
             c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
             recordOutcome(c)
             logger.debug("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c)) tunnel=connected \(c.pointee.status)")
+            if c.pointee.up.holdUntilReply {
+                // The server took the request: the client's bytes flow from now on.
+                c.pointee.up.holdUntilReply = false
+                pump(slot, 0)
+            }
             return true
-        case .failure(let text):
+        case .failure(let code):
+            // Another server reaches the same destination the same way: only a refusal of the
+            // server's own (key, limits, resources) is worth another try.
+            if code != .connectionReset && code != .destinationUnreachable && retryOnAnotherServer(slot, why: "answered \(code)") {
+                return false
+            }
             counters.add(.refused, 1)
             metricTunnelRefused("server_refused")
-            beginClose(slot, reason: .refused("tunnel server answered \(text) for destination=\(destinationText(c))"), reset: true)
+            beginClose(slot, reason: .refused("tunnel server answered \(code) for destination=\(destinationText(c))"), reset: true)
             return false
         case .invalid(let text):
             beginClose(slot, reason: .refused("tunnel server reply invalid: \(text)"), reset: true)
@@ -109,10 +171,17 @@ extension Worker {
             case .rejected(let code, let reason):
                 rejectTunnel(slot, code: code, reason: reason)
                 return
-            case .accepted(let destination, .datagram, let consumed):
+            case .ping(let consumed, let key):
+                answerPing(slot, key: key, trailing: c.pointee.up.bufferFill - consumed)
+                return
+            case .accepted(let destination, .datagram, let consumed, let key, let keySlot):
+                c.pointee.keyName = key
+                c.pointee.keySlot = keySlot
                 handOverDatagramFlow(slot, destination: destination, early: UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
                 return
-            case .accepted(let destination, .stream, let consumed):
+            case .accepted(let destination, .stream, let consumed, let key, let keySlot):
+                c.pointee.keyName = key
+                c.pointee.keySlot = keySlot
                 destination.write(to: &c.pointee.destination)
                 c.pointee.up.prefixStart = consumed
                 c.pointee.up.prefixEnd = c.pointee.up.bufferFill
@@ -140,6 +209,20 @@ extension Worker {
         }
         engine.handOver(ServerFlowRequest(tunnel: c.pointee.client, peer: peer, destination: destination, early: Array(early)))
         c.pointee.client = -1
+        beginClose(slot, reason: .completed, reset: false, quiet: true)
+    }
+
+    /// A gateway's health probe got through: say so and close. Quiet (no close line): every
+    /// gateway with several servers sends one a second.
+    private func answerPing(_ slot: Int32, key: KeyName, trailing: Int) {
+        let c = table[slot]
+        var reply: (UInt64, UInt64) = (0, 0)
+        let n = withUnsafeMutableBytes(of: &reply) { TunnelCodec.encodeReply(error: nil, into: $0) }
+        _ = withUnsafeBytes(of: &reply) { send(c.pointee.client, $0.baseAddress, n, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+        counters.add(.pings, 1)
+        if trailing > 0 { logger.debug("conn=\(index).\(c.pointee.sequence) ping from key \(key) carried \(trailing) byte(s) after the header: ignored") }
+        shutdown(c.pointee.client, Int32(SHUT_WR))
+        c.pointee.move(.headerComplete)
         beginClose(slot, reason: .completed, reset: false, quiet: true)
     }
 

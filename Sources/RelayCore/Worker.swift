@@ -45,6 +45,9 @@ final class Worker {
     var upstreamAddresses: [String: [SocketAddress]]
     /// Where upstream connections start while a WAN is out of service (UplinkSteering).
     var steering = UplinkSteering.none
+    /// Tunnel servers the health pings took out of service (TunnelServerProber): new
+    /// connections avoid them while another server is in service.
+    var serversOut: Set<SocketAddress> = []
     let tunnelContext: TunnelContext
     var headerBudget: HeaderBudget
     /// The flags of every splice (DataPath.spliceFlags). A variable so that a test can make

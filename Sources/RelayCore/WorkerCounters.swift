@@ -5,6 +5,9 @@ import Synchronization
 public final class WorkerCounters: Sendable {
     public enum Name: CaseIterable, Sendable {
         case accepted, closed, connectFailures, mptcpUpstreams, fallbackUpstreams, acceptPauses, bytesUp, bytesDown, refused, preAuthRefused
+        /// Tunnel server: health pings answered. Gateway: connections moved to another server
+        /// after one refused or failed before the client saw anything.
+        case pings, serverRetries
     }
 
     private let accepted = Atomic<UInt64>(0)
@@ -17,6 +20,8 @@ public final class WorkerCounters: Sendable {
     private let bytesDown = Atomic<UInt64>(0)
     private let refused = Atomic<UInt64>(0)
     private let preAuthRefused = Atomic<UInt64>(0)
+    private let pings = Atomic<UInt64>(0)
+    private let serverRetries = Atomic<UInt64>(0)
 
     /// Live byte totals per listener record of this worker (one per record ever made).
     private let records = Mutex<[ListenerBytes]>([])
@@ -50,6 +55,8 @@ public final class WorkerCounters: Sendable {
         case .bytesDown: bytesDown.add(value, ordering: .relaxed)
         case .refused: refused.add(value, ordering: .relaxed)
         case .preAuthRefused: preAuthRefused.add(value, ordering: .relaxed)
+        case .pings: pings.add(value, ordering: .relaxed)
+        case .serverRetries: serverRetries.add(value, ordering: .relaxed)
         }
     }
 
@@ -65,6 +72,8 @@ public final class WorkerCounters: Sendable {
         case .bytesDown: return bytesDown.load(ordering: .relaxed)
         case .refused: return refused.load(ordering: .relaxed)
         case .preAuthRefused: return preAuthRefused.load(ordering: .relaxed)
+        case .pings: return pings.load(ordering: .relaxed)
+        case .serverRetries: return serverRetries.load(ordering: .relaxed)
         }
     }
 }

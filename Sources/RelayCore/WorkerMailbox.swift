@@ -33,6 +33,11 @@ final class WorkerMailbox: Sendable {
         var upstreamAddresses: [String: [SocketAddress]]? = nil
         /// The WAN manager changed where upstream connections start.
         var steering: UplinkSteering? = nil
+        /// The tunnel servers out of service now (TunnelServerProber).
+        var serversOut: Set<SocketAddress>? = nil
+        /// Tunnel server: key slots removed by a reload with `revoke = "now"`: their open
+        /// connections are reset.
+        var revokedKeys: [Int32] = []
         /// Accept again: the shared connection budget has room.
         var rearm = false
         /// The operator listener asks for a snapshot (answered at this wake, see Worker+Snapshot).

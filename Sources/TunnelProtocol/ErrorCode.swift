@@ -47,6 +47,10 @@ public struct Rejection: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Reason: Equatable, Sendable {
         /// The key id is not the server's: the client holds another key (or none).
         case unknownKey(id: UInt32)
+        /// The request names a key the server does not hold (never had, or removed).
+        case unknownKeyName(KeyName)
+        /// The named key is at its limit of open connections.
+        case keyAtLimit(KeyName, limit: Int)
         /// Right key id, wrong MAC: tampered, or a key whose id collides.
         case badMAC
         /// Timestamp further in the past than the window; `by` seconds beyond it.
@@ -71,6 +75,10 @@ public struct Rejection: Error, Equatable, Sendable, CustomStringConvertible {
         switch reason {
         case .unknownKey(let id):
             return "unknown key id \(hex32(id)) (client uses a different key file)"
+        case .unknownKeyName(let name):
+            return "unknown key id \"\(name)\" (no such key on this server, or it was removed)"
+        case .keyAtLimit(let name, let limit):
+            return "key \"\(name)\" holds its limit of \(limit) open connection(s)"
         case .badMAC: return "bad MAC (tampered header or wrong key)"
         case .timestampTooOld(let s): return "timestamp \(s) s older than the window allows (check the client's clock)"
         case .timestampInFuture(let s): return "timestamp \(s) s further ahead than the window allows (check the clocks)"

@@ -23,7 +23,7 @@ extension TunnelHeader {
         guard request.keyID == key.id else {
             return .failure(Rejection(.notAuthorized, .unknownKey(id: request.keyID)))
         }
-        let expected = withUnsafeTemporaryAllocation(byteCount: AuthTLV.macOffset, alignment: 8) { buffer in
+        let expected = withUnsafeTemporaryAllocation(byteCount: request.macOffset, alignment: 8) { buffer in
             writeAuthenticatedPart(request, into: buffer)
             return mac(key: key, over: UnsafeRawBufferPointer(buffer))
         }
@@ -44,7 +44,8 @@ extension TunnelHeader {
         case .replayed: return .failure(Rejection(.notAuthorized, .replayed))
         case .full: return .failure(Rejection(.resourceExceeded, .replayCacheFull(capacity: replayCache.capacity)))
         }
-        if let policy {
+        // A ping connects nowhere: no destination to judge.
+        if let policy, !request.isPing {
             let decision = policy.decide(request.destination)
             guard decision.permitted else {
                 return .failure(Rejection(.notAuthorized, .destinationDenied(decision.reason)))

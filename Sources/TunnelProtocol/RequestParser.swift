@@ -24,6 +24,7 @@ extension TunnelHeader {
         guard bytes.count >= total else { return .needMore(total: total) }
 
         var connect: (port: UInt16, address: AddressBits, transport: TunnelTransport)?
+        var keyName: KeyName?
         var auth: (keyID: UInt32, timestamp: UInt64, nonce: Nonce, mac: (UInt64, UInt64))?
         var offset = fixedHeaderLength
         // Total and TLV lengths are both whole words, so at least 4 bytes remain here.
@@ -40,6 +41,19 @@ extension TunnelHeader {
                 guard length == ConnectTLV.length else { return .invalid(.unsupportedTCPOption) }
                 connect = (bytes.be16(offset + 2), AddressBits(high: bytes.be64(offset + 4), low: bytes.be64(offset + 12)),
                            type == TLVType.connect ? .stream : .datagram)
+            case TLVType.keyName:
+                // Once, after Connect (Auth is last anyway): one layout, so the MAC's input
+                // can be rebuilt from the parsed fields.
+                guard connect != nil, keyName == nil, length >= 4 else { return .invalid(.malformedMessage) }
+                let n = Int(bytes[offset + 2])
+                guard n >= 1, n <= KeyName.maximumLength, length == KeyNameTLV.length(nameBytes: n) else { return .invalid(.malformedMessage) }
+                let end = offset + KeyNameTLV.nameOffset + n
+                // Padding is zero: otherwise two byte strings would carry the same name.
+                for i in end..<(offset + length) where bytes[i] != 0 { return .invalid(.malformedMessage) }
+                guard let name = KeyName(validating: UnsafeRawBufferPointer(rebasing: bytes[(offset + KeyNameTLV.nameOffset)..<end])) else {
+                    return .invalid(.malformedMessage)
+                }
+                keyName = name
             case TLVType.auth:
                 guard length == AuthTLV.length, bytes[offset + 3] == 0 else { return .invalid(.malformedMessage) }
                 // An algorithm we cannot check is a proof we cannot accept.
@@ -58,7 +72,7 @@ extension TunnelHeader {
         guard let auth else { return .invalid(.notAuthorized) }
         let request = ConnectRequest(
             destination: connect.address.socketAddress(port: connect.port), transport: connect.transport,
-            keyID: auth.keyID, timestamp: auth.timestamp, nonce: auth.nonce,
+            keyID: auth.keyID, keyName: keyName, timestamp: auth.timestamp, nonce: auth.nonce,
             macHigh: auth.mac.0, macLow: auth.mac.1, unassigned: bytes.be16(2))
         return .request(request, consumed: total)
     }

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MPTCPSocket
+
 /// The tunnel header: an RFC 8803 (0-RTT TCP Convert Protocol) message, version 1, with an
 /// authentication TLV from the private-use range. Exact bytes: docs/tunnel-protocol.md.
 ///
@@ -12,8 +17,22 @@ public enum TunnelHeader {
     /// The 8-bit Total Length counts 32-bit words, so no header can be longer than this.
     public static let maximumLength = 255 * 4
 
-    /// Fixed header + Connect TLV (20 bytes) + Auth TLV (48 bytes).
+    /// Fixed header + Connect TLV (20 bytes) + Auth TLV (48 bytes): a request without a Key
+    /// Name TLV (the single-key form, and every request before key names existed).
     public static let requestLength = fixedHeaderLength + ConnectTLV.length + AuthTLV.length
+
+    /// A request's length with the Key Name TLV of `keyName`, when it names one.
+    public static func requestLength(keyName: KeyName?) -> Int {
+        requestLength + (keyName.map { KeyNameTLV.length(nameBytes: $0.count) } ?? 0)
+    }
+
+    /// The longest request this implementation writes (a 32-byte key name).
+    public static let maximumRequestLength = requestLength + KeyNameTLV.length(nameBytes: KeyName.maximumLength)
+
+    /// The destination of a ping: a request that asks the server to connect nowhere, only to
+    /// answer, so a gateway learns over the tunnel itself that the server is up and takes its
+    /// key. [::]:0 is what no real request can name (port 0 is always denied).
+    public static let pingDestination = SocketAddress.v6(sockaddr_in6())
 
     /// The longest reply this implementation writes (fixed header + one Error TLV).
     public static let maximumReplyLength = fixedHeaderLength + 4
@@ -29,6 +48,15 @@ public enum TunnelHeader {
         /// A UDP flow: the Connect TLV's layout under a private-use type, so a server that
         /// predates UDP answers Unsupported Message instead of opening a TCP connection.
         public static let udpConnect: UInt8 = 193
+        /// Private use too: the name of the gateway's key (docs/tunnel-protocol.md). 193 is
+        /// taken by the UDP Connect TLV.
+        public static let keyName: UInt8 = 194
+    }
+
+    enum KeyNameTLV {
+        /// Type, Length, Name Length (bytes), the name, zero padding to a whole word.
+        static func length(nameBytes: Int) -> Int { (3 + nameBytes + 3) / 4 * 4 }
+        static let nameOffset = 3
     }
 
     enum ConnectTLV {

@@ -45,5 +45,6 @@ struct CheckCommand: ParsableCommand {
         for line in loaded.wanRoutingSummary() { print(line) }
         for line in loaded.udpSummary() { print(line) }
         for line in loaded.fleetInstructions() { print(line) }
+        for line in loaded.tunnelSummary() { print(line) }
     }
 }

@@ -40,11 +40,20 @@ struct RunCommand: ParsableCommand {
     var redirect: Bool { mode == .redirect }
     var server: Bool { mode == .server }
 
-    @Option(help: ArgumentHelp("Transparent/redirect: carry each connection through this aggregation server's tunnel.", valueName: "host:port"))
-    var via: SocketAddress?
+    @Option(help: ArgumentHelp("Transparent/redirect: carry each connection through this aggregation server's tunnel (repeatable: several servers, chosen per destination host, health-pinged).", valueName: "host:port"))
+    var via: [SocketAddress] = []
 
     @Option(help: ArgumentHelp("Tunnel pre-shared key file (mode 0600; 64 hex digits or 32+ raw bytes).", valueName: "file"))
     var keyFile: String?
+
+    @Option(help: ArgumentHelp("Tunnel gateway: the key id to name in headers (the key's file name on a server with --key-dir, without .key).", valueName: "name"))
+    var keyID: String?
+
+    @Option(help: ArgumentHelp("Tunnel server: a directory of NAME.key files, one per gateway (SIGHUP with --config rereads it).", valueName: "dir"))
+    var keyDir: String?
+
+    @Option(help: ArgumentHelp("Tunnel server: open connections each key may hold.", valueName: "n"))
+    var maxConnectionsPerKey: Int?
 
     @Option(help: ArgumentHelp("Tunnel server: allow this destination prefix despite the default denials (repeatable).", valueName: "prefix"))
     var allow: [String] = []
@@ -108,8 +117,8 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         if config != nil {
-            if listen != nil || upstream != nil || mode != nil || via != nil || keyFile != nil {
-                throw ValidationError("--config describes the listeners: drop --listen/--upstream/--transparent/--redirect/--server/--via/--key-file")
+            if listen != nil || upstream != nil || mode != nil || !via.isEmpty || keyFile != nil || keyID != nil || keyDir != nil || maxConnectionsPerKey != nil {
+                throw ValidationError("--config describes the listeners: drop --listen/--upstream/--transparent/--redirect/--server/--via/--key-file/--key-id/--key-dir/--max-connections-per-key")
             }
             if !advertise.isEmpty { throw ValidationError("--config: write the addresses as [server] advertise = [...] in the file instead of --advertise") }
             return
@@ -117,9 +126,17 @@ struct RunCommand: ParsableCommand {
         guard listen != nil else { throw ValidationError("give --listen HOST:PORT (or --config FILE)") }
         if mode == nil && upstream == nil { throw ValidationError("give --upstream HOST:PORT (forward), --transparent, --redirect or --server") }
         if (transparent || redirect) && upstream != nil { throw ValidationError("--upstream does not go with --transparent/--redirect: the upstream is each connection's original destination") }
-        if via != nil && !(transparent || redirect) { throw ValidationError("--via needs --transparent or --redirect") }
-        if via != nil && keyFile == nil { throw ValidationError("--via needs --key-file (the tunnel's pre-shared key)") }
-        if server && upstream == nil && keyFile == nil { throw ValidationError("--server without --upstream serves the tunnel and needs --key-file") }
+        if !via.isEmpty && !(transparent || redirect) { throw ValidationError("--via needs --transparent or --redirect") }
+        if !via.isEmpty && keyFile == nil { throw ValidationError("--via needs --key-file (the tunnel's pre-shared key)") }
+        if via.count > 32 { throw ValidationError("--via given \(via.count) times: at most 32 servers") }
+        if Set(via).count != via.count { throw ValidationError("--via names a server twice") }
+        if keyID != nil && via.isEmpty { throw ValidationError("--key-id goes with --via (the gateway names its key to the server)") }
+        if let keyID, let problem = KeyName.problem(keyID) { throw ValidationError("--key-id \(keyID): \(problem)") }
+        let tunnelServer = server && upstream == nil
+        if tunnelServer && keyFile == nil && keyDir == nil { throw ValidationError("--server without --upstream serves the tunnel and needs --key-file or --key-dir") }
+        if keyFile != nil && keyDir != nil { throw ValidationError("--key-dir and --key-file do not go together: a key per gateway, or one for all") }
+        if (keyDir != nil || maxConnectionsPerKey != nil) && !tunnelServer { throw ValidationError("--key-dir and --max-connections-per-key are for the tunnel server (--server without --upstream)") }
+        if let n = maxConnectionsPerKey, n < 1 { throw ValidationError("--max-connections-per-key must be 1 or more") }
         if server && upstream != nil && keyFile != nil { throw ValidationError("--key-file is for the tunnel; a --server with --upstream forwards to a fixed backend") }
         if proxyProtocol && !(server && upstream != nil) { throw ValidationError("--proxy-protocol needs --server --upstream BACKEND") }
         if (!allow.isEmpty || !deny.isEmpty) && !(server && upstream == nil) { throw ValidationError("--allow/--deny apply to the tunnel server (--server with --key-file)") }
@@ -151,10 +168,22 @@ struct RunCommand: ParsableCommand {
             mode = .forward(upstream: upstream!)
         }
         var listener = ListenerSettings(address: listen!, mode: mode, proxyProtocol: proxyProtocol)
-        if let keyFile {
-            let key: TunnelKey
-            do { key = try TunnelKey.load(path: keyFile) } catch { throw ValidationError("\(error)") }
-            var tunnel = TunnelSettings(key: key, via: via)
+        if keyFile != nil || keyDir != nil {
+            var tunnel: TunnelSettings
+            if let keyDir {
+                do {
+                    tunnel = TunnelSettings(keyring: try TunnelKeyring(try TunnelKeyring.loadDirectory(keyDir).map { TunnelKeyring.Entry(name: $0.name, key: $0.key) }))
+                } catch { throw ValidationError("--key-dir: \(error)") }
+            } else {
+                let key: TunnelKey
+                do { key = try TunnelKey.load(path: keyFile!) } catch { throw ValidationError("\(error)") }
+                // A server names its one key by the file's name, so a gateway with --key-id may name it.
+                var stem = keyFile!.split(separator: "/").last.map(String.init) ?? ""
+                if stem.hasSuffix(".key") { stem.removeLast(4) }
+                tunnel = TunnelSettings(key: key, keyName: via.isEmpty ? KeyName(stem) : keyID.flatMap(KeyName.init))
+                tunnel.servers = via
+            }
+            tunnel.maxConnectionsPerKey = maxConnectionsPerKey
             tunnel.fastOpen = fastOpen
             tunnel.allow = try allow.map(Self.prefix)
             tunnel.deny = try deny.map(Self.prefix)

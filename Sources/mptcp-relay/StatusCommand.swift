@@ -103,13 +103,25 @@ enum StatusTable {
         for r in doc.routing ?? [] {
             out += "\nRouted \(r.family) traffic: \(r.via.map { "by \($0)" } ?? "main routing table") (\(r.reason))"
         }
-        var rows = [["ID", "State", "MPTCP", "Subflows", "Client", "Destination", "Up", "Down", "Age"]]
+        if let servers = doc.servers, !servers.isEmpty {
+            out += "\n\n" + table([["Tunnel server", "Service", "Ping RTT", "Connections", "Last ping"]] + servers.map {
+                [$0.address, $0.inService ? "in service" : "OUT", $0.rttMs.map { String(format: "%.1fms", $0) } ?? "-", "\($0.connections)", $0.detail]
+            })
+        }
+        if let keys = doc.keys, !keys.isEmpty {
+            out += "\n\n" + table([["Key", "Open", "Accepted", "Refused", "Up", "Down"]] + keys.map {
+                [$0.key, "\($0.open)", "\($0.accepted)", "\($0.refused)", bytes($0.bytesUp), bytes($0.bytesDown)]
+            })
+        }
+        let tunnel = doc.connections.contains { $0.key != nil || $0.server != nil }
+        var rows = [["ID", "State", "MPTCP", "Subflows", "Client", "Destination"] + (tunnel ? ["Key/Server"] : []) + ["Up", "Down", "Age"]]
         for c in doc.connections {
             let subflows = c.subflows.map { list in
                 "\(list.count)" + (list.isEmpty ? "" : " (" + list.map { $0.interface ?? "?" }.joined(separator: ",") + ")")
             } ?? "-"
-            rows.append([c.id, c.phase, c.mptcp ?? "-", subflows, c.client ?? "?", c.destination ?? "?",
-                         bytes(c.bytesUp), bytes(c.bytesDown), String(format: "%.0fs", c.ageSeconds)])
+            rows.append([c.id, c.phase, c.mptcp ?? "-", subflows, c.client ?? "?", c.destination ?? "?"]
+                        + (tunnel ? [c.key ?? c.server ?? "-"] : [])
+                        + [bytes(c.bytesUp), bytes(c.bytesDown), String(format: "%.0fs", c.ageSeconds)])
         }
         out += "\n\n" + table(rows)
         if doc.subflowDetailsOmitted > 0 { out += "\n(subflows of \(doc.subflowDetailsOmitted) connection(s) not read: over the per-request budget)" }

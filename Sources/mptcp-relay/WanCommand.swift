@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Netlink
 import RelayConfig
+import RelayCore
 import WanManager
 
 /// `mptcp-relay wan`: each `[[wan]]` of a config as the kernel sees it now.
@@ -19,7 +20,17 @@ struct WanCommand: ParsableCommand {
 
     func run() throws {
         let loaded = try loadConfigOrExit(config)
+        // A gateway's tunnel servers: one ping each, now, from here (what the running relay's
+        // pings see is in `mptcp-relay status`).
+        let servers = TunnelServerProber.targets(loaded.settings, includingSingle: true)
+        for target in servers {
+            let outcome = TunnelServerProber.ping([target])[0]
+            let state: String
+            if case .answered = outcome { state = "answers" } else { state = "DOES NOT ANSWER" }
+            print("tunnel server \(target.address): \(state) a ping with key \(target.keyName.map { "\"\($0)\"" } ?? "(unnamed)"): \(outcome)")
+        }
         guard !loaded.wan.wans.isEmpty else {
+            if !servers.isEmpty { return }
             printError("\(config): no [[wan]] tables: nothing to show")
             throw ExitCode(1)
         }

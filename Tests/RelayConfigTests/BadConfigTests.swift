@@ -207,7 +207,7 @@ let badConfigs: [BadConfig] = [
         [[listener]]
         listen = "[::]:4443"
         mode = "tunnel-server"
-        """, line: 3, says: "mode = \"tunnel-server\" needs key_file"),
+        """, line: 3, says: "mode = \"tunnel-server\" needs key_dir = \"DIR\" (a NAME.key per gateway) or key_file"),
     BadConfig(name: "forward loops to itself", text: """
         [[listener]]
         listen = "127.0.0.1:7000"

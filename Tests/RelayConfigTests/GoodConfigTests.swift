@@ -89,11 +89,11 @@ import TunnelProtocol
         #expect(l.map(\.mode) == [.transparent, .redirect, .server(backend: Upstream(try SocketAddress(parsing: "127.0.0.1:443"))), .tunnelServer])
         let key = try TunnelKey(bytes: Array(repeating: [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef] as [UInt8], count: 4).flatMap { $0 }).id
         #expect(l[0].tunnel == nil)
-        #expect(l[1].tunnel?.key.id == key)
+        #expect(l[1].tunnel?.key?.id == key)
         #expect(l[1].tunnel?.via == (try SocketAddress(parsing: "198.51.100.1:4443")))
         #expect(l[1].tunnel?.fastOpen == false)
         #expect(l[2].proxyProtocol)
-        #expect(l[3].tunnel?.key.id == key)
+        #expect(l[3].tunnel?.key?.id == key)
         #expect(l[3].tunnel?.allow.map(\.description) == ["10.1.0.0/16"])
         #expect(l[3].tunnel?.deny.map(\.description) == ["192.0.2.0/24", "2001:db8::/32"])
         #expect(config.interception.lanInterfaces == ["lan0", "wlan*"])

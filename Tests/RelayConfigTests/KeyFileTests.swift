@@ -56,9 +56,9 @@ import TunnelProtocol
         let raw = try dir.write("raw.key", String(decoding: (0..<40).map { UInt8($0) }, as: UTF8.self))
         let long = try dir.write("long.key", sampleKeyHex + sampleKeyHex)
         let rawConfig = try RelayConfigFile.parse(text: tunnelServer(keyFile: raw), origin: origin)
-        #expect(rawConfig.settings.listeners[0].tunnel?.key.id == (try TunnelKey(bytes: (0..<40).map { UInt8($0) })).id)
+        #expect(rawConfig.settings.listeners[0].tunnel?.key?.id == (try TunnelKey(bytes: (0..<40).map { UInt8($0) })).id)
         let longConfig = try RelayConfigFile.parse(text: tunnelServer(keyFile: long), origin: origin)
-        #expect(longConfig.settings.listeners[0].tunnel?.key.id == (try TunnelKey.load(path: long)).id)
+        #expect(longConfig.settings.listeners[0].tunnel?.key?.id == (try TunnelKey.load(path: long)).id)
     }
 
     @Test func relativeKeyPathIsTakenFromTheConfigDirectory() throws {
@@ -67,6 +67,6 @@ import TunnelProtocol
         _ = try dir.write("tunnel.key", "  " + sampleKeyHex.uppercased() + "\n")
         let file = try dir.write("server.toml", tunnelServer(keyFile: "tunnel.key"))
         let config = try RelayConfigFile.load(path: file)
-        #expect(config.settings.listeners[0].tunnel?.key.id == (try TunnelKey.load(path: dir.path + "/tunnel.key")).id)
+        #expect(config.settings.listeners[0].tunnel?.key?.id == (try TunnelKey.load(path: dir.path + "/tunnel.key")).id)
     }
 }

@@ -49,7 +49,7 @@ import Testing
         let events: [LifecycleEvent] = [.accept(readsHeader: false), .accept(readsHeader: true), .headerComplete, .redial, .connected, .close, .drained]
         let legal: Set<String> = [
             "free accept(readsHeader: false)", "free accept(readsHeader: true)", "readingHeader headerComplete",
-            "connecting redial", "connecting connected", "readingHeader close", "connecting close", "relaying close",
+            "connecting redial", "relaying redial", "connecting connected", "readingHeader close", "connecting close", "relaying close",
             "closing drained",
         ]
         for phase in [Phase.free, .readingHeader, .connecting, .relaying, .closing] {
@@ -63,7 +63,8 @@ import Testing
                 }
             }
         }
-        // A relaying connection never goes back to connecting, nor a free slot to relaying.
+        // A relaying connection goes back to connecting only by a redial (a tunnel server
+        // refused before the client got anything), never a free slot to relaying.
         #expect(Phase.relaying.on(.connected) == .invalid)
         #expect(Phase.free.on(.connected) == .invalid)
         #expect(Phase.closing.on(.accept(readsHeader: false)) == .invalid)
