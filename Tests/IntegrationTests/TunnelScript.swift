@@ -5,6 +5,8 @@ let tunnelScript = #"""
 import argparse, hashlib, hmac, os, socket, struct, sys, time
 
 CONTEXT = b"mptcp-relay tunnel request v1"
+# 10: Connect TLV (a TCP connection); 193 with --udp: UDP Connect TLV (a UDP flow).
+CONNECT_TYPE = 10
 
 def mapped(host):
     if ":" in host:
@@ -24,7 +26,7 @@ def request(key, host, port, ts=None, nonce=None, name=None):
     nonce = os.urandom(16) if nonce is None else nonce
     key_id = hashlib.sha256(key).digest()[:4]
     tlv = b"" if name is None else name_tlv(name)
-    body = bytes([1, 18 + len(tlv) // 4, 0, 0, 10, 5]) + struct.pack(">H", port) + mapped(host) + tlv
+    body = bytes([1, 18 + len(tlv) // 4, 0, 0, CONNECT_TYPE, 5]) + struct.pack(">H", port) + mapped(host) + tlv
     body += bytes([192, 12, 1, 0]) + key_id + struct.pack(">Q", ts) + nonce
     mac = hmac.new(key, CONTEXT + body, hashlib.sha256).digest()[:16]
     return body + mac
@@ -67,7 +69,10 @@ def main():
     p.add_argument("--name", help="key id for the Key Name TLV (issue 26)")
     p.add_argument("--n", type=int, default=1)
     p.add_argument("--hold", type=float, default=0)
+    p.add_argument("--udp", action="store_true")
     a = p.parse_args()
+    global CONNECT_TYPE
+    CONNECT_TYPE = 193 if a.udp else 10
     key = bytes.fromhex(open(a.key).read().strip())
     get = b"GET / HTTP/1.0\r\n\r\n"
     if a.case == "good":

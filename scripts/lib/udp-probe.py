@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """UDP load and delay probe for the UDP tests and Benchmarks/udp.sh (no dependencies).
 
-  udp-probe.py sink --host H --port P [--echo]     receive; with --echo, answer each datagram
+  udp-probe.py sink --host H --port P [--echo] [--verbose]
+                                                  receive; --echo answers each datagram
   udp-probe.py send --host H --port P --mbit R --size B --seconds S
   udp-probe.py pingpong --host H --port P --count N --interval MS
 
@@ -47,6 +48,8 @@ def sink(a):
             s.sendto(json.dumps(summary).encode(), peer)
             delays, seen, last_arrival, gap, first, last, nbytes = [], set(), None, 0, None, None, 0
             continue
+        if a.verbose:
+            print("datagram from %s:%d, %d bytes" % (peer[0], peer[1], len(data)), flush=True)
         if a.echo:
             s.sendto(data, peer)
             continue
@@ -110,6 +113,8 @@ def send(a):
 
 def pingpong(a):
     s = socket.socket(family(a.host), socket.SOCK_DGRAM)
+    if a.source:
+        s.bind((a.source, 0))
     s.connect((a.host, a.port))
     s.settimeout(1)
     rtts, lost = [], 0
@@ -137,6 +142,8 @@ def main():
     p.add_argument("--host", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--echo", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="sink: a line per datagram")
+    p.add_argument("--source", help="pingpong: bind to this address first")
     p.add_argument("--mbit", type=float, default=10)
     p.add_argument("--size", type=int, default=1200)
     p.add_argument("--seconds", type=float, default=5)
