@@ -69,6 +69,10 @@ enum Dashboard {
 <h2>Connections without MPTCP</h2>
 <table id="fallbacks"><thead><tr><th>id</th><th>client</th><th>destination</th><th>why</th></tr></thead><tbody></tbody></table>
 </section>
+<section id="udp-section" class="hidden">
+<h2>UDP flows through the tunnel <small id="udp-summary"></small></h2>
+<table id="udp"><thead><tr><th>id</th><th>client</th><th>destination</th><th>state</th><th>MPTCP</th><th>datagrams up</th><th>datagrams down</th><th>up</th><th>down</th><th>dropped</th><th>queued</th><th>idle</th></tr></thead><tbody></tbody></table>
+</section>
 <h2>Open connections <small>(click one for its subflows)</small></h2>
 <div id="no-connections">none</div>
 <table id="connections" class="hidden"><thead><tr><th>id</th><th>client</th><th>destination</th><th>mode</th><th>key / server</th><th>MPTCP</th><th>subflows</th><th>up</th><th>down</th><th>age</th></tr></thead><tbody></tbody></table>
@@ -212,6 +216,25 @@ function render(doc) {
     row.className = "key"; row.dataset.key = k.key;
     cell(row, k.key); cell(row, k.open); cell(row, k.accepted); cell(row, k.refused); cell(row, bytes(k.bytes_up)); cell(row, bytes(k.bytes_down));
     keyBody.appendChild(row);
+  }
+
+  // UDP: shown once the relay carries any (a gateway with udp = true, or a server that had a flow).
+  const udp = doc.udp;
+  show("udp-section", !!udp && (udp.flows_opened > 0 || udp.flows.length > 0));
+  if (udp) {
+    const dropped = Object.entries(udp.drops).filter(([, n]) => n > 0).map(([why, n]) => why + " " + n).join(", ");
+    document.getElementById("udp-summary").textContent =
+      "(" + udp.open_flows + " open, " + udp.flows_opened + " since start; dropped: " + (dropped || "none") + ")";
+    const udpBody = document.querySelector("#udp tbody");
+    udpBody.replaceChildren();
+    for (const f of udp.flows) {
+      const row = document.createElement("tr");
+      row.className = "udp-flow";
+      cell(row, f.id); cell(row, f.client || "?"); cell(row, f.destination || "?"); cell(row, f.phase); cell(row, f.mptcp || "-");
+      cell(row, f.datagrams_up); cell(row, f.datagrams_down); cell(row, bytes(f.bytes_up)); cell(row, bytes(f.bytes_down));
+      cell(row, f.drops); cell(row, bytes(f.queued_bytes)); cell(row, f.idle_seconds.toFixed(1) + " s");
+      udpBody.appendChild(row);
+    }
   }
 
   show("wans-section", doc.wans.length > 0);

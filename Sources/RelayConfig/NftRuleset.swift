@@ -44,7 +44,9 @@ public enum NftRuleset {
             "iifname != { \(i.lanInterfaces.map { "\"\($0)\"" }.joined(separator: ", ")) } return",
             plan.udp.isEmpty ? "meta l4proto != tcp return" : "meta l4proto != { tcp, udp } return",
         ]
-        let destinationRules = [
+        // Broadcast and multicast never leave the LAN: DHCP, mDNS, DHCPv6 must reach the
+        // gateway's own services, whatever `exclude` says (it replaces the defaults).
+        let destinationRules = (plan.udp.isEmpty ? [] : ["fib daddr type { broadcast, multicast } return"]) + [
             "fib daddr type local return",
             "ip daddr @excluded4 return",
         ] + (plan.ipv6 ? ["ip6 daddr @excluded6 return"] : [])

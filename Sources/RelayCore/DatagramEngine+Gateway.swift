@@ -86,7 +86,7 @@ extension DatagramEngine {
         _ = try? Socket.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
         // Datagrams wait in the flow's queue, where their age is known and bounded, not in
         // the socket: the kernel keeps only this much unsent beyond what is in flight.
-        _ = try? Socket.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NOTSENT_LOWAT, value: Int32(udp.socketUnsentBytes))
+        limitUnsent(fd.rawValue)
         var phase = DatagramFlow.Phase.connecting
         do {
             try Socket.connect(fd, to: via)
@@ -126,6 +126,7 @@ extension DatagramEngine {
             return
         }
         flow.phase = .open
+        flow.toTunnel.restamp(now)
         flush(slot, flow)
     }
 

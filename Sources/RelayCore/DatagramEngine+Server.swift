@@ -13,6 +13,8 @@ struct ServerFlowRequest: Sendable {
     let destination: SocketAddress
     /// Bytes the worker read past the header: the first frames.
     let early: [UInt8]
+    /// The per-key account the flow holds (TunnelKeyAccounts), released when it ends; -1: none.
+    let keySlot: Int32
 }
 
 /// The server end: the worker that accepted the tunnel connection checked its header
@@ -27,6 +29,7 @@ extension DatagramEngine {
             _ = send(request.tunnel, reply, n, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
             shutdown(request.tunnel, Int32(SHUT_WR))
             close(request.tunnel)
+            if request.keySlot >= 0 { accounts?.release(request.keySlot, bytesUp: 0, bytesDown: 0) }
             limitNotice("tunnel client=\(request.peer) UDP to \(request.destination) refused: \(why)")
         }
         guard openFlows < udp.maxFlows else {
@@ -40,7 +43,7 @@ extension DatagramEngine {
             refuse(e == .networkUnreachable || e == .noRouteToHost ? .destinationUnreachable : .networkFailure, "\(e)")
             return
         }
-        _ = try? Socket.setOption(FileDescriptor(rawValue: request.tunnel), level: Int32(IPPROTO_TCP), name: TCP_NOTSENT_LOWAT, value: Int32(udp.socketUnsentBytes))
+        limitUnsent(request.tunnel)
         var reply = [UInt8](repeating: 0, count: 8)
         let length = reply.withUnsafeMutableBytes { TunnelHeader.encodeReply(error: nil, into: $0) }
         let slot = insert { id, generation in
@@ -49,6 +52,7 @@ extension DatagramEngine {
                          prefix: Array(reply[..<length]), queueBytes: udp.queueBytes, now: now)
         }
         let flow = flows[slot]!
+        flow.keySlot = request.keySlot
         flow.status = MPTCP.status(of: FileDescriptor(rawValue: request.tunnel), createdAs: .mptcp)
         logger.debug("udp flow=u\(flow.id) tunnel client=\(request.peer) destination=\(request.destination) \(flow.status!)")
         flush(slot, flow)
@@ -58,6 +62,21 @@ extension DatagramEngine {
         }
     }
 
-    /// Called by a worker (any thread): the engine takes the socket from here on.
-    func handOver(_ request: ServerFlowRequest) { post(.adopt(request)) }
+    /// Called by a worker (any thread): the engine takes the socket from here on. False when
+    /// the engine has stopped (the caller still owns the socket).
+    func handOver(_ request: ServerFlowRequest) -> Bool { post(.adopt(request)) }
+
+    /// A reload removed keys with `revoke = "now"`: their flows end as their TCP
+    /// connections do.
+    func revoke(_ slots: [Int32]) { _ = post(.revoke(slots)) }
+
+    func revokeFlows(_ slots: [Int32]) {
+        var closed = 0
+        for slot in flows.indices {
+            guard let flow = flows[slot], flow.keySlot >= 0, slots.contains(flow.keySlot) else { continue }
+            closeFlow(slot, why: "key revoked")
+            closed += 1
+        }
+        if closed > 0 { logger.notice("udp: ended \(closed) flow(s) of revoked key(s)") }
+    }
 }

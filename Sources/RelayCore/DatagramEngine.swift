@@ -29,6 +29,9 @@ public final class DatagramEngine: @unchecked Sendable {
     public let counters = DatagramCounters()
     var logger: Logger
     let steering: UplinkSteeringChannel?
+    /// Server: the per-key accounts a flow's tunnel connection keeps holding (limits,
+    /// revocation, metrics), shared with the workers.
+    let accounts: TunnelKeyAccounts?
     /// Aggregation servers the health pings took out of service (TunnelServerProber): a new
     /// flow goes to its destination's server among the others, as TCP connections do.
     let serversOut = Mutex<Set<SocketAddress>>([])
@@ -57,10 +60,13 @@ public final class DatagramEngine: @unchecked Sendable {
     var lastLimitLog: Int64 = .min / 2
 
     /// Work handed in from other threads (tunnel-server workers, snapshot requests).
-    private let inbox = Mutex<[Inbound]>([])
+    /// `open` false once the loop has ended: nothing more is taken (a caller keeps what it
+    /// would have handed over), and the wake descriptor is never written after its close.
+    private let inbox = Mutex<(items: [Inbound], open: Bool)>(([], true))
     enum Inbound {
         case adopt(ServerFlowRequest)
-        case snapshot(@Sendable (DatagramSnapshot) -> Void)
+        case revoke([Int32])
+        case snapshot(@Sendable (DatagramSnapshot?) -> Void)
     }
 
     struct FlowKey: Hashable {
@@ -72,7 +78,8 @@ public final class DatagramEngine: @unchecked Sendable {
     public let configuredRole: String
     var role: String { configuredRole }
 
-    init(settings: RelaySettings, steering: UplinkSteeringChannel?, logger: Logger) throws(RelayError) {
+    init(settings: RelaySettings, steering: UplinkSteeringChannel?, accounts: TunnelKeyAccounts?, logger: Logger) throws(RelayError) {
+        self.accounts = accounts
         settingsLock = Mutex((settings.udp, settings.connectTimeout, settings.upstreamMPTCP, settings.listeners))
         self.logger = logger
         self.steering = steering
@@ -125,7 +132,10 @@ public final class DatagramEngine: @unchecked Sendable {
     /// Stops the loop, closes every flow, waits for the thread.
     func stop() {
         stopFlag.store(true, ordering: .releasing)
-        poke()
+        inbox.withLock { box in
+            var one: UInt64 = 1
+            if box.open { _ = write(wake, &one, 8) }
+        }
         if let t = thread {
             pthread_join(t, nil)
             thread = nil
@@ -136,27 +146,32 @@ public final class DatagramEngine: @unchecked Sendable {
     /// `udp` switched on takes a restart, and the reload says so).
     func reload(_ settings: RelaySettings) {
         settingsLock.withLock { $0 = (settings.udp, settings.connectTimeout, settings.upstreamMPTCP, settings.listeners) }
-        poke()
+        inbox.withLock { box in
+            var one: UInt64 = 1
+            if box.open { _ = write(wake, &one, 8) }
+        }
     }
 
     /// Answers at the engine's next wake (at once: this wakes it).
     public func snapshot(timeout: Double = 2) -> DatagramSnapshot? {
         let result = Mutex<DatagramSnapshot?>(nil)
         let done = DispatchSemaphore(value: 0)
-        inbox.withLock { $0.append(.snapshot { s in result.withLock { $0 = s }; done.signal() }) }
-        poke()
+        guard post(.snapshot { s in result.withLock { $0 = s }; done.signal() }) else { return nil }
         guard done.wait(timeout: .now() + timeout) == .success else { return nil }
         return result.withLock { $0 }
     }
 
-    func post(_ item: Inbound) {
-        inbox.withLock { $0.append(item) }
-        poke()
-    }
-
-    private func poke() {
-        var one: UInt64 = 1
-        _ = write(wake, &one, 8)
+    /// Queues work for the loop and wakes it; false once the loop has ended.
+    @discardableResult
+    func post(_ item: Inbound) -> Bool {
+        inbox.withLock { box in
+            guard box.open else { return false }
+            box.items.append(item)
+            // Under the lock: the loop closes `wake` only after closing the inbox.
+            var one: UInt64 = 1
+            _ = write(wake, &one, 8)
+            return true
+        }
     }
 
     // MARK: The loop
@@ -178,6 +193,22 @@ public final class DatagramEngine: @unchecked Sendable {
             }
         }
         for slot in flows.indices where flows[slot] != nil { closeFlow(slot, why: "relay stopping", quiet: true) }
+        // Whatever arrived too late is answered (snapshots) or given back (sockets closed,
+        // accounts released); nothing is taken after this.
+        let late = inbox.withLock { box -> [Inbound] in
+            box.open = false
+            defer { box.items.removeAll() }
+            return box.items
+        }
+        for item in late {
+            switch item {
+            case .adopt(let request):
+                close(request.tunnel)
+                if request.keySlot >= 0 { accounts?.release(request.keySlot, bytesUp: 0, bytesDown: 0) }
+            case .revoke: break
+            case .snapshot(let reply): reply(nil)
+            }
+        }
         for l in gatewayListeners { close(l.fd) }
         close(epoll)
         close(wake)
@@ -207,10 +238,11 @@ public final class DatagramEngine: @unchecked Sendable {
 
     private func drainInbox() {
         loadSettings()
-        let items = inbox.withLock { list -> [Inbound] in defer { list.removeAll() }; return list }
+        let items = inbox.withLock { box -> [Inbound] in defer { box.items.removeAll() }; return box.items }
         for item in items {
             switch item {
             case .adopt(let request): adopt(request)
+            case .revoke(let slots): revokeFlows(slots)
             case .snapshot(let reply): reply(makeSnapshot())
             }
         }
@@ -285,6 +317,10 @@ public final class DatagramEngine: @unchecked Sendable {
         freeSlots.append(slot)
         openFlows -= 1
         counters.add(.flowsClosed, 1)
+        if flow.keySlot >= 0 {
+            accounts?.release(flow.keySlot, bytesUp: flow.bytesUp, bytesDown: flow.bytesDown)
+            flow.keySlot = -1
+        }
         let key = FlowKey(client: flow.client, destination: flow.destination)
         if byKey[key] == slot {
             byKey[key] = nil
@@ -322,11 +358,30 @@ public final class DatagramEngine: @unchecked Sendable {
                 closeFlow(slot, why: "idle for \(Int(limit)) s")
                 continue
             }
-            // A socket that stays full never wakes us: age its queue here too.
+            // A socket that stays full never wakes us: age its queue here too. Not while
+            // connecting: the handshake is not queueing, and the first datagrams (a DNS query,
+            // a QUIC Initial) would otherwise be lost on any path slower than queue_ms.
+            guard flow.phase == .open else { continue }
             let dropped = flow.toTunnel.expire(now: now, maxAge: maxAge)
             if dropped > 0 { countDrops(flow, .age, dropped) }
         }
     }
+
+    /// Keeps a tunnel socket's unsent bytes small (TCP_NOTSENT_LOWAT), so datagrams wait in
+    /// the flow's queue, where their age is bounded. MPTCP takes the option from Linux 6.9 on;
+    /// before, a small fixed send buffer bounds the same thing (and the flow's rate to about
+    /// buffer / RTT), and the log says so once.
+    func limitUnsent(_ fd: Int32) {
+        let socket = FileDescriptor(rawValue: fd)
+        if (try? Socket.setOption(socket, level: Int32(IPPROTO_TCP), name: TCP_NOTSENT_LOWAT, value: Int32(udp.socketUnsentBytes))) != nil { return }
+        _ = try? Socket.setOption(socket, level: SOL_SOCKET, name: SO_SNDBUF, value: Int32(Self.fallbackSendBuffer))
+        if !warnedNoLowat {
+            warnedNoLowat = true
+            logger.notice("udp: this kernel's MPTCP refuses TCP_NOTSENT_LOWAT (added in Linux 6.9): tunnel sockets of UDP flows get a \(Self.fallbackSendBuffer / 1024) KiB send buffer instead, which bounds their queueing and their rate (the kernel doubles it: about 512 KiB per round trip)")
+        }
+    }
+    static let fallbackSendBuffer = 256 << 10
+    var warnedNoLowat = false
 
     func countDrops(_ flow: DatagramFlow, _ reason: DatagramDrop, _ n: Int) {
         flow.drops += UInt64(n)
@@ -358,9 +413,10 @@ public final class DatagramEngine: @unchecked Sendable {
     func enqueue(_ flow: DatagramFlow, _ datagram: UnsafeRawBufferPointer) {
         flow.lastActive = now
         guard flow.phase != .refused else { countDrops(flow, .tunnelDown, 1); return }
-        let maxAge = Int64(udp.queueMilliseconds) * 1_000_000
-        let aged = flow.toTunnel.expire(now: now, maxAge: maxAge)
-        if aged > 0 { countDrops(flow, .age, aged) }
+        if flow.phase == .open {
+            let aged = flow.toTunnel.expire(now: now, maxAge: Int64(udp.queueMilliseconds) * 1_000_000)
+            if aged > 0 { countDrops(flow, .age, aged) }
+        }
         if flow.toTunnel.push(datagram, now: now) {
             flow.datagramsUp += 1
             flow.bytesUp += UInt64(datagram.count)
@@ -395,7 +451,7 @@ public final class DatagramEngine: @unchecked Sendable {
                 let e = errno
                 if e == EINTR { continue }
                 if e == EAGAIN { break }
-                closeFlow(slot, why: "tunnel write: \(Errno(rawValue: e))")
+                closeFlow(slot, why: "tunnel write: \(Errno(rawValue: e))", holdDown: flow.awaitingReply)
                 return
             }
             var written = n
@@ -439,11 +495,14 @@ public final class DatagramEngine: @unchecked Sendable {
         if n < 0 {
             let e = errno
             if e == EAGAIN || e == EINTR { return }
-            closeFlow(slot, why: "tunnel read: \(Errno(rawValue: e))")
+            // Before the reply, a reset is a refusal (pre-auth limits, a middlebox): hold the
+            // flow down rather than redial at once for its next datagram.
+            closeFlow(slot, why: "tunnel read: \(Errno(rawValue: e))", holdDown: flow.awaitingReply)
             return
         }
         if n == 0 {
-            closeFlow(slot, why: flow.awaitingReply ? "tunnel closed before the server replied" : "tunnel closed by the peer")
+            closeFlow(slot, why: flow.awaitingReply ? "tunnel closed before the server replied" : "tunnel closed by the peer",
+                      holdDown: flow.awaitingReply)
             return
         }
         flow.fromTunnel.appended(n)

@@ -50,6 +50,8 @@ final class DatagramFlow {
     var bytesUp: UInt64 = 0
     var bytesDown: UInt64 = 0
     var drops: UInt64 = 0
+    /// Server: the per-key account this flow holds (released when it is forgotten); -1: none.
+    var keySlot: Int32 = -1
     /// A flow to a one-shot service (DNS, NTP) gets the short idle timeout at once.
     let oneShotPort: Bool
 

@@ -78,6 +78,12 @@ final class DatagramQueue {
         return dropped
     }
 
+    /// Every frame counts as queued `now` (the tunnel just connected: the handshake was not
+    /// queueing).
+    func restamp(_ now: Int64) {
+        for i in 0..<frames { frameTimes![(frameHead + i) % Self.maxFrames] = now }
+    }
+
     /// How long the oldest frame has waited.
     func oldestAge(now: Int64) -> Int64 { frames > 0 ? now - frameTimes![frameHead] : 0 }
 

@@ -163,12 +163,14 @@ public final class Relay {
         listenerSockets = Array(zip(ids, settings.listeners))
         let interfaceAddresses = Socket.interfaceAddresses()
         localAddresses = LocalAddresses(interfaceAddresses: interfaceAddresses)
+        // One account book for the workers' TCP connections and the engine's UDP flows.
+        let accounts = TunnelKeyAccounts()
         if DatagramEngine.wanted(settings) {
-            let engine = try DatagramEngine(settings: settings, steering: uplinks, logger: logger)
+            let engine = try DatagramEngine(settings: settings, steering: uplinks, accounts: accounts, logger: logger)
             try engine.start()
             datagrams = engine
         }
-        tunnelContext = TunnelContext(serverAddresses: interfaceAddresses, datagrams: datagrams)
+        tunnelContext = TunnelContext(serverAddresses: interfaceAddresses, datagrams: datagrams, accounts: accounts)
         let mailboxList = self.mailboxList
         let resolver = UpstreamResolver(logger: logger) { resolved in
             for m in mailboxList.all { m.post { $0.upstreamAddresses = resolved } }
@@ -414,6 +416,7 @@ public final class Relay {
         let revoked = tunnelContext.accounts.install(Self.keyrings(next))
         if !revoked.isEmpty && next.listeners.contains(where: { $0.mode == .tunnelServer && $0.tunnel?.revokeNow == true }) {
             for m in mailboxes { m.post { $0.revokedKeys = revoked } }
+            datagrams?.revoke(revoked)
             logger.notice("reload: revoke = \"now\": resetting the open connections of \(revoked.count) removed key(s)")
         }
         updateProber(next)

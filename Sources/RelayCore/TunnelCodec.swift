@@ -53,7 +53,7 @@ final class TunnelContext: Sendable {
     }
 
     let replayCache = ReplayCache()
-    let accounts = TunnelKeyAccounts()
+    let accounts: TunnelKeyAccounts
     /// The server's own addresses (denied as destinations) and the policies built on them;
     /// both replaced when the host's addresses change.
     private let state: Mutex<(serverAddresses: [SocketAddress], policies: [PolicyKey: DestinationPolicy])>
@@ -66,9 +66,10 @@ final class TunnelContext: Sendable {
     /// Where UDP flows go once their header checks out (nil: this relay carries no UDP).
     let datagrams: DatagramEngine?
 
-    init(serverAddresses: [SocketAddress], datagrams: DatagramEngine? = nil) {
+    init(serverAddresses: [SocketAddress], datagrams: DatagramEngine? = nil, accounts: TunnelKeyAccounts = TunnelKeyAccounts()) {
         state = Mutex((serverAddresses, [:]))
         self.datagrams = datagrams
+        self.accounts = accounts
     }
 
     /// The host gained or lost an address: policies are rebuilt on their next use.

@@ -207,7 +207,14 @@ extension Worker {
             rejectTunnel(slot, code: TunnelCodec.malformed, reason: "peer address unknown")
             return
         }
-        engine.handOver(ServerFlowRequest(tunnel: c.pointee.client, peer: peer, destination: destination, early: Array(early)))
+        // The key's account goes with the socket: the flow counts against its key's limit and
+        // is ended by a revocation until the engine forgets it.
+        guard engine.handOver(ServerFlowRequest(tunnel: c.pointee.client, peer: peer, destination: destination, early: Array(early),
+                                                keySlot: c.pointee.keySlot)) else {
+            rejectTunnel(slot, code: ErrorCode.networkFailure.rawValue, reason: "UDP flow requested while the relay stops")
+            return
+        }
+        c.pointee.keySlot = -1
         c.pointee.client = -1
         beginClose(slot, reason: .completed, reset: false, quiet: true)
     }

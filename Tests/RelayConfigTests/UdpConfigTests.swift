@@ -91,6 +91,7 @@ import RelayCore
         try withKey { dir in
             let text = NftRuleset.render(try RelayConfigFile.parse(text: Self.gateway(), origin: origin, baseDirectory: dir))
             #expect(text.contains("meta l4proto != { tcp, udp } return"))
+            #expect(text.contains("fib daddr type { broadcast, multicast } return"), "DHCP and mDNS stay on the LAN whatever exclude says")
             #expect(text.contains("meta nfproto ipv4 meta l4proto udp tproxy ip to :7000 meta mark set 0x4d50 accept"))
             #expect(text.contains("meta nfproto ipv6 meta l4proto udp tproxy ip6 to :7000 meta mark set 0x4d50 accept"))
             // Same exclusions as TCP: they come before every tproxy rule.
