@@ -90,7 +90,8 @@ for round in $(seq "$ROUNDS"); do
             rate=$((SUM * pct / 100))
             # -w 4M: a receiver buffer for the bursts in-order delivery makes (docs/udp.md).
             out=$(lan iperf3 -c $a -u -b ${rate}M -l 1200 -t "$SECS" -w 4M -J)
-            R[$arm,rate$pct]+=" $(json "round(d['end']['sum']['bits_per_second']/1e6,1)" <<<"$out")"
+            # Delivered: the offered rate less what the receiver counted lost.
+            R[$arm,rate$pct]+=" $(json "round(d['end']['sum']['bits_per_second']*(1-d['end']['sum']['lost_percent']/100)/1e6,1)" <<<"$out")"
             R[$arm,loss$pct]+=" $(json "round(d['end']['sum']['lost_percent'],2)" <<<"$out")"
         done
         out=$(lan python3 scripts/lib/udp-probe.py pingpong --host $a --port 7002 --count 200 --interval 5)
@@ -114,7 +115,7 @@ row() {  # label key
     printf '%-44s %-28s %-28s %s\n' "$1" "$t [${R[tunnel,$2]# }]" "$o [${R[one,$2]# }]" "$(ratio "$t" "$o")"
 }
 for pct in 50 90 120; do
-    row "iperf3 -u at $pct % ($((SUM * pct / 100)) Mbit/s): Mbit/s" rate$pct
+    row "iperf3 -u at $pct % ($((SUM * pct / 100)) Mbit/s): delivered" rate$pct
     row "  loss %" loss$pct
 done
 row "ping-pong 64 B idle: RTT p50 ms" rtt50

@@ -111,19 +111,10 @@ public final class DatagramEngine: @unchecked Sendable {
     }
 
     func start() throws(RelayError) {
-        var t = pthread_t()
-        let box = Unmanaged.passRetained(self).toOpaque()
-        // Signals stay blocked here as in every relay thread (the caller blocked them).
-        let rc = pthread_create(&t, nil, { arg in
-            let engine = Unmanaged<DatagramEngine>.fromOpaque(arg!).takeRetainedValue()
-            engine.run()
-            return nil
-        }, box)
-        guard rc == 0 else {
-            Unmanaged<DatagramEngine>.fromOpaque(box).release()
-            throw .thread(rc)
+        switch startThread({ self.run() }) {
+        case .success(let t): thread = t
+        case .failure(let e): throw .thread(e.code)
         }
-        thread = t
         for l in gatewayListeners {
             logger.notice("listening on \(l.settings.address) (UDP): LAN datagrams through the tunnel to \(l.settings.tunnel?.via?.description ?? "?")")
         }

@@ -194,20 +194,14 @@ public final class Relay {
                                       counters: counters[i], localAddresses: localAddresses, upstreamAddresses: upstreamAddresses,
                                       tunnelContext: tunnelContext, limits: limits, logger: logger)
             launches.append(launch)
-            var thread = pthread_t()
-            let box = Unmanaged.passRetained(launch).toOpaque()
-            let rc = pthread_create(&thread, nil, { arg in
-                let launch = Unmanaged<WorkerLaunch>.fromOpaque(arg!).takeRetainedValue()
-                launch.run()
-                return nil
-            }, box)
-            if rc != 0 {
-                Unmanaged<WorkerLaunch>.fromOpaque(box).release()
+            switch startThread({ launch.run() }) {
+            case .success(let thread):
+                threads.append(thread)
+            case .failure(let e):
                 launches.removeLast()
                 stopStarted()
-                throw .thread(rc)
+                throw .thread(e.code)
             }
-            threads.append(thread)
             joined.append(false)
         }
         // Each worker builds its ring first thing; a refusal (io_uring disabled, seccomp,

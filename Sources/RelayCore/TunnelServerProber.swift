@@ -106,17 +106,11 @@ public final class TunnelServerProber: @unchecked Sendable {
     }
 
     private func startThread() {
-        var t = pthread_t()
-        let box = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&t, nil, { arg in
-            let prober = Unmanaged<TunnelServerProber>.fromOpaque(arg!).takeRetainedValue()
-            prober.run()
-            return nil
-        }, box)
-        if rc == 0 {
+        switch RelayCore.startThread({ self.run() }) {
+        case .success(let t):
             thread = t
-        } else {
-            Unmanaged<TunnelServerProber>.fromOpaque(box).release()
+        case .failure(let e):
+            let rc = e.code
             logger.error("tunnel: cannot start the server health thread: \(String(cString: strerror(rc))); every server is taken as in service")
         }
     }

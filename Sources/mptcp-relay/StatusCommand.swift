@@ -124,6 +124,16 @@ enum StatusTable {
                         + [bytes(c.bytesUp), bytes(c.bytesDown), String(format: "%.0fs", c.ageSeconds)])
         }
         out += "\n\n" + table(rows)
+        if let u = doc.udp, u.flowsOpened > 0 || !u.flows.isEmpty {
+            let drops = u.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            out += "\n\nUDP flows: \(u.openFlows) open, \(u.flowsOpened) since start; datagrams up \(u.datagramsUp), down \(u.datagramsDown); dropped: \(drops.isEmpty ? "none" : drops)"
+            if !u.flows.isEmpty {
+                out += "\n" + table([["ID", "State", "MPTCP", "Client", "Destination", "Datagrams up/down", "Up", "Down", "Dropped", "Idle"]] + u.flows.map {
+                    [$0.id, $0.phase, $0.mptcp ?? "-", $0.client ?? "?", $0.destination ?? "?", "\($0.datagramsUp)/\($0.datagramsDown)",
+                     bytes($0.bytesUp), bytes($0.bytesDown), "\($0.drops)", String(format: "%.0fs", $0.idleSeconds)]
+                })
+            }
+        }
         if doc.subflowDetailsOmitted > 0 { out += "\n(subflows of \(doc.subflowDetailsOmitted) connection(s) not read: over the per-request budget)" }
         return out
     }

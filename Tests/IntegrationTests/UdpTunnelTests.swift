@@ -40,6 +40,9 @@ extension Integration {
                 let api = try await u.api()
                 #expect((api.udp?.flowsOpened ?? 0) >= 2, "the gateway's API counts the UDP flows: \(String(describing: api.udp))")
                 #expect(api.udp?.flows.contains { $0.destination == "\(Self.farIP):5201" } == true, "the iperf3 flow is listed: \(String(describing: api.udp))")
+                // `mptcp-relay status` lists them.
+                let status = try await Proc.check(in: u.env.tb.gwNS, [try await RelayBinary.path(), "status", "--admin", "127.0.0.1:9901"])
+                #expect(status.contains("UDP flows:") && status.contains("\(Self.farIP):5201"), "status shows the UDP flow:\n\(status)")
                 // The dashboard shows the flows (headless Chromium renders the page).
                 let chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(u.env.tmp.file("chromium").path)",
                                 "--virtual-time-budget=4000", "--window-size=1280,1000", "--dump-dom", "http://127.0.0.1:9901/"]
@@ -321,8 +324,9 @@ struct IperfSummary {
               let end = root["end"] as? [String: Any], let sum = end["sum"] as? [String: Any] else {
             throw ProcError("not iperf3 JSON: \(json.prefix(400))")
         }
-        mbit = ((sum["bits_per_second"] as? Double) ?? 0) / 1e6
         lostPercent = (sum["lost_percent"] as? Double) ?? 100
+        // The offered rate less what the receiver counted lost.
+        mbit = ((sum["bits_per_second"] as? Double) ?? 0) / 1e6 * (1 - lostPercent / 100)
         mbit = (mbit * 10).rounded() / 10
         lostPercent = (lostPercent * 100).rounded() / 100
     }
