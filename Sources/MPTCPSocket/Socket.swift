@@ -45,6 +45,11 @@ public enum Socket {
         return v
     }
 
+    /// getsockopt(SO_ERROR): the socket's pending error (0: none), or the getsockopt error.
+    public static func pendingError(_ fd: FileDescriptor) -> Int32 {
+        do { return try intOption(fd, level: SOL_SOCKET, name: SO_ERROR) } catch { return error.rawValue }
+    }
+
     /// SO_LINGER {on, 0}: the next close(2) sends RST instead of FIN, which is how a
     /// relay passes a peer's reset on to the other side.
     public static func setResetOnClose(_ fd: FileDescriptor) throws(Errno) {

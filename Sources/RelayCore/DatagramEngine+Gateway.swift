@@ -142,7 +142,9 @@ extension DatagramEngine {
             logger.debug("udp flow=u\(flow.id) client=\(flow.client) destination=\(flow.destination) tunnel=connected \(flow.status!)")
             return true
         case .failure(let text):
-            closeFlow(slot, why: "refused: tunnel server answered \(text)", holdDown: true)
+            // Unsupported Message to a UDP header: a server that predates UDP flows.
+            let hint = text == .unsupportedMessage ? " (a server without UDP support: upgrade it; TCP is unaffected)" : ""
+            closeFlow(slot, why: "refused: tunnel server answered \(text)\(hint)", holdDown: true)
             return false
         case .invalid(let text):
             closeFlow(slot, why: "refused: tunnel server reply invalid: \(text)", holdDown: true)

@@ -58,6 +58,7 @@ public final class DatagramEngine: @unchecked Sendable {
     var lastSweep: Int64 = 0
     /// Rate limits for log lines about drops (one a few seconds, with counts).
     var lastLimitLog: Int64 = .min / 2
+    var lastRefusalLog: Int64 = .min / 2
 
     /// Work handed in from other threads (tunnel-server workers, snapshot requests).
     /// `open` false once the loop has ended: nothing more is taken (a caller keeps what it
@@ -292,7 +293,16 @@ public final class DatagramEngine: @unchecked Sendable {
         if !quiet {
             let seconds = Double(now - flow.openedAt) / 1e9
             let line: Logger.Message = "closed udp flow=u\(flow.id) client=\(flow.client) destination=\(flow.destination) \(flow.status?.description ?? "mptcp=?") \(why) datagrams_up=\(flow.datagramsUp) datagrams_down=\(flow.datagramsDown) up=\(flow.bytesUp) down=\(flow.bytesDown) drops=\(flow.drops) ms=\(Int(seconds * 1000))"
-            if holdDown { logger.notice(line) } else { logger.info(line) }
+            // Refusals repeat (every flow, every hold-down) while a server refuses or is down:
+            // one notice per 5 s, the rest at debug; the drops are counted either way.
+            if holdDown && now - lastRefusalLog >= 5_000_000_000 {
+                lastRefusalLog = now
+                logger.notice(line)
+            } else if holdDown {
+                logger.debug(line)
+            } else {
+                logger.info(line)
+            }
         }
         if holdDown {
             flow.phase = .refused

@@ -18,6 +18,7 @@ struct OperationToken: Equatable {
         case wake              // eventfd read: a command from the control thread
         case tick              // periodic timer: idle sweep, grace deadline
         case cancel            // completions of cancel requests
+        case replyWait         // index: connection, direction: look again for a tunnel reply (Fast Open, before the SYN-ACK)
     }
 
     var raw: UInt64

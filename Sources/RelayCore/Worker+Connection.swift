@@ -140,7 +140,7 @@ extension Worker {
             return
         }
         c.pointee.pending -= 1
-        if kind == .pollIn || kind == .pollOut || kind == .spliceIn || kind == .spliceOut {
+        if kind == .pollIn || kind == .pollOut || kind == .spliceIn || kind == .spliceOut || kind == .replyWait {
             withDirection(c, d) { $0.busy = false }
         }
         if c.pointee.phase == .closing {
@@ -162,7 +162,7 @@ extension Worker {
         case .pollIn:
             withDirection(c, d) { $0.drained = false }
             pump(slot, d)
-        case .pollOut: pump(slot, d)
+        case .pollOut, .replyWait: pump(slot, d)
         case .spliceIn:
             if readCompleted(slot, d, IOOutcome(spliceResult: result)) { pump(slot, d) }
         case .spliceOut:

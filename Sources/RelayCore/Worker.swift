@@ -29,6 +29,9 @@ final class Worker {
     let tickSpec: UnsafeMutablePointer<RingTimespec>
     let connectTimeoutSpec: UnsafeMutablePointer<RingTimespec>
     let backoffSpec: UnsafeMutablePointer<RingTimespec>
+    /// How soon a Fast Open tunnel looks again for its reply while the kernel says the
+    /// socket is not connected yet (Worker+Pump replyRead): well under a WAN round trip.
+    let replyWaitSpec: UnsafeMutablePointer<RingTimespec>
     var backoffArmed = false
     var acceptPausedSince: Int64? = nil
     var lastPauseWarning = Int64.min / 2
@@ -89,6 +92,8 @@ final class Worker {
         connectTimeoutSpec.initialize(to: RingTimespec(duration: settings.connectTimeout))
         backoffSpec = .allocate(capacity: 1)
         backoffSpec.initialize(to: RingTimespec(seconds: 0, nanoseconds: 100_000_000))
+        replyWaitSpec = .allocate(capacity: 1)
+        replyWaitSpec.initialize(to: RingTimespec(seconds: 0, nanoseconds: 2_000_000))
     }
 
     deinit {
@@ -101,6 +106,7 @@ final class Worker {
         tickSpec.deallocate()
         connectTimeoutSpec.deallocate()
         backoffSpec.deallocate()
+        replyWaitSpec.deallocate()
     }
 
     static func registerBytes(_ config: ListenerSettings, _ counters: WorkerCounters) -> ListenerBytes {
@@ -154,7 +160,7 @@ final class Worker {
         case .acceptResume:
             backoffArmed = false
             armAccepts()
-        case .connect, .connectTimeout, .pollIn, .pollOut, .spliceIn, .spliceOut:
+        case .connect, .connectTimeout, .pollIn, .pollOut, .spliceIn, .spliceOut, .replyWait:
             connectionOperationCompleted(kind, token, result)
         case .wake: wakeCompleted(result)
         case .tick: tick()
