@@ -27,6 +27,9 @@ struct Direction {
     /// still closed: a poll would fire at once with POLLHUP). The other direction resumes
     /// this one once it has written the request.
     var awaitingConnect = false
+    /// Times the tunnel reply read found the socket not yet connected (Fast Open): the
+    /// re-check backs off with it.
+    var replyWaits: UInt8 = 0
     /// Gateway with several servers, client -> server direction: once the request is written,
     /// keep it (and the client's first bytes) and read nothing more until the server's reply,
     /// so that a refusal can be retried on another server with the same bytes.

@@ -152,17 +152,31 @@ extension Worker {
             // has not made yet: wait for it (prefixWritten resumes this direction).
             withDirection(c, d) { $0.awaitingConnect = true }
             return false
-        case .failed(let e) where e == .socketNotConnected && Socket.pendingError(FileDescriptor(rawValue: withDirection(c, d) { $0.source })) == 0:
+        case .failed(let e) where e == .socketNotConnected:
             // The request went out with the SYN (TCP_FASTOPEN_CONNECT), and until the SYN-ACK
             // an MPTCP socket reports TCP_CLOSE: recv says ENOTCONN, and poll reports POLLHUP at
-            // once, so a poll would spin. Nothing failed (SO_ERROR is 0): look again shortly,
+            // once, so a poll would spin. Nothing failed while SO_ERROR is 0 (reading it clears
+            // it, so it is read once, here): look again shortly, backing off 2 ms to 64 ms,
             // until the connect timeout. Measured before this (Linux 6.18): 19-30 of ~460
             // short tunnelled connections reset, every one 0-1 ms after the dial, state 7.
+            let pending = Socket.pendingError(FileDescriptor(rawValue: withDirection(c, d) { $0.source }))
+            if pending != 0 {
+                let cause = Errno(rawValue: pending)
+                if retryOnAnotherServer(slot, why: "failed: \(errnoText(cause.rawValue))") { return false }
+                beginClose(slot, reason: .refused("tunnel server: \(errnoText(cause.rawValue))"), reset: true)
+                return false
+            }
             if settings.connectTimeout > 0, Self.preciseNanoseconds() - c.pointee.dialedAt > nanoseconds(settings.connectTimeout) {
+                counters.add(.connectFailures, 1)
+                if retryOnAnotherServer(slot, why: "no answer within connect_timeout") { return false }
                 beginClose(slot, reason: .connectTimeout, reset: true)
                 return false
             }
-            submit(.replyWait, slot, d) { ring.timeout(replyWaitSpec, userData: $0) }
+            let attempt = withDirection(c, d) { dir -> Int in
+                defer { dir.replyWaits = dir.replyWaits &+ 1 }
+                return Int(dir.replyWaits)
+            }
+            submit(.replyWait, slot, d) { ring.timeout(replyWaitSpecs + min(attempt, Self.replyWaitSteps - 1), userData: $0) }
             return false
         case .failed(let e), .unsupported(let e):
             if retryOnAnotherServer(slot, why: "failed: \(errnoText(e.rawValue))") { return false }

@@ -30,8 +30,10 @@ final class Worker {
     let connectTimeoutSpec: UnsafeMutablePointer<RingTimespec>
     let backoffSpec: UnsafeMutablePointer<RingTimespec>
     /// How soon a Fast Open tunnel looks again for its reply while the kernel says the
-    /// socket is not connected yet (Worker+Pump replyRead): well under a WAN round trip.
-    let replyWaitSpec: UnsafeMutablePointer<RingTimespec>
+    /// socket is not connected yet (Worker+Pump replyRead): 2, 4, ... 64 ms, so a connection
+    /// that never connects costs a few dozen wake-ups, not thousands.
+    let replyWaitSpecs: UnsafeMutablePointer<RingTimespec>
+    static let replyWaitSteps = 6
     var backoffArmed = false
     var acceptPausedSince: Int64? = nil
     var lastPauseWarning = Int64.min / 2
@@ -92,8 +94,10 @@ final class Worker {
         connectTimeoutSpec.initialize(to: RingTimespec(duration: settings.connectTimeout))
         backoffSpec = .allocate(capacity: 1)
         backoffSpec.initialize(to: RingTimespec(seconds: 0, nanoseconds: 100_000_000))
-        replyWaitSpec = .allocate(capacity: 1)
-        replyWaitSpec.initialize(to: RingTimespec(seconds: 0, nanoseconds: 2_000_000))
+        replyWaitSpecs = .allocate(capacity: Self.replyWaitSteps)
+        for i in 0..<Self.replyWaitSteps {
+            (replyWaitSpecs + i).initialize(to: RingTimespec(seconds: 0, nanoseconds: 2_000_000 << i))
+        }
     }
 
     deinit {
@@ -106,7 +110,7 @@ final class Worker {
         tickSpec.deallocate()
         connectTimeoutSpec.deallocate()
         backoffSpec.deallocate()
-        replyWaitSpec.deallocate()
+        replyWaitSpecs.deallocate()
     }
 
     static func registerBytes(_ config: ListenerSettings, _ counters: WorkerCounters) -> ListenerBytes {
