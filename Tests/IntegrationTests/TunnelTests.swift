@@ -57,8 +57,8 @@ extension Integration {
         /// connection whose reply read came before the handshake completed was reset at once:
         /// until the SYN-ACK, an MPTCP socket connected with TCP_FASTOPEN_CONNECT reports
         /// TCP_CLOSE (recv: ENOTCONN, poll: POLLHUP, SO_ERROR 0). Measured on 6.18: 19-30 of
-        /// ~460 short transfers in 6 s. replyRead now looks again every 2 ms (replyWait)
-        /// instead. Left: 6 of ~210-310 per run never leave TCP_CLOSE (no SYN-ACK in 10 s) and
+        /// ~460 short transfers in 6 s. replyRead now looks again (replyWait: 2 ms, backing
+        /// off to 64 ms) instead. Left: 6 of ~210-310 per run never leave TCP_CLOSE (no SYN-ACK in 10 s) and
         /// end at the connect timeout; not reproduced with plain sockets (Python, sequential
         /// or 6 in parallel: 0 of 1,800), so it seems tied to io_uring's connect. 0 with
         /// fast_open = false.
