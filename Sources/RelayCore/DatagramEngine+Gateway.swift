@@ -119,7 +119,7 @@ extension DatagramEngine {
 
     /// The tunnel's connect finished (EPOLLOUT while connecting).
     func tunnelConnected(_ slot: Int, _ flow: DatagramFlow) {
-        let error = (try? Socket.intOption(FileDescriptor(rawValue: flow.tunnel), level: SOL_SOCKET, name: SO_ERROR)) ?? EIO
+        let error = Socket.pendingError(FileDescriptor(rawValue: flow.tunnel))
         guard error == 0 else {
             let via = flow.tunnelProtocol == .mptcp ? "MPTCP" : "TCP"
             closeFlow(slot, why: "tunnel connect (\(via)) failed: \(Errno(rawValue: error))", holdDown: true)

@@ -24,10 +24,7 @@ struct ServerFlowRequest: Sendable {
 extension DatagramEngine {
     func adopt(_ request: ServerFlowRequest) {
         func refuse(_ code: ErrorCode, _ why: String) {
-            var reply = [UInt8](repeating: 0, count: 8)
-            let n = reply.withUnsafeMutableBytes { TunnelHeader.encodeReply(error: code, into: $0) }
-            _ = send(request.tunnel, reply, n, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
-            shutdown(request.tunnel, Int32(SHUT_WR))
+            TunnelCodec.sendRefusal(request.tunnel, code: code.rawValue)
             close(request.tunnel)
             if request.keySlot >= 0 { accounts?.release(request.keySlot, bytesUp: 0, bytesDown: 0) }
             limitNotice("tunnel client=\(request.peer) UDP to \(request.destination) refused: \(why)")

@@ -124,10 +124,7 @@ public final class DatagramEngine: @unchecked Sendable {
     /// Stops the loop, closes every flow, waits for the thread.
     func stop() {
         stopFlag.store(true, ordering: .releasing)
-        inbox.withLock { box in
-            var one: UInt64 = 1
-            if box.open { _ = write(wake, &one, 8) }
-        }
+        poke()
         if let t = thread {
             pthread_join(t, nil)
             thread = nil
@@ -138,10 +135,7 @@ public final class DatagramEngine: @unchecked Sendable {
     /// `udp` switched on takes a restart, and the reload says so).
     func reload(_ settings: RelaySettings) {
         settingsLock.withLock { $0 = (settings.udp, settings.connectTimeout, settings.upstreamMPTCP, settings.listeners) }
-        inbox.withLock { box in
-            var one: UInt64 = 1
-            if box.open { _ = write(wake, &one, 8) }
-        }
+        poke()
     }
 
     /// Answers at the engine's next wake (at once: this wakes it).
@@ -159,11 +153,21 @@ public final class DatagramEngine: @unchecked Sendable {
         inbox.withLock { box in
             guard box.open else { return false }
             box.items.append(item)
-            // Under the lock: the loop closes `wake` only after closing the inbox.
-            var one: UInt64 = 1
-            _ = write(wake, &one, 8)
+            writeWake()
             return true
         }
+    }
+
+    /// Wakes the loop, unless it has ended.
+    private func poke() {
+        inbox.withLock { box in if box.open { writeWake() } }
+    }
+
+    /// Only under the inbox lock, with the inbox open: the loop closes `wake` only after
+    /// closing the inbox, so this never writes to a closed (or reused) descriptor.
+    private func writeWake() {
+        var one: UInt64 = 1
+        _ = write(wake, &one, 8)
     }
 
     // MARK: The loop
@@ -175,7 +179,7 @@ public final class DatagramEngine: @unchecked Sendable {
         while !stopFlag.load(ordering: .acquiring) {
             // The sweep (idle timeouts, queue ages, held-down flows) runs at least every 100 ms.
             let n = cnet_epoll_wait(epoll, &events, &data, 256, 100)
-            now = Self.monotonic()
+            now = Worker.preciseNanoseconds()
             if n > 0 {
                 for i in 0..<Int(n) { dispatch(events[i], data[i]) }
             }
@@ -249,12 +253,6 @@ public final class DatagramEngine: @unchecked Sendable {
                 gatewayListeners[i].settings = next
             }
         }
-    }
-
-    static func monotonic() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
     func token(_ kind: Kind, _ slot: Int, _ generation: UInt32) -> UInt64 {

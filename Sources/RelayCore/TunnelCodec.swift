@@ -24,6 +24,18 @@ enum TunnelCodec {
         TunnelHeader.encodeRequest(destination: destination, transport: transport, key: key, keyName: keyName, now: now, nonce: .random(), into: out)
     }
 
+    /// Refuses a tunnel client: the Error TLV reply (when `code` is given), then a FIN right
+    /// behind it. Best effort and non-blocking: the caller closes the socket next (the close
+    /// may still turn into RST if the client sent more than was read, a rejection all the same).
+    static func sendRefusal(_ fd: Int32, code: UInt8?) {
+        if let code {
+            var reply: (UInt64, UInt64) = (0, 0)
+            let n = withUnsafeMutableBytes(of: &reply) { encodeReply(error: code, into: $0) }
+            _ = withUnsafeBytes(of: &reply) { send(fd, $0.baseAddress, n, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+        }
+        shutdown(fd, Int32(SHUT_WR))
+    }
+
     static func encodeReply(error: UInt8?, into out: UnsafeMutableRawBufferPointer) -> Int {
         TunnelHeader.encodeReply(error: error.map { ErrorCode(rawValue: $0) }, into: out)
     }

@@ -227,7 +227,7 @@ public final class TunnelServerProber: @unchecked Sendable {
             for (p, i) in zip(polls, waiting) where p.revents != 0 {
                 switch stages[i] {
                 case .connecting:
-                    let soError = (try? Socket.intOption(FileDescriptor(rawValue: fds[i]), level: SOL_SOCKET, name: SO_ERROR)) ?? EIO
+                    let soError = Socket.pendingError(FileDescriptor(rawValue: fds[i]))
                     guard soError == 0 else {
                         outcomes[i] = .failed("connect: \(String(cString: strerror(soError)))")
                         stages[i] = .done

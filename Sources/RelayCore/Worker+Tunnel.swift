@@ -259,17 +259,10 @@ extension Worker {
     /// cleanly so the answer arrives; nothing was or will be connected for this client.
     func rejectTunnel(_ slot: Int32, code: UInt8?, reason: String) {
         let c = table[slot]
-        if let code {
-            var reply = [UInt8](repeating: 0, count: 64)
-            let n = reply.withUnsafeMutableBytes { TunnelCodec.encodeReply(error: code, into: $0) }
-            _ = send(c.pointee.client, reply, n, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
-        }
+        TunnelCodec.sendRefusal(c.pointee.client, code: code)
         counters.add(.refused, 1)
         metricTunnelRefused(TunnelCodec.metricLabel(code))
         logger.notice("conn=\(index).\(c.pointee.sequence) tunnel client=\(peerText(c)) refused: \(reason)")
-        // FIN right behind the reply; the close that follows may still turn into RST if the
-        // client sent more than we read, which is a rejection all the same.
-        shutdown(c.pointee.client, Int32(SHUT_WR))
         beginClose(slot, reason: .refused(reason), reset: false)
     }
 

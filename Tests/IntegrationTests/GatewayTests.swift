@@ -174,11 +174,7 @@ struct GatewaySetup {
         let check = try await Proc.run([bin, "check", "--config", config, "--no-bind"])
         try #require(check.succeeded, "config check failed: \(check.summary)")
         if intercept {
-            let rules = try await Proc.check([bin, "nft", "--config", config])
-            _ = try await Proc.check(in: env.tb.gwNS, ["nft", "-f", "-"], stdin: rules)
-            for line in try await Proc.check([bin, "nft", "--config", config, "--routes"]).split(separator: "\n") {
-                _ = try await Proc.check(in: env.tb.gwNS, line.split(separator: " ").map(String.init))
-            }
+            try await env.loadInterception(config: config)
         }
         let relay = try await env.daemon(in: env.tb.gwNS, [bin, "run", "--config", config], port: port, log: "gateway.log")
         let www = env.tmp.file("www")
@@ -203,6 +199,19 @@ struct GatewaySetup {
 }
 
 /// Bytes received on an interface of a namespace.
+extension Env {
+    /// What `mptcp-relay nft --config` prints for `config`, loaded on the gateway: the nft
+    /// table, then its `ip rule`/`ip route` lines (--routes), as the nft unit does.
+    func loadInterception(config: String) async throws {
+        let bin = try await RelayBinary.path()
+        let rules = try await Proc.check([bin, "nft", "--config", config])
+        _ = try await Proc.check(in: tb.gwNS, ["nft", "-f", "-"], stdin: rules)
+        for line in try await Proc.check([bin, "nft", "--config", config, "--routes"]).split(separator: "\n") {
+            _ = try await Proc.check(in: tb.gwNS, line.split(separator: " ").map(String.init))
+        }
+    }
+}
+
 func rxBytes(_ ns: String, _ dev: String) async throws -> Int {
     Int(try await Proc.check(in: ns, ["cat", "/sys/class/net/\(dev)/statistics/rx_bytes"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
 }

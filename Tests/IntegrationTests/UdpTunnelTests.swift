@@ -276,7 +276,6 @@ func withUdpTunnel(flowsPerClient: Int = 512, _ body: (UdpTunnelSetup) async thr
         let srv = env.tb.srvNS
         _ = try await Proc.check(in: srv, ["ip", "addr", "add", "\(Integration.UdpTunnel.farIP)/32", "dev", "lo"])
         _ = try await Proc.check(in: srv, ["ip", "-6", "addr", "add", "\(Integration.UdpTunnel.farIP6)/128", "dev", "lo", "nodad"])
-        // Routed (untunnelled) replies to the LAN go back over WAN 1, as for a direct path.
         let key = try TunnelSetup.writeKey(env.tmp.file("tunnel.key"))
         let bin = try await RelayBinary.path()
         let serverConfig = env.tmp.file("server.toml")
@@ -304,11 +303,7 @@ func withUdpTunnel(flowsPerClient: Int = 512, _ body: (UdpTunnelSetup) async thr
             [admin]
             listen = "127.0.0.1:9901"
             """, to: gatewayConfig)
-        let rules = try await Proc.check([bin, "nft", "--config", gatewayConfig.path])
-        _ = try await Proc.check(in: env.tb.gwNS, ["nft", "-f", "-"], stdin: rules)
-        for line in try await Proc.check([bin, "nft", "--config", gatewayConfig.path, "--routes"]).split(separator: "\n") {
-            _ = try await Proc.check(in: env.tb.gwNS, line.split(separator: " ").map(String.init))
-        }
+        try await env.loadInterception(config: gatewayConfig.path)
         let gateway = try await env.daemon(in: env.tb.gwNS, [bin, "run", "--config", gatewayConfig.path], port: 7000, log: "gateway.log")
         try await body(UdpTunnelSetup(env: env, key: key, gateway: gateway, server: server))
     }
