@@ -33,6 +33,16 @@ struct OperationToken: Equatable {
 
     init(raw: UInt64) { self.raw = raw }
 
+    /// Kinds whose completion belongs to a connection slot (Worker.connectionOperationCompleted),
+    /// for code that hands completions over without Worker.dispatch (the test harness).
+    /// Exhaustive on purpose, as Worker.dispatch is: a new kind must say where it goes.
+    static func namesConnection(_ kind: Kind) -> Bool {
+        switch kind {
+        case .connect, .connectTimeout, .pollIn, .pollOut, .spliceIn, .spliceOut, .replyWait: return true
+        case .accept, .acceptResume, .wake, .tick, .cancel: return false
+        }
+    }
+
     var kind: Kind? { Kind(rawValue: UInt8(truncatingIfNeeded: raw >> 58)) }
     var direction: Int { Int(truncatingIfNeeded: (raw >> 56) & 0x3) }
     var generation: UInt32 { UInt32(truncatingIfNeeded: raw >> 24) }

@@ -49,9 +49,7 @@ import TunnelProtocol
         let upstream = try LoopbackListener(), front = try LoopbackListener()
         let w = try WorkerUnderTest([Self.forward(upstream.address)]) { $0.spliceEngine = engine }
         w.worker.spliceFlags |= 0x100  // not a SPLICE_F_* flag: the kernel answers EINVAL, moving nothing
-        let pair = try LoopbackPair(to: front)
-        w.accept(pair)
-        try w.turn(until: { w.slot0.pointee.phase != .connecting })
+        let pair = try w.connectedClient(through: front)
         let server = try #require(upstream.accept())
         defer { close(server) }
         let payload = Self.payload(300_000)  // well past the 16 KiB that turns a direction to splice
@@ -68,9 +66,7 @@ import TunnelProtocol
     @Test func spliceRefusedWithBytesInThePipeDrainsItByCopy() throws {
         let upstream = try LoopbackListener(), front = try LoopbackListener()
         let w = try WorkerUnderTest([Self.forward(upstream.address)])
-        let pair = try LoopbackPair(to: front)
-        w.accept(pair)
-        try w.turn(until: { w.slot0.pointee.phase != .connecting })
+        let pair = try w.connectedClient(through: front)
         let server = try #require(upstream.accept())
         defer { close(server) }
         let payload = Self.payload(8_000_000)
@@ -168,9 +164,7 @@ import TunnelProtocol
     @Test func bytesCountWhileTheConnectionIsOpen() throws {
         let upstream = try LoopbackListener(), front = try LoopbackListener()
         let w = try WorkerUnderTest([Self.forward(upstream.address)])
-        let pair = try LoopbackPair(to: front)
-        w.accept(pair)
-        try w.turn(until: { w.slot0.pointee.phase != .connecting })
+        let pair = try w.connectedClient(through: front)
         let server = try #require(upstream.accept())
         defer { close(server) }
         let payload = Self.payload(100_000)
@@ -187,9 +181,7 @@ import TunnelProtocol
         let upstream = try LoopbackListener(mptcp: true), front = try LoopbackListener()
         let listener = Self.forward(upstream.address, listen: 24_001)
         let w = try WorkerUnderTest([listener])
-        let pair = try LoopbackPair(to: front)
-        w.accept(pair)
-        try w.turn(until: { w.slot0.pointee.phase != .connecting })
+        let pair = try w.connectedClient(through: front)
         try #require(w.slot0.pointee.status == .active, "loopback MPTCP is off here (net.mptcp.enabled=0?)")
         let server = try #require(upstream.accept())
         let (received, end) = try Self.transfer(w, pair, server, Self.payload(1000))
@@ -207,9 +199,7 @@ import TunnelProtocol
         let upstream = try LoopbackListener(), front = try LoopbackListener()
         let listener = Self.forward(upstream.address)
         let w = try WorkerUnderTest([listener]) { $0.idleTimeout = 600 }
-        let pair = try LoopbackPair(to: front)
-        w.accept(pair)
-        try w.turn(until: { w.slot0.pointee.phase != .connecting })
+        let pair = try w.connectedClient(through: front)
         let server = try #require(upstream.accept())
         defer { close(server) }
         var next = w.worker.settings

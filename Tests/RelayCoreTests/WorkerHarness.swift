@@ -57,14 +57,17 @@ final class WorkerUnderTest {
         worker.now = Self.monotonic()
         _ = worker.ring.drainCompletions { userData, result, _ in
             let token = OperationToken(raw: userData)
-            guard let kind = token.kind else { return }
-            switch kind {
-            case .connect, .connectTimeout, .pollIn, .pollOut, .spliceIn, .spliceOut:
-                worker.connectionOperationCompleted(kind, token, fault?(token, result) ?? result)
-            default:
-                break
-            }
+            guard let kind = token.kind, OperationToken.namesConnection(kind) else { return }
+            worker.connectionOperationCompleted(kind, token, fault?(token, result) ?? result)
         }
+    }
+
+    /// A client through `front`, accepted, with its upstream connect completed.
+    func connectedClient(through front: LoopbackListener) throws -> LoopbackPair {
+        let pair = try LoopbackPair(to: front)
+        accept(pair)
+        try turn(until: { slot0.pointee.phase != .connecting })
+        return pair
     }
 
     /// Turns until `done` holds (at most `limit` turns).
