@@ -26,7 +26,7 @@ extension RelayConfigFile {
     /// What `check` says about UDP: which listener carries the LAN's datagrams, with what
     /// bounds, and that block_quic is moot once QUIC is carried.
     public func udpSummary() -> [String] {
-        let carriers = settings.listeners.filter { $0.udp && $0.tunnelsOut }
+        let carriers = settings.listeners.filter(\.carriesUDP)
         guard !carriers.isEmpty else { return [] }
         let u = settings.udp
         var lines = carriers.map { l in

@@ -138,7 +138,7 @@ public enum NftRuleset {
             for listener in config.settings.listeners where listener.mode.intercepts {
                 for family in ListenerParsing.interceptedFamilies(listener.address, ipv6: ipv6) {
                     if listener.mode == .transparent { tproxy.append((family, listener.address)) } else { redirect.append((family, listener.address)) }
-                    if listener.mode == .transparent && listener.udp && listener.tunnelsOut { udp.append((family, listener.address)) }
+                    if listener.carriesUDP { udp.append((family, listener.address)) }
                 }
             }
             tproxy.sort { $0.0 < $1.0 }

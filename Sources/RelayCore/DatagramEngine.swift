@@ -91,7 +91,7 @@ public final class DatagramEngine: @unchecked Sendable {
         guard w >= 0 else { close(e); throw .eventfd(Errno(rawValue: errno)) }
         wake = w
         _ = cnet_epoll_control(epoll, CNET_EPOLL_CTL_ADD, wake, CNET_EPOLLIN, Kind.wake.rawValue << 56)
-        for listener in settings.listeners where listener.udp && listener.tunnelsOut {
+        for listener in settings.listeners where listener.carriesUDP {
             let fd = listener.address.withSockaddr { cnet_udp_listener($0, $1) }
             guard fd >= 0 else {
                 close(epoll); close(wake)
@@ -108,7 +108,7 @@ public final class DatagramEngine: @unchecked Sendable {
 
     /// Whether a relay with these settings needs the engine.
     static func wanted(_ settings: RelaySettings) -> Bool {
-        settings.listeners.contains { ($0.udp && $0.tunnelsOut) || $0.mode == .tunnelServer }
+        settings.listeners.contains { $0.carriesUDP || $0.mode == .tunnelServer }
     }
 
     func start() throws(RelayError) {
@@ -249,7 +249,7 @@ public final class DatagramEngine: @unchecked Sendable {
         let listeners = settingsLock.withLock { $0.listeners }
         // Keys and vias may change on reload; the sockets stay.
         for i in gatewayListeners.indices {
-            if let next = listeners.first(where: { $0.address == gatewayListeners[i].settings.address && $0.udp && $0.tunnelsOut }) {
+            if let next = listeners.first(where: { $0.address == gatewayListeners[i].settings.address && $0.carriesUDP }) {
                 gatewayListeners[i].settings = next
             }
         }

@@ -390,8 +390,8 @@ public final class Relay {
         ] where changed {
             logger.notice("reload: \(name) changes on restart")
         }
-        let udpBefore = settings.listeners.filter { $0.udp && $0.tunnelsOut }.map(\.address)
-        let udpAfter = next.listeners.filter { $0.udp && $0.tunnelsOut }.map(\.address)
+        let udpBefore = settings.listeners.filter(\.carriesUDP).map(\.address)
+        let udpAfter = next.listeners.filter(\.carriesUDP).map(\.address)
         if udpBefore != udpAfter || (datagrams == nil && DatagramEngine.wanted(next)) {
             logger.notice("reload: UDP interception (listeners with udp = true, or a first tunnel-server listener's UDP flows) changes on restart")
         }

@@ -113,6 +113,9 @@ public struct ListenerSettings: Sendable, Equatable {
     public var udp = false
     /// A transparent or redirect listener that carries its connections through a tunnel server.
     public var tunnelsOut: Bool { mode.intercepts && tunnel?.via != nil }
+    /// A transparent listener that also carries the LAN's UDP through its tunnel (the parser
+    /// allows `udp` nowhere else; this is the one test the engine, nft and reload share).
+    public var carriesUDP: Bool { udp && mode == .transparent && tunnelsOut }
 
     public init(address: SocketAddress, mode: ListenerMode, tunnel: TunnelSettings? = nil, proxyProtocol: Bool = false) {
         self.address = address
