@@ -20,7 +20,7 @@ PACKAGES=(
     chromium fonts-dejavu-core  # headless browser test of the admin dashboard
     dpkg-dev fakeroot lintian man-db binutils adduser git   # scripts/package-deb.sh, test-deb.sh
     bind9-dnsutils wireguard-tools wireguard-go   # UDP tests: dig, and a WireGuard tunnel through the relay
-    python3-venv   # the QUIC peer (aioquic from PyPI) lives in .build/test-venv
+    python3-venv openssl   # the QUIC peer (aioquic from PyPI, in .build/test-venv) and its test certificate
     libcurl4-openssl-dev   # -lcurl: static Foundation (FoundationNetworking) in the package's -static-stdlib link
 )
 
