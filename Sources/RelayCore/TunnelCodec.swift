@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNetLinux
 import MPTCPSocket
 import Synchronization
 import TunnelProtocol
