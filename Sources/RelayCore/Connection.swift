@@ -111,11 +111,15 @@ struct Connection {
     /// per server tried already, so a refusal retries on another one and never loops.
     var server = 0
     var serversTried: UInt32 = 0
+    /// Tunnel server: bytes of the request header read so far (into the up direction's buffer).
+    var headerFill = 0
     var up = Direction()    // client -> upstream
     var down = Direction()  // upstream -> client
 
     /// Applies a lifecycle event; false when there is nothing to do. An illegal transition
-    /// is a bug in the relay: it traps in debug builds and is ignored in release builds.
+    /// is a bug in the relay, and it stops the process in release builds too: carrying on
+    /// with a connection in a state nobody designed is worse (its descriptors, pipes and
+    /// pending count would be anybody's guess).
     @discardableResult
     mutating func move(_ event: LifecycleEvent) -> Bool {
         switch phase.on(event) {
@@ -125,8 +129,7 @@ struct Connection {
         case .ignore:
             return false
         case .invalid:
-            assertionFailure("illegal connection transition: \(phase) on \(event)")
-            return false
+            preconditionFailure("illegal connection transition: \(phase) on \(event)")
         }
     }
 

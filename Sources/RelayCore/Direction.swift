@@ -19,30 +19,10 @@ struct Direction {
     var buffer: Int32 = -1
     var prefixStart = 0
     var prefixEnd = 0
-    /// Gateway side of a tunnel: the server's reply header must be read off the source
-    /// before relaying; `bufferFill` bytes of it have arrived.
-    var expectReply = false
-    var bufferFill = 0
-    /// The reply was read for before a Fast Open connect had sent its SYN (the socket is
-    /// still closed: a poll would fire at once with POLLHUP). The other direction resumes
-    /// this one once it has written the request.
-    var awaitingConnect = false
-    /// Times the tunnel reply read found the socket not yet connected (Fast Open): the
-    /// re-check backs off with it.
-    var replyWaits: UInt8 = 0
-    /// Gateway with several servers, client -> server direction: once the request is written,
-    /// keep it (and the client's first bytes) and read nothing more until the server's reply,
-    /// so that a refusal can be retried on another server with the same bytes.
-    var holdUntilReply = false
-    /// The direction has turned bulk (a read filled a whole copy buffer): from now on bytes
-    /// move by splice through a pipe. Until then they are copied through a small buffer:
-    /// for requests and short answers, recv+send costs no pipe and, out of an MPTCP socket
-    /// (which has no splice_read and copies anyway), no freshly allocated pipe pages.
-    var bulk = false
-    /// splice refused this direction's files (`IOOutcome.unsupported`): every byte is copied
-    /// through a buffer from now on, as before it turned bulk; a pipe still holding bytes is
-    /// emptied by read(2) first.
-    var copyOnly = false
+    /// How the bytes move: copied, spliced, or copied for good (see Transfer).
+    var transfer = Transfer.copying
+    /// What the tunnel makes this direction wait for before it relays (gateway side).
+    var handshake = Handshake.none
 
     init() {}
 
@@ -57,21 +37,52 @@ struct Direction {
     /// What the direction does next, from its state alone (no syscalls): the pump performs
     /// the step, records its outcome, and asks again until a step must wait for the kernel.
     var nextStep: DirectionStep {
-        if busy || finished || awaitingConnect { return .wait }
+        if busy || finished || handshake == .awaitingRequest { return .wait }
         if prefixEnd > prefixStart { return .writePrefix }
-        if expectReply { return .readReply }
-        if holdUntilReply { return .wait }
+        if case .readingReply = handshake { return .readReply }
+        if handshake == .holdingForReply { return .wait }
         if buffer >= 0 { return .releaseBuffer }
-        if inPipe > 0 { return copyOnly ? .drainPipe : .write }
+        if inPipe > 0 { return transfer == .copyOnly ? .drainPipe : .write }
         if sourceEOF { return .passEOF }
         if drained { return pipe.isValid ? .releasePipeAndPoll : .pollIn }
         // A direction splice was refused to holds no pipe once it is empty: it copies from
         // now on, and an idle pipe would count against the pipe budget of healthy ones.
-        if copyOnly && pipe.isValid { return .releasePipeAndPoll }
-        if !bulk || copyOnly { return .copyRead }
+        if transfer == .copyOnly && pipe.isValid { return .releasePipeAndPoll }
+        if transfer != .spliced { return .copyRead }
         if !pipe.isValid { return .takePipe }
         return .read
     }
+}
+
+/// How a direction moves its bytes.
+enum Transfer: Equatable {
+    /// Through a small buffer (recv + send), until a read fills it: for requests and short
+    /// answers this costs no pipe and, out of an MPTCP socket (which has no splice_read and
+    /// copies anyway), no freshly allocated pipe pages.
+    case copying
+    /// More is coming than a message's worth: source -> pipe -> sink by splice.
+    case spliced
+    /// splice refused this direction's files (`IOOutcome.unsupported`): copied from now on;
+    /// a pipe still holding bytes is emptied by read(2) first.
+    case copyOnly
+}
+
+/// What a tunnel makes a direction wait for (gateway side). One value, so that the
+/// combinations the old separate flags allowed and nothing handled cannot be represented.
+enum Handshake: Equatable {
+    case none
+    /// Down: the server's reply is read off the source before relaying; `fill` bytes of it
+    /// are in the buffer. `waits`: times the socket was found not yet connected (Fast Open),
+    /// which the re-check backs off with.
+    case readingReply(fill: Int, waits: UInt8)
+    /// Down: the reply was read for before a Fast Open connect had sent its SYN (the socket
+    /// is still closed: a poll would fire at once with POLLHUP). Resumes to `readingReply`
+    /// once the other direction has written the request.
+    case awaitingRequest
+    /// Up, with several servers: once the request is written, keep it (and the client's
+    /// first bytes) and read nothing more until the server's reply, so that a refusal can be
+    /// retried on another server with the same bytes.
+    case holdingForReply
 }
 
 /// The steps of `Direction.nextStep`, in the order they take priority.

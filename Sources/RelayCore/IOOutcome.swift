@@ -13,10 +13,16 @@ enum IOOutcome: Equatable {
     case eof
     /// Nothing to do now: wait for readiness (EAGAIN, or an interrupted call to repeat).
     case wouldBlock
+    /// The socket has no connection yet (ENOTCONN, EINPROGRESS): a Fast Open socket between
+    /// its first write and the SYN-ACK, or one whose SYN has not gone out yet.
+    case notConnectedYet
     /// splice(2) cannot move bytes between these files here (EINVAL, ENOSYS, EOPNOTSUPP, or
     /// EPERM from a seccomp filter): not the peer's doing; the direction copies instead.
     case unsupported(Errno)
-    case failed(Errno)
+    /// The host ran out of something (memory, socket buffers, descriptors): not the peer's doing.
+    case shortage(Errno)
+    /// The connection failed: reset, broken pipe, timed out, unreachable (any other error).
+    case peerReset(Errno)
 
     /// A syscall's return value with `errno` (EINTR is retried by the caller's loop).
     init(returned n: Int, errno code: Int32) {
@@ -44,7 +50,7 @@ enum IOOutcome: Equatable {
     private mutating func classifySplice() {
         // A peer that goes away yields ECONNRESET/EPIPE/ETIMEDOUT, never these: they say the
         // kernel (or a filter in front of it) will not splice this pair of files at all.
-        if case .failed(let e) = self, e == .invalidArgument || e == .noFunction || e == .notSupported
+        if case .peerReset(let e) = self, e == .invalidArgument || e == .noFunction || e == .notSupported
             || e == .notSupportedOnSocket || e == .notPermitted {
             self = .unsupported(e)
         }
@@ -54,7 +60,21 @@ enum IOOutcome: Equatable {
         switch code {
         // A signal or a ring's own retry hint: nothing happened, try again after readiness.
         case EAGAIN, EINTR: self = .wouldBlock
-        default: self = .failed(Errno(rawValue: code))
+        case ENOTCONN, EINPROGRESS: self = .notConnectedYet
+        case ENOMEM, ENOBUFS, EMFILE, ENFILE: self = .shortage(Errno(rawValue: code))
+        default: self = .peerReset(Errno(rawValue: code))
+        }
+    }
+}
+
+extension IOOutcome {
+    /// The error a failed outcome carries, for a close reason (ENOTCONN for
+    /// `notConnectedYet`); nil when nothing failed.
+    var error: Errno? {
+        switch self {
+        case .moved, .eof, .wouldBlock: return nil
+        case .notConnectedYet: return .socketNotConnected
+        case .unsupported(let e), .shortage(let e), .peerReset(let e): return e
         }
     }
 }

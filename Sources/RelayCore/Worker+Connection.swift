@@ -163,11 +163,9 @@ extension Worker {
             withDirection(c, d) { $0.drained = false }
             pump(slot, d)
         case .pollOut, .replyWait: pump(slot, d)
-        case .spliceIn:
-            if readCompleted(slot, d, IOOutcome(spliceResult: result)) { pump(slot, d) }
-        case .spliceOut:
-            if writeCompleted(slot, d, IOOutcome(spliceResult: result)) { pump(slot, d) }
-        default: break
+        case .spliceIn: spliceCompleted(slot, d, .read, IOOutcome(spliceResult: result))
+        case .spliceOut: spliceCompleted(slot, d, .write, IOOutcome(spliceResult: result))
+        case .accept, .acceptResume, .wake, .tick, .cancel: break
         }
     }
 
@@ -199,13 +197,13 @@ extension Worker {
         c.pointee.up.prefixStart = keepUp.prefixStart
         c.pointee.up.prefixEnd = keepUp.prefixEnd
         c.pointee.up.bytes = keepUp.bytes
-        c.pointee.up.holdUntilReply = keepUp.holdUntilReply
+        c.pointee.up.handshake = keepUp.handshake
         c.pointee.down.buffer = keepDown.buffer
 
         switch listener.mode {
         case _ where listener.tunnelsOut:
             // Logged when the server's reply arrives: only then is the outcome known.
-            c.pointee.down.expectReply = true
+            c.pointee.down.handshake = .readingReply(fill: 0, waits: 0)
             c.pointee.down.buffer = handshakeBuffers.take()
         case .tunnelServer:
             c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.client), createdAs: .mptcp)

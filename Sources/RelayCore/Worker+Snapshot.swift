@@ -72,7 +72,7 @@ extension Worker {
         var snapshot = ConnectionSnapshot(
             worker: index, sequence: c.pointee.sequence, listener: listener.address, mode: Self.modeName(listener),
             client: peerAddress(c), destination: destination, phase: phase,
-            mptcp: connected && !c.pointee.down.expectReply ? MPTCPOutcome(c.pointee.status, wanted: mptcpWanted(listener)) : nil,
+            mptcp: connected && c.pointee.down.handshake == .none ? MPTCPOutcome(c.pointee.status, wanted: mptcpWanted(listener)) : nil,
             bytesUp: c.pointee.up.bytes, bytesDown: c.pointee.down.bytes,
             ageSeconds: Double(max(0, now - c.pointee.openedAt)) / 1e9, subflows: nil)
         snapshot.key = c.pointee.keyName?.description

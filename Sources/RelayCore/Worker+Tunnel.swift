@@ -25,16 +25,17 @@ extension Worker {
         c.pointee.up.buffer = buffer
         // With a second server to fall back on, the request and these first bytes stay until
         // the reply says whether they must go to another server.
-        c.pointee.up.holdUntilReply = tunnel.servers.count > 1
-        switch DataPath.receive(c.pointee.client, into: base + length, count: HandshakeBuffers.size - length) {
+        if tunnel.servers.count > 1 { c.pointee.up.handshake = .holdingForReply }
+        let outcome = DataPath.receive(c.pointee.client, into: base + length, count: HandshakeBuffers.size - length)
+        switch outcome {
         case .moved(let early):
             length += early
             countBytes(c, 0, early)
         case .eof, .wouldBlock:
             // EOF stays readable: the up direction passes it on after the request.
             break
-        case .failed(let e), .unsupported(let e):
-            beginClose(slot, reason: .resetByClient(e.rawValue), reset: true)
+        case .notConnectedYet, .unsupported, .shortage, .peerReset:
+            beginClose(slot, reason: .resetByClient(outcome.error?.rawValue ?? EIO), reset: true)
             return false
         }
         c.pointee.up.prefixStart = 0
@@ -65,8 +66,8 @@ extension Worker {
         let c = table[slot]
         let listener = listeners[c.pointee.listener].settings
         guard listener.tunnelsOut, let tunnel = listener.tunnel, tunnel.servers.count > 1,
-              c.pointee.up.holdUntilReply, c.pointee.up.buffer >= 0, !c.pointee.up.busy, !c.pointee.down.busy,
-              c.pointee.phase == .connecting || c.pointee.down.expectReply,
+              c.pointee.up.handshake == .holdingForReply, c.pointee.up.buffer >= 0, !c.pointee.up.busy, !c.pointee.down.busy,
+              c.pointee.phase == .connecting || c.pointee.down.handshake != .none,
               let destination = withUnsafePointer(to: &c.pointee.destination, { SocketAddress(storage: UnsafeRawPointer($0)) }),
               let next = TunnelServerChoice.pick(tunnel.servers, destination: destination, tried: c.pointee.serversTried, out: serversOut)
         else { return false }
@@ -82,7 +83,7 @@ extension Worker {
         up.buffer = held.buffer
         up.prefixEnd = held.prefixEnd
         up.bytes = held.bytes
-        up.holdUntilReply = true
+        up.handshake = .holdingForReply
         c.pointee.up = up
         c.pointee.down = Direction()
         c.pointee.server = next
@@ -92,48 +93,26 @@ extension Worker {
         return true
     }
 
-    /// The down direction read more of the server's reply; true to keep pumping.
-    func tunnelReplyProgress(_ slot: Int32, _ d: Int) -> Bool {
-        let c = table[slot]
-        let (buffer, fill) = withDirection(c, d) { ($0.buffer, $0.bufferFill) }
-        let bytes = UnsafeRawBufferPointer(start: handshakeBuffers.pointer(buffer), count: fill)
-        switch TunnelCodec.parseReply(bytes) {
-        case .needMore:
-            if fill == HandshakeBuffers.size {
-                beginClose(slot, reason: .refused("tunnel reply too long"), reset: true)
-                return false
-            }
-            return true
-        case .success(let consumed):
-            withDirection(c, d) { dir in
-                dir.expectReply = false
-                dir.prefixStart = consumed
-                dir.prefixEnd = fill
-            }
-            countBytes(c, d, fill - consumed)
-            c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
-            recordOutcome(c)
-            logger.debug("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c)) tunnel=connected \(c.pointee.status)")
-            if c.pointee.up.holdUntilReply {
-                // The server took the request: the client's bytes flow from now on.
-                c.pointee.up.holdUntilReply = false
-                pump(slot, 0)
-            }
-            return true
-        case .failure(let code):
-            // Another server reaches the same destination the same way: only a refusal of the
-            // server's own (key, limits, resources) is worth another try.
-            if code != .connectionReset && code != .destinationUnreachable && retryOnAnotherServer(slot, why: "answered \(code)") {
-                return false
-            }
-            counters.add(.refused, 1)
-            metricTunnelRefused("server_refused")
-            beginClose(slot, reason: .refused("tunnel server answered \(code) for destination=\(destinationText(c))"), reset: true)
-            return false
-        case .invalid(let text):
-            beginClose(slot, reason: .refused("tunnel server reply invalid: \(text)"), reset: true)
-            return false
+    /// The bytes of the server's reply read so far in direction `d`, checked.
+    func checkTunnelReply(_ c: UnsafeMutablePointer<Connection>, _ d: Int) -> ReplyVerdict {
+        let (buffer, handshake) = withDirection(c, d) { ($0.buffer, $0.handshake) }
+        guard case .readingReply(let fill, _) = handshake else { preconditionFailure("reply checked while not reading one") }
+        switch TunnelCodec.parseReply(UnsafeRawBufferPointer(start: handshakeBuffers.pointer(buffer), count: fill)) {
+        case .needMore: return .needMore
+        case .success(let consumed): return .accepted(consumed: consumed)
+        // Another server reaches the same destination the same way: only a refusal of the
+        // server's own (key, limits, resources) is worth another try.
+        case .failure(let code): return .refused(code, retry: code != .connectionReset && code != .destinationUnreachable)
+        case .invalid(let text): return .invalid(text)
         }
+    }
+
+    /// The server took the request: the MPTCP outcome is known now.
+    func tunnelReplyAccepted(_ c: UnsafeMutablePointer<Connection>, payload: Int) {
+        countBytes(c, 1, payload)
+        c.pointee.status = MPTCP.status(of: FileDescriptor(rawValue: c.pointee.upstream), createdAs: c.pointee.upstreamProtocol)
+        recordOutcome(c)
+        logger.debug("conn=\(index).\(c.pointee.sequence) client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c)) tunnel=connected \(c.pointee.status)")
     }
 
     // MARK: Server side
@@ -144,9 +123,10 @@ extension Worker {
         let buffer = c.pointee.up.buffer
         let base = handshakeBuffers.pointer(buffer)
         while true {
-            let fill = c.pointee.up.bufferFill
+            let fill = c.pointee.headerFill
             let n: Int
-            switch DataPath.receive(c.pointee.client, into: base + fill, count: HandshakeBuffers.size - fill) {
+            let outcome = DataPath.receive(c.pointee.client, into: base + fill, count: HandshakeBuffers.size - fill)
+            switch outcome {
             case .moved(let count): n = count
             case .wouldBlock:
                 arm(.pollIn, slot, 0, c.pointee.client, events: UInt32(POLLIN))
@@ -154,17 +134,17 @@ extension Worker {
             case .eof:
                 rejectTunnel(slot, code: TunnelCodec.malformed, reason: "client closed before sending a complete header")
                 return
-            case .failed(let error), .unsupported(let error):
-                rejectTunnel(slot, code: TunnelCodec.malformed, reason: errnoText(error.rawValue))
+            case .notConnectedYet, .unsupported, .shortage, .peerReset:
+                rejectTunnel(slot, code: TunnelCodec.malformed, reason: errnoText(outcome.error?.rawValue ?? EIO))
                 return
             }
-            c.pointee.up.bufferFill += n
+            c.pointee.headerFill += n
             c.pointee.lastActive = now
-            let bytes = UnsafeRawBufferPointer(start: base, count: c.pointee.up.bufferFill)
+            let bytes = UnsafeRawBufferPointer(start: base, count: c.pointee.headerFill)
             let listener = listeners[c.pointee.listener].settings
             switch tunnelContext.parseRequest(bytes, settings: listener.tunnel, now: wallClock()) {
             case .needMore:
-                if c.pointee.up.bufferFill == HandshakeBuffers.size {
+                if c.pointee.headerFill == HandshakeBuffers.size {
                     rejectTunnel(slot, code: TunnelCodec.malformed, reason: "header longer than \(HandshakeBuffers.size) bytes")
                     return
                 }
@@ -172,7 +152,7 @@ extension Worker {
                 rejectTunnel(slot, code: code, reason: reason)
                 return
             case .ping(let consumed, let key):
-                answerPing(slot, key: key, trailing: c.pointee.up.bufferFill - consumed)
+                answerPing(slot, key: key, trailing: c.pointee.headerFill - consumed)
                 return
             case .accepted(let destination, .datagram, let consumed, let key, let keySlot):
                 c.pointee.keyName = key
@@ -184,9 +164,9 @@ extension Worker {
                 c.pointee.keySlot = keySlot
                 destination.write(to: &c.pointee.destination)
                 c.pointee.up.prefixStart = consumed
-                c.pointee.up.prefixEnd = c.pointee.up.bufferFill
-                countBytes(c, 0, c.pointee.up.bufferFill - consumed)
-                c.pointee.up.bufferFill = 0
+                c.pointee.up.prefixEnd = c.pointee.headerFill
+                countBytes(c, 0, c.pointee.headerFill - consumed)
+                c.pointee.headerFill = 0
                 c.pointee.move(.headerComplete)
                 releaseHeaderBudget(c)
                 dial(slot, to: destination, mptcp: false, fastOpen: false)

@@ -76,14 +76,14 @@ import Testing
 
     func bulk() -> Direction {
         var d = relaying()
-        d.bulk = true
+        d.transfer = .spliced
         return d
     }
 
     @Test func aFreshDirectionCopiesUntilItTurnsBulk() {
         var d = relaying()
         #expect(d.nextStep == .copyRead)
-        d.bulk = true
+        d.transfer = .spliced
         #expect(d.nextStep == .takePipe)
         d.pipe = SplicePipe(readEnd: 5, writeEnd: 6, capacity: 65536)
         #expect(d.nextStep == .read)
@@ -124,7 +124,7 @@ import Testing
     @Test func aTunnelReplyIsReadBeforeRelaying() {
         var d = relaying()
         d.buffer = 0
-        d.expectReply = true
+        d.handshake = .readingReply(fill: 0, waits: 0)
         #expect(d.nextStep == .readReply)
     }
 
@@ -155,8 +155,8 @@ import Testing
         #expect(IOOutcome(result: -EAGAIN) == .wouldBlock)
         // A signal is not a failure of the peer.
         #expect(IOOutcome(result: -EINTR) == .wouldBlock)
-        #expect(IOOutcome(result: -ECONNRESET) == .failed(.connectionReset))
-        #expect(IOOutcome(returned: -1, errno: EPIPE) == .failed(.brokenPipe))
+        #expect(IOOutcome(result: -ECONNRESET) == .peerReset(.connectionReset))
+        #expect(IOOutcome(returned: -1, errno: EPIPE) == .peerReset(.brokenPipe))
     }
 
     @Test func shortagesAreClassifiedInOnePlace() {

@@ -14,19 +14,18 @@ import Testing
             #expect(IOOutcome(spliceResult: -code) == .unsupported(Errno(rawValue: code)), "\(code)")
             #expect(IOOutcome(splicedReturned: -1, errno: code) == .unsupported(Errno(rawValue: code)))
         }
-        #expect(IOOutcome(spliceResult: -ECONNRESET) == .failed(.connectionReset))
+        #expect(IOOutcome(spliceResult: -ECONNRESET) == .peerReset(.connectionReset))
         #expect(IOOutcome(spliceResult: -EAGAIN) == .wouldBlock)
         #expect(IOOutcome(spliceResult: 5) == .moved(5))
         // recv/send keep their own meaning of these codes.
-        #expect(IOOutcome(result: -EINVAL) == .failed(.invalidArgument))
+        #expect(IOOutcome(result: -EINVAL) == .peerReset(.invalidArgument))
     }
 
     /// Finding 3: a copy-only direction copies instead of taking a pipe, and first empties a
     /// pipe that splice could not write out.
     @Test func aCopyOnlyDirectionCopiesAndDrainsItsPipe() {
         var d = Direction(source: 3, sink: 4)
-        d.bulk = true
-        d.copyOnly = true
+        d.transfer = .copyOnly
         #expect(d.nextStep == .copyRead)
         d.pipe = SplicePipe(readEnd: 5, writeEnd: 6, capacity: 65536)
         d.inPipe = 1000

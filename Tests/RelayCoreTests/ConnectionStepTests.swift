@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemPackage
+import Testing
+import TunnelProtocol
+@testable import RelayCore
+
+/// The connection reducer driven event by event against a scripted kernel: no root, no
+/// sockets, each fault placed exactly where the test wants it.
+@Suite struct ConnectionStepTests {
+    static func bytes(_ n: Int, seed: UInt8 = 1) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) } }
+
+    @Test func aRequestAndALargeAnswerArriveWholeThenACleanClose() {
+        var s = ScriptedConnection()
+        let request = Self.bytes(300)
+        let answer = Self.bytes(20_000, seed: 7)
+        s.kernel[ScriptedConnection.client].inbound = request
+        s.kernel[ScriptedConnection.client].peerFIN = true
+        #expect(s.drive(0) == .wait)
+        #expect(s.connection.up.finished)
+        #expect(s.kernel[ScriptedConnection.upstream].sent == request)
+        #expect(s.kernel[ScriptedConnection.upstream].shutDown, "the client's FIN was passed on")
+        #expect(s.connection.up.transfer == .copying, "a short request never takes a pipe")
+
+        s.kernel[ScriptedConnection.upstream].inbound = answer
+        s.kernel[ScriptedConnection.upstream].peerFIN = true
+        #expect(s.drive(1) == .close(.completed, reset: false))
+        #expect(s.kernel[ScriptedConnection.client].sent == answer, "the answer arrived whole and in order")
+        #expect(s.connection.down.transfer == .spliced, "a full buffer turns the direction bulk")
+        #expect(s.steps(1).contains(.read), "bulk bytes went through the pipe")
+        #expect(!s.kernel[ScriptedConnection.client].shutDown, "the last direction leaves the FIN to close()")
+    }
+
+    /// Finding 3: splice refused on a read is the kernel's doing: copy, never reset.
+    @Test func aRefusedSpliceReadCopiesInstead() {
+        var s = ScriptedConnection()
+        s.connection.down.transfer = .spliced
+        s.kernel.spliceFault = .unsupported(.invalidArgument)
+        let answer = Self.bytes(50_000)
+        s.kernel[ScriptedConnection.upstream].inbound = answer
+        s.kernel[ScriptedConnection.upstream].peerFIN = true
+        s.connection.up.finished = true
+        #expect(s.drive(1) == .close(.completed, reset: false))
+        #expect(s.trace.contains { $0.action == .spliceRefused(.invalidArgument) })
+        #expect(s.connection.down.transfer == .copyOnly)
+        #expect(s.kernel[ScriptedConnection.client].sent == answer, "every byte, in order")
+    }
+
+    /// Finding 3: bytes already in the pipe when splice refuses the write are read out of
+    /// it and sent in order.
+    @Test func aRefusedSpliceWriteDrainsThePipeInOrder() {
+        var s = ScriptedConnection()
+        s.connection.down.transfer = .spliced
+        let answer = Self.bytes(10_000)
+        s.kernel[ScriptedConnection.upstream].inbound = answer
+        s.kernel[ScriptedConnection.upstream].peerFIN = true
+        s.kernel[ScriptedConnection.client].room = 0  // the first write would block: bytes wait in the pipe
+        #expect(s.drive(1) == .pollOut)
+        #expect(s.connection.down.inPipe > 0)
+        s.kernel.spliceFault = .unsupported(.notPermitted)
+        s.kernel[ScriptedConnection.client].room = .max
+        s.connection.up.finished = true
+        #expect(s.drive(1) == .close(.completed, reset: false))
+        #expect(s.steps(1).contains(.drainPipe))
+        #expect(s.kernel[ScriptedConnection.client].sent == answer, "the pipe's bytes first, then the rest, in order")
+    }
+
+    @Test(arguments: [0, 1])
+    func aPeerResetIsPassedOnAsAReset(d: Int) {
+        var s = ScriptedConnection()
+        let source = d == 0 ? ScriptedConnection.client : ScriptedConnection.upstream
+        s.kernel[source].inbound = Self.bytes(10)
+        s.kernel[source].readFault = .peerReset(.connectionReset)
+        let expected: CloseReason = d == 0 ? .resetByClient(ECONNRESET) : .resetByUpstream(ECONNRESET)
+        #expect(s.drive(d) == .close(expected, reset: true))
+    }
+
+    @Test func aFullSinkWaitsForRoomAndLosesNothing() {
+        var s = ScriptedConnection()
+        let request = Self.bytes(3000)
+        s.kernel[ScriptedConnection.client].inbound = request
+        s.kernel[ScriptedConnection.upstream].room = 1000
+        #expect(s.drive(0) == .pollOut)
+        #expect(s.connection.holdsBytes)
+        s.kernel[ScriptedConnection.upstream].room = .max
+        #expect(s.drive(0) == .pollIn)
+        #expect(s.kernel[ScriptedConnection.upstream].sent == request, "nothing lost while the sink was full")
+    }
+
+    @Test func aWriteFailureResetsAndBlamesTheSinksPeer() {
+        var s = ScriptedConnection()
+        s.kernel[ScriptedConnection.client].inbound = Self.bytes(10)
+        s.kernel[ScriptedConnection.upstream].writeFault = .peerReset(.brokenPipe)
+        #expect(s.drive(0) == .close(.resetByUpstream(EPIPE), reset: true))
+    }
+
+    @Test func noPipeMeansACopyNotAFailure() {
+        var s = ScriptedConnection()
+        s.connection.down.transfer = .spliced
+        s.kernel.pipeFault = .tooManyOpenFiles
+        s.kernel[ScriptedConnection.upstream].inbound = Self.bytes(10)
+        #expect(s.drive(1) == .pipeShortage(.tooManyOpenFiles))
+        s.kernel.pipeFault = .badFileDescriptor
+        var t = ScriptedConnection()
+        t.connection.down.transfer = .spliced
+        t.kernel.pipeFault = .badFileDescriptor
+        t.kernel[ScriptedConnection.upstream].inbound = Self.bytes(10)
+        #expect(t.drive(1) == .close(.resources(EBADF), reset: true))
+    }
+
+    // MARK: Tunnel gateway: the reply and Fast Open
+
+    /// A gateway's connection right after its Fast Open connect: the request waits in the up
+    /// direction's buffer, the down direction reads for the reply.
+    static func tunnel(servers: Int) -> ScriptedConnection {
+        var s = ScriptedConnection()
+        let request = s.buffers.take()
+        s.buffers.pointer(request).initializeMemory(as: UInt8.self, repeating: 0xAB, count: 40)
+        s.connection.up.buffer = request
+        s.connection.up.prefixEnd = 40
+        if servers > 1 { s.connection.up.handshake = .holdingForReply }
+        s.connection.down.buffer = s.buffers.take()
+        s.connection.down.handshake = .readingReply(fill: 0, waits: 0)
+        s.kernel[ScriptedConnection.upstream].readFault = .notConnectedYet
+        return s
+    }
+
+    /// A reply read before the request went out (the SYN not sent yet) waits for the write,
+    /// then looks again; one after it asks SO_ERROR, and backs off while nothing failed.
+    @Test func fastOpenWaitsForTheRequestThenProbesTheConnect() {
+        var s = Self.tunnel(servers: 1)
+        #expect(s.drive(1) == .wait)
+        #expect(s.connection.down.handshake == .awaitingRequest)
+        #expect(s.connection.down.nextStep == .wait)
+        // The up direction writes the request: the down direction resumes and now probes.
+        s.kernel[ScriptedConnection.upstream].room = .max
+        _ = s.drive(0)
+        #expect(s.trace.contains { $0.d == 0 && $0.action == .proceedAndResumeOther })
+        #expect(s.trace.last { $0.d == 1 }?.action == .probeConnect)
+        #expect(s.connection.step(.connectProbed(1, pendingError: nil, overdue: false)) == .waitReply(attempt: 0))
+        #expect(s.connection.step(.connectProbed(1, pendingError: nil, overdue: false)) == .waitReply(attempt: 1))
+        // One server: a failure closes with a reset; with several, another server is tried.
+        #expect(s.connection.step(.connectProbed(1, pendingError: .connectionRefused, overdue: false))
+                == .close(.refused("tunnel server: \(errnoText(ECONNREFUSED))"), reset: true))
+        #expect(s.connection.step(.connectProbed(1, pendingError: nil, overdue: true)) == .close(.connectTimeout, reset: true))
+        var t = Self.tunnel(servers: 2)
+        #expect(t.connection.step(.connectProbed(1, pendingError: nil, overdue: true)) == .retryElseClose(.connectTimeout))
+    }
+
+    /// The request could not go out (a dead server): another server first.
+    @Test func aRequestThatCannotBeSentTriesAnotherServer() {
+        var s = Self.tunnel(servers: 2)
+        s.kernel[ScriptedConnection.upstream].writeFault = .peerReset(.connectionRefused)
+        #expect(s.drive(0) == .retryElseClose(.resetByUpstream(ECONNREFUSED)))
+        // Without a SYN yet (no Fast Open cookie), the write waits for the connect instead.
+        var t = Self.tunnel(servers: 2)
+        t.kernel[ScriptedConnection.upstream].writeFault = .notConnectedYet
+        #expect(t.drive(0) == .pollOut)
+    }
+
+    /// The held client bytes flow only once the server said yes; what followed the reply is
+    /// the destination's first bytes.
+    @Test func anAcceptedReplyReleasesTheHeldRequest() {
+        var s = Self.tunnel(servers: 2)
+        s.kernel[ScriptedConnection.upstream].readFault = nil
+        _ = s.drive(0)
+        #expect(s.connection.up.nextStep == .wait, "held until the reply")
+        s.kernel[ScriptedConnection.upstream].inbound = Self.bytes(30)
+        #expect(s.drive(1) == .checkReply)
+        #expect(s.connection.step(.replyChecked(1, .needMore)) == .proceed)
+        #expect(s.connection.step(.replyChecked(1, .accepted(consumed: 8))) == .replyAccepted(payload: 22, resumeOther: true))
+        #expect(s.connection.down.handshake == .none)
+        #expect(s.connection.down.prefixEnd - s.connection.down.prefixStart == 22)
+        #expect(s.connection.up.handshake == .none)
+        #expect(s.connection.up.nextStep == .releaseBuffer)
+    }
+
+    @Test func refusalsAndFailuresOfTheServer() {
+        var s = Self.tunnel(servers: 2)
+        #expect(s.connection.step(.replyChecked(1, .refused(.notAuthorized, retry: true))) == .serverRefused(.notAuthorized, retry: true))
+        #expect(s.connection.step(.replyChecked(1, .invalid("bad TLV"))) == .close(.refused("tunnel server reply invalid: bad TLV"), reset: true))
+        s.kernel[ScriptedConnection.upstream].readFault = .eof
+        s.connection.up.prefixStart = s.connection.up.prefixEnd
+        #expect(s.drive(1) == .retryElseClose(.refused("tunnel server closed before replying")))
+        var t = Self.tunnel(servers: 1)
+        t.connection.up.prefixStart = t.connection.up.prefixEnd
+        t.kernel[ScriptedConnection.upstream].readFault = .peerReset(.connectionReset)
+        #expect(t.drive(1) == .close(.refused("tunnel server: \(errnoText(ECONNRESET))"), reset: true))
+        #expect(t.connection.step(.replyChecked(1, .refused(.notAuthorized, retry: true))) == .serverRefused(.notAuthorized, retry: false),
+                "one server: nothing to retry on")
+    }
+
+    @Test func aReplyThatFillsTheBufferIsRefused() {
+        var s = Self.tunnel(servers: 1)
+        s.connection.down.handshake = .readingReply(fill: HandshakeBuffers.size, waits: 0)
+        #expect(s.connection.step(.replyChecked(1, .needMore)) == .close(.refused("tunnel reply too long"), reset: true))
+    }
+
+    // MARK: The edge
+
+    /// Outcomes are classified once, where the syscall returns; nothing above compares errno.
+    @Test func theEdgeClassifiesEveryFailureOnce() {
+        #expect(IOOutcome(result: -ENOTCONN) == .notConnectedYet)
+        #expect(IOOutcome(returned: -1, errno: EINPROGRESS) == .notConnectedYet)
+        #expect(IOOutcome(result: -ENOBUFS) == .shortage(.noBufferSpace))
+        #expect(IOOutcome(result: -ENOMEM) == .shortage(.noMemory))
+        #expect(IOOutcome(result: -ECONNRESET) == .peerReset(.connectionReset))
+        #expect(IOOutcome(result: -ETIMEDOUT) == .peerReset(.timedOut))
+        #expect(IOOutcome.notConnectedYet.error == .socketNotConnected)
+        #expect(IOOutcome.moved(3).error == nil)
+    }
+
+    /// An illegal lifecycle transition stops the process, in release builds too.
+    @Test func anIllegalTransitionStopsTheProcess() async {
+        await #expect(processExitsWith: .failure) {
+            var c = Connection()
+            c.move(.connected)
+        }
+    }
+}
