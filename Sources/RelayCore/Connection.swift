@@ -96,6 +96,10 @@ struct Connection {
     /// Subflows of the MPTCP side, read when the first direction ends (before shutdowns
     /// start closing them); 0 when not read.
     var subflows = 0
+    /// MPTCP_INFO was read (Worker.recordSubflows): once per connection.
+    var mptcpRead = false
+    /// It said the connection fell back to TCP after negotiating MPTCP.
+    var mptcpLost = false
     var peer = sockaddr_storage()
     var target = sockaddr_storage()
     var targetLength: UInt32 = 0

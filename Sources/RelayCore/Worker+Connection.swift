@@ -192,6 +192,9 @@ extension Worker {
         let keepUp = c.pointee.up, keepDown = c.pointee.down
         c.pointee.up = Direction(source: c.pointee.client, sink: c.pointee.upstream)
         c.pointee.down = Direction(source: c.pointee.upstream, sink: c.pointee.client)
+        // The upstream has said nothing yet a microsecond after its handshake: poll before the
+        // first read instead of a recv that finds it empty (one syscall per connection).
+        c.pointee.down.drained = true
         // Handshake bytes prepared before the connect (tunnel header, early client data) carry over.
         c.pointee.up.buffer = keepUp.buffer
         c.pointee.up.prefixStart = keepUp.prefixStart
@@ -304,7 +307,6 @@ extension Worker {
         let c = table[slot]
         let up = c.pointee.up
         let down = c.pointee.down
-        if c.pointee.subflows == 0 { recordSubflows(c) }
         let lost = mptcpWasLost(c)
         if !c.pointee.quietClose {
             // The one line a connection gets at info level: who, where, how MPTCP went, why
@@ -340,13 +342,24 @@ extension Worker {
         connectionSlotFreed()
     }
 
-    /// Reads the subflow count of the connection's MPTCP side (upstream, or the client in
-    /// server modes) while the subflows are still up.
+    /// Reads, once, what the close line and metrics need of the connection's MPTCP side
+    /// (upstream, or the client in server modes): its subflows, while they are still up (at
+    /// the first EOF), and whether it fell back to TCP after negotiating MPTCP. One
+    /// MPTCP_INFO answers both. Asked of the open descriptor: once closed the question has
+    /// no answer (EBADF read as "fallback" counted every MPTCP connection as lost).
     func recordSubflows(_ c: UnsafeMutablePointer<Connection>) {
-        guard c.pointee.status == .active else { return }
-        let mptcpSide = listeners[c.pointee.listener].settings.mode.acceptsMPTCP ? c.pointee.client : c.pointee.upstream
-        if let info = try? MPTCP.info(of: FileDescriptor(rawValue: mptcpSide)) {
+        guard c.pointee.status == .active, !c.pointee.mptcpRead else { return }
+        let fd = mptcpSide(c)
+        guard fd >= 0 else { return }
+        c.pointee.mptcpRead = true
+        do {
+            let info = try MPTCP.info(of: FileDescriptor(rawValue: fd))
             c.pointee.subflows = 1 + info.additionalSubflows
+            c.pointee.mptcpLost = info.isFallback
+        } catch {
+            // A fallen-back socket hands SOL_MPTCP to its TCP subflow, which refuses it: on
+            // an open descriptor that refusal is the answer "fallback"; any other, no verdict.
+            c.pointee.mptcpLost = error == .protocolNotAvailable || error == .notSupported
         }
     }
 

@@ -24,7 +24,7 @@ extension Worker {
         let ringSplices = settings.spliceEngine == .ring
         while c.pointee.phase == .relaying {
             let step = withDirection(c, d) { $0.nextStep }
-            if step == .passEOF && c.pointee.subflows == 0 { recordSubflows(c) }
+            if step == .passEOF { recordSubflows(c) }
             guard let outcome = c.pointee.perform(d, step, kernel: WorkerKernel(worker: self), buffers: handshakeBuffers, ringSplices: ringSplices) else {
                 if step == .read || step == .write { submitSplice(slot, d, step) }
                 return

@@ -153,21 +153,11 @@ extension Worker {
         }
     }
 
-    /// A connection that negotiated MPTCP and runs plain TCP now. Asked of the open
-    /// descriptor: once it is closed the question has no answer (EBADF read as "fallback"
-    /// counted every MPTCP connection as lost), or, worse, another socket's.
+    /// A connection that negotiated MPTCP and runs plain TCP now (read with the subflows,
+    /// once: recordSubflows).
     func mptcpWasLost(_ c: UnsafeMutablePointer<Connection>) -> Bool {
-        let fd = mptcpSide(c)
-        guard c.pointee.status == .active, fd >= 0 else { return false }
-        guard let stillMPTCP = try? Socket.intOption(FileDescriptor(rawValue: fd), level: Int32(IPPROTO_TCP), name: CNET_TCP_IS_MPTCP) else {
-            // Before 6.7 (no TCP_IS_MPTCP): MPTCP_INFO's fallback flag. A fallen-back socket
-            // hands SOL_MPTCP to its TCP subflow, which refuses it: on an open descriptor that
-            // refusal is the answer "fallback"; any other error is no verdict.
-            do { return try MPTCP.info(of: FileDescriptor(rawValue: fd)).isFallback } catch {
-                return error == .protocolNotAvailable || error == .notSupported
-            }
-        }
-        return stillMPTCP == 0
+        recordSubflows(c)
+        return c.pointee.mptcpLost
     }
 
     static func threadCPUNanoseconds() -> Int64 {
