@@ -113,13 +113,13 @@ import TunnelProtocol
 
     /// A gateway's connection right after its Fast Open connect: the request waits in the up
     /// direction's buffer, the down direction reads for the reply.
-    static func tunnel(servers: Int) -> ScriptedConnection {
+    static func tunnel(servers: Int, fastOpen: Bool = false) -> ScriptedConnection {
         var s = ScriptedConnection()
         let request = s.buffers.take()
         s.buffers.pointer(request).initializeMemory(as: UInt8.self, repeating: 0xAB, count: 40)
         s.connection.up.buffer = request
         s.connection.up.prefixEnd = 40
-        if servers > 1 { s.connection.up.handshake = .holdingForReply }
+        if servers > 1 || fastOpen { s.connection.up.handshake = .holdingForReply }
         s.connection.down.buffer = s.buffers.take()
         s.connection.down.handshake = .readingReply(fill: 0, waits: 0)
         s.kernel[ScriptedConnection.upstream].readFault = .notConnectedYet
@@ -134,18 +134,34 @@ import TunnelProtocol
         #expect(s.connection.down.handshake == .awaitingRequest)
         #expect(s.connection.down.nextStep == .wait)
         // The up direction writes the request: the down direction resumes and now probes.
-        s.kernel[ScriptedConnection.upstream].room = .max
         _ = s.drive(0)
         #expect(s.trace.contains { $0.d == 0 && $0.action == .proceedAndResumeOther })
         #expect(s.trace.last { $0.d == 1 }?.action == .probeConnect)
         #expect(s.connection.step(.connectProbed(1, pendingError: nil, overdue: false)) == .waitReply(attempt: 0))
         #expect(s.connection.step(.connectProbed(1, pendingError: nil, overdue: false)) == .waitReply(attempt: 1))
-        // One server: a failure closes with a reset; with several, another server is tried.
+        // The bytes were not held (no Fast Open hold, one server): a failure closes with a reset.
         #expect(s.connection.step(.connectProbed(1, pendingError: .connectionRefused, overdue: false))
                 == .close(.refused("tunnel server: \(errnoText(ECONNREFUSED))"), reset: true))
         #expect(s.connection.step(.connectProbed(1, pendingError: nil, overdue: true)) == .close(.connectTimeout, reset: true))
         var t = Self.tunnel(servers: 2)
         #expect(t.connection.step(.connectProbed(1, pendingError: nil, overdue: true)) == .retryElseClose(.connectTimeout))
+    }
+
+    /// With Fast Open the request goes out in the SYN, and the handshake is still under way
+    /// when the client's FIN arrives: the held up direction passes it on only after the
+    /// server's reply (a shutdown in SYN_SENT would disconnect the socket).
+    @Test func aHeldRequestPassesTheClientsFINOnOnlyAfterTheReply() {
+        var s = Self.tunnel(servers: 1, fastOpen: true)
+        s.kernel[ScriptedConnection.upstream].readFault = nil
+        s.kernel[ScriptedConnection.client].peerFIN = true
+        #expect(s.drive(0) == .wait)
+        #expect(s.kernel[ScriptedConnection.upstream].sent.count == 40, "the request went out")
+        #expect(!s.kernel[ScriptedConnection.upstream].shutDown, "no shutdown before the handshake is known complete")
+        s.kernel[ScriptedConnection.upstream].inbound = Self.bytes(8)
+        #expect(s.drive(1) == .checkReply)
+        #expect(s.connection.step(.replyChecked(1, .accepted(consumed: 8))) == .replyAccepted(payload: 0, resumeOther: true))
+        _ = s.drive(0)
+        #expect(s.kernel[ScriptedConnection.upstream].shutDown, "the client's FIN is passed on once the server answered")
     }
 
     /// The request could not go out (a dead server): another server first.
