@@ -17,12 +17,18 @@ public struct MPTCPFeatures: Sendable, Equatable {
     public var subflowInfo: Bool
     /// MPTCP_FULL_INFO (6.5): everything about every subflow in one call.
     public var fullInfo: Bool
+    /// A splice_read of MPTCP's own (Linux 7.0): splicing out of an MPTCP socket moves the
+    /// socket's pages into the pipe. Without it splice still works, through the generic
+    /// path, which copies each byte once (as recv would). Nothing in the relay changes; bulk
+    /// from the MPTCP side costs less CPU per byte with it.
+    public var nativeSpliceRead: Bool
 
-    public init(sockets: Bool, tcpIsMPTCP: Bool, subflowInfo: Bool, fullInfo: Bool) {
+    public init(sockets: Bool, tcpIsMPTCP: Bool, subflowInfo: Bool, fullInfo: Bool, nativeSpliceRead: Bool = false) {
         self.sockets = sockets
         self.tcpIsMPTCP = tcpIsMPTCP
         self.subflowInfo = subflowInfo
         self.fullInfo = fullInfo
+        self.nativeSpliceRead = nativeSpliceRead
     }
 
     /// The kernel calls the probe makes; tests fake them to cover every fallback.
@@ -32,9 +38,15 @@ public struct MPTCPFeatures: Sendable, Equatable {
         /// getsockopt on a fresh socket of `proto`: the errno, or nil when the option is known.
         public var getOption: @Sendable (_ proto: Int32, _ level: Int32, _ name: Int32) -> Errno?
 
-        public init(openSocket: @escaping @Sendable (Int32) -> Errno?, getOption: @escaping @Sendable (Int32, Int32, Int32) -> Errno?) {
+        /// Whether the running kernel has a function of this name (its symbol table): the
+        /// only way to see an implementation that changes cost, not behaviour.
+        public var hasSymbol: @Sendable (_ name: String) -> Bool
+
+        public init(openSocket: @escaping @Sendable (Int32) -> Errno?, getOption: @escaping @Sendable (Int32, Int32, Int32) -> Errno?,
+                    hasSymbol: @escaping @Sendable (String) -> Bool = { _ in false }) {
             self.openSocket = openSocket
             self.getOption = getOption
+            self.hasSymbol = hasSymbol
         }
 
         public static let kernel = Probe(
@@ -51,7 +63,25 @@ public struct MPTCPFeatures: Sendable, Equatable {
                 var buffer = [UInt8](repeating: 0, count: 512)
                 var length = socklen_t(buffer.count)
                 return getsockopt(fd, level, name, &buffer, &length) == 0 ? nil : Errno(rawValue: errno)
-            })
+            },
+            hasSymbol: { name in kernelSymbols().contains(name) })
+
+        /// The function names in /proc/kallsyms (names are readable without privilege; only
+        /// the addresses are hidden). Empty when it cannot be read.
+        public static func kernelSymbols() -> Set<String> {
+            guard let file = fopen("/proc/kallsyms", "r") else { return [] }
+            defer { fclose(file) }
+            var names = Set<String>()
+            var line = [CChar](repeating: 0, count: 512)
+            while fgets(&line, Int32(line.count), file) != nil {
+                // "ADDRESS TYPE NAME [module]": only MPTCP's own functions are of interest.
+                let text = String(cString: line)
+                guard text.contains("mptcp") else { continue }
+                let fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+                if fields.count >= 3 { names.insert(String(fields[2])) }
+            }
+            return names
+        }
     }
 
     /// An option the kernel does not know answers ENOPROTOOPT or EOPNOTSUPP; any other
@@ -68,7 +98,8 @@ public struct MPTCPFeatures: Sendable, Equatable {
             sockets: true,
             tcpIsMPTCP: known(probe.getOption(Int32(IPPROTO_TCP), Int32(IPPROTO_TCP), CNET_TCP_IS_MPTCP)),
             subflowInfo: known(probe.getOption(CNET_IPPROTO_MPTCP, CNET_SOL_MPTCP, CNET_MPTCP_INFO)),
-            fullInfo: known(probe.getOption(CNET_IPPROTO_MPTCP, CNET_SOL_MPTCP, CNET_MPTCP_FULL_INFO)))
+            fullInfo: known(probe.getOption(CNET_IPPROTO_MPTCP, CNET_SOL_MPTCP, CNET_MPTCP_FULL_INFO)),
+            nativeSpliceRead: probe.hasSymbol("mptcp_splice_read"))
     }
 
     /// One line per feature: what it is, whether this kernel has it, what that means.
@@ -81,6 +112,7 @@ public struct MPTCPFeatures: Sendable, Equatable {
             line(tcpIsMPTCP, "TCP_IS_MPTCP (6.10)", "MPTCP or fallback is read from MPTCP_INFO instead (same result)"),
             line(subflowInfo, "MPTCP_INFO / subflow addresses (5.16)", "subflow counts are not reported"),
             line(fullInfo, "MPTCP_FULL_INFO (6.5)", "per-subflow details come from MPTCP_TCPINFO and MPTCP_SUBFLOW_ADDRS"),
+            line(nativeSpliceRead, "MPTCP splice_read (7.0)", "splicing out of an MPTCP socket copies each byte once in the kernel (the generic path); it still saves the copy to user space"),
         ]
     }
 }

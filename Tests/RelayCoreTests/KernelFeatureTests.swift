@@ -9,16 +9,26 @@ import URing
 /// Every detection path, with the kernel's answers faked: each missing feature is reported
 /// with what the relay does instead.
 @Suite struct KernelFeatureTests {
-    func probe(mptcp: Bool = true, unknown: Set<Int32> = []) -> MPTCPFeatures.Probe {
+    func probe(mptcp: Bool = true, unknown: Set<Int32> = [], symbols: Set<String> = ["mptcp_splice_read"]) -> MPTCPFeatures.Probe {
         MPTCPFeatures.Probe(
             openSocket: { proto in proto == 262 && !mptcp ? .protocolNotSupported : nil },
-            getOption: { _, _, name in unknown.contains(name) ? .protocolNotAvailable : (name == 4 ? .invalidArgument : nil) })
+            getOption: { _, _, name in unknown.contains(name) ? .protocolNotAvailable : (name == 4 ? .invalidArgument : nil) },
+            hasSymbol: { symbols.contains($0) })
     }
 
     @Test func aCurrentKernelHasEverything() {
         let f = MPTCPFeatures.detect(probe())
-        #expect(f == MPTCPFeatures(sockets: true, tcpIsMPTCP: true, subflowInfo: true, fullInfo: true))
+        #expect(f == MPTCPFeatures(sockets: true, tcpIsMPTCP: true, subflowInfo: true, fullInfo: true, nativeSpliceRead: true))
         #expect(f.report.allSatisfy { $0.hasPrefix("yes") })
+    }
+
+    /// Linux 6.18 (this machine): splicing out of MPTCP works but copies in the kernel.
+    @Test func beforeSevenSpliceOutOfMPTCPCopies() {
+        let f = MPTCPFeatures.detect(probe(symbols: ["mptcp_sendmsg", "mptcp_recvmsg"]))
+        #expect(!f.nativeSpliceRead)
+        #expect(f.report.contains { $0.hasPrefix("no ") && $0.contains("MPTCP splice_read (7.0)") && $0.contains("copies") })
+        // The real symbol table is read, and has MPTCP's functions on this kernel.
+        #expect(MPTCPFeatures.Probe.kernelSymbols().contains("mptcp_sendmsg"))
     }
 
     /// Debian 12's 6.1: no TCP_IS_MPTCP (6.10), no MPTCP_FULL_INFO (6.5).
