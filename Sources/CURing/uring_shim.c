@@ -131,6 +131,12 @@ void curing_prep_cancel(curing_ring *r, uint64_t target, uint64_t ud) {
     io_uring_sqe_set_data64(sqe, ud);
 }
 
+void curing_prep_close(curing_ring *r, int fd, uint64_t ud) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, ud);
+}
+
 int curing_submit_and_wait(curing_ring *r, unsigned wait_nr) {
     return io_uring_submit_and_wait(&r->ring, wait_nr);
 }

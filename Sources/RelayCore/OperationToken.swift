@@ -19,6 +19,7 @@ struct OperationToken: Equatable {
         case tick              // periodic timer: idle sweep, grace deadline
         case cancel            // completions of cancel requests
         case replyWait         // index: connection, direction: look again for a tunnel reply (Fast Open, before the SYN-ACK)
+        case detached          // a close nothing waits for (its slot may be reused already)
     }
 
     var raw: UInt64
@@ -39,7 +40,7 @@ struct OperationToken: Equatable {
     static func namesConnection(_ kind: Kind) -> Bool {
         switch kind {
         case .connect, .connectTimeout, .pollIn, .pollOut, .spliceIn, .spliceOut, .replyWait: return true
-        case .accept, .acceptResume, .wake, .tick, .cancel: return false
+        case .accept, .acceptResume, .wake, .tick, .cancel, .detached: return false
         }
     }
 

@@ -100,6 +100,8 @@ struct WorkerKernel: StreamKernel {
         DataPath.read(fd, into: bytes, count: count)
     }
 
+    /// A direct call, not IORING_OP_SHUTDOWN: the ring always hands a shutdown to a worker
+    /// thread of its own (io-wq), a thread wake-up per connection where this is one syscall.
     @inline(__always) func shutdownWrite(_ fd: Int32) {
         _ = Glibc.shutdown(fd, Int32(SHUT_WR))
     }

@@ -165,7 +165,7 @@ extension Worker {
         case .pollOut, .replyWait: pump(slot, d)
         case .spliceIn: spliceCompleted(slot, d, .read, IOOutcome(spliceResult: result))
         case .spliceOut: spliceCompleted(slot, d, .write, IOOutcome(spliceResult: result))
-        case .accept, .acceptResume, .wake, .tick, .cancel: break
+        case .accept, .acceptResume, .wake, .tick, .cancel, .detached: break
         }
     }
 
@@ -320,9 +320,10 @@ extension Worker {
             default: logger.notice(line)
             }
         }
+        // Closed through the ring, with the loop's next submission: no system call of their own.
         for fd in [c.pointee.client, c.pointee.upstream] where fd >= 0 {
             if c.pointee.resetOnClose { _ = try? Socket.setResetOnClose(FileDescriptor(rawValue: fd)) }
-            close(fd)
+            ring.close(fd, userData: OperationToken(.detached).raw)
         }
         // An operation still in flight (a reclaimed slot) may yet write into a pipe: never reuse it.
         let drained = c.pointee.pending == 0

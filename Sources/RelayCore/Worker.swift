@@ -101,6 +101,8 @@ final class Worker {
     }
 
     deinit {
+        // Closes queued on the ring (finish) go out before the ring does.
+        try? ring.submitAndWait(0)
         ring.close()
         for l in listeners {
             if l.fd >= 0 { close(l.fd) }
@@ -144,6 +146,8 @@ final class Worker {
             }
             if let failure = ring.failure { throw failure }
         }
+        // The last connections' closes are queued on the ring: they go out now.
+        try ring.submitAndWait(0)
         logger.debug("worker \(index) stopped")
     }
 
@@ -174,6 +178,8 @@ final class Worker {
             if result < 0 && result != -ENOENT && result != -EALREADY {
                 logger.debug("worker \(index): cancel failed: \(errnoText(-result))")
             }
+        case .detached:
+            if result < 0 { logger.debug("worker \(index): close failed: \(errnoText(-result))") }
         }
     }
 }

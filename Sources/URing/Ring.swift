@@ -97,6 +97,12 @@ public final class Ring {
         curing_prep_timeout(ring!, spec, userData)
     }
 
+    /// IORING_OP_CLOSE (5.6): the descriptor is closed when the queue is next submitted, in
+    /// the same system call as the loop's other operations.
+    public func close(_ fd: Int32, userData: UInt64) {
+        curing_prep_close(ring!, fd, userData)
+    }
+
     /// IORING_OP_ASYNC_CANCEL of every operation whose file is `fd` (Linux 5.19+).
     public func cancelAll(on fd: Int32, userData: UInt64) {
         curing_prep_cancel_fd(ring!, fd, userData)

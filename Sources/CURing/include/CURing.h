@@ -30,6 +30,7 @@ void curing_prep_read(curing_ring *ring, int fd, void *buf, unsigned len, uint64
 void curing_prep_timeout(curing_ring *ring, void *timespec, uint64_t user_data);
 void curing_prep_cancel_fd(curing_ring *ring, int fd, uint64_t user_data);
 void curing_prep_cancel(curing_ring *ring, uint64_t target, uint64_t user_data);
+void curing_prep_close(curing_ring *ring, int fd, uint64_t user_data);
 
 /// io_uring_submit_and_wait; returns its result (negative errno on failure).
 int curing_submit_and_wait(curing_ring *ring, unsigned wait_nr);
