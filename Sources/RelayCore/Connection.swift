@@ -96,7 +96,9 @@ struct Connection {
     /// Subflows of the MPTCP side, read when the first direction ends (before shutdowns
     /// start closing them); 0 when not read.
     var subflows = 0
-    /// MPTCP_INFO was read (Worker.recordSubflows): once per connection.
+    /// MPTCP_INFO was read (Worker.recordSubflows): once per connection, at the first EOF,
+    /// the last moment its subflows are surely all there. A fallback after that moment (rare:
+    /// MP_FAIL on a half-closed connection) is not counted as `mptcp_lost`.
     var mptcpRead = false
     /// It said the connection fell back to TCP after negotiating MPTCP.
     var mptcpLost = false

@@ -74,7 +74,7 @@ extension Connection {
             if let pendingError { return retryElseClose(.refused("tunnel server: \(errnoText(pendingError.rawValue))")) }
             if overdue { return retryElseClose(.connectTimeout) }
             return update(d) { dir in
-                guard case .readingReply(let fill, let waits) = dir.handshake else { return .wait }
+                guard case .readingReply(let fill, let waits) = dir.handshake else { preconditionFailure("connect probed while not reading a reply") }
                 dir.handshake = .readingReply(fill: fill, waits: waits &+ 1)
                 return .waitReply(attempt: Int(waits))
             }
@@ -114,6 +114,9 @@ extension Connection {
                 // The bytes stay in the pipe; drainPipe copies them out next.
                 update(d) { $0.transfer = .copyOnly }
                 return .spliceRefused(e)
+            case .notConnectedYet:
+                // A spliced direction's sink was connected long ago: this socket is gone.
+                return .close(d == 0 ? .resetByUpstream(ENOTCONN) : .resetByClient(ENOTCONN), reset: true)
             default:
                 return sinkRefused(d, outcome, retry: false)
             }
@@ -225,7 +228,10 @@ extension Connection {
             // an MPTCP socket reports TCP_CLOSE: recv says ENOTCONN, and poll reports POLLHUP at
             // once, so a poll would spin. Whether anything failed is SO_ERROR's to say.
             return .probeConnect
-        case .unsupported(let e), .shortage(let e), .peerReset(let e):
+        case .shortage(let e):
+            // This host's shortage, not the server's: another server would not help.
+            return .close(.resources(e.rawValue), reset: true)
+        case .unsupported(let e), .peerReset(let e):
             return retryElseClose(.refused("tunnel server: \(errnoText(e.rawValue))"))
         }
     }

@@ -61,8 +61,9 @@ enum IOOutcome: Equatable {
         // A signal or a ring's own retry hint: nothing happened, try again after readiness.
         case EAGAIN, EINTR: self = .wouldBlock
         case ENOTCONN, EINPROGRESS: self = .notConnectedYet
-        case ENOMEM, ENOBUFS, EMFILE, ENFILE: self = .shortage(Errno(rawValue: code))
-        default: self = .peerReset(Errno(rawValue: code))
+        default:
+            let e = Errno(rawValue: code)
+            self = e.isResourceShortage ? .shortage(e) : .peerReset(e)
         }
     }
 }

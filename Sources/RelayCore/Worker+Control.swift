@@ -148,7 +148,8 @@ extension Worker {
                 // With Fast Open the connect completes at once (the link timeout never fires), so
                 // the gateway bounds the wait for the server's reply by the connect timeout,
                 // counted from the dial (a retry on another server starts a new one).
-                beginClose(i, reason: .connectTimeout, reset: true)
+                counters.add(.connectFailures, 1)
+                if !retryOnAnotherServer(i, why: CloseReason.connectTimeout.text) { beginClose(i, reason: .connectTimeout, reset: true) }
             case .relaying where now - c.pointee.lastActive > c.pointee.idleLimit:
                 // Bytes still held would be lost: a clean FIN would pass a truncated stream as whole.
                 beginClose(i, reason: .idleTimeout, reset: c.pointee.holdsBytes)

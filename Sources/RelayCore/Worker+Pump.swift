@@ -96,7 +96,7 @@ extension Worker {
             // 0-1 ms after the dial, state 7, when this case was taken as a failure.
             let pending = Socket.pendingError(FileDescriptor(rawValue: withDirection(c, d) { $0.source }))
             let overdue = settings.connectTimeout > 0 && Self.preciseNanoseconds() - c.pointee.dialedAt > nanoseconds(settings.connectTimeout)
-            if overdue { counters.add(.connectFailures, 1) }
+            if overdue && pending == 0 { counters.add(.connectFailures, 1) }
             return carryOut(slot, d, c.pointee.step(.connectProbed(d, pendingError: pending != 0 ? Errno(rawValue: pending) : nil, overdue: overdue)))
         case .waitReply(let attempt):
             submit(.replyWait, slot, d) { ring.timeout(replyWaitSpecs + min(attempt, Self.replyWaitSteps - 1), userData: $0) }

@@ -39,7 +39,10 @@ extension Worker {
         case .eof, .wouldBlock:
             // EOF stays readable: the up direction passes it on after the request.
             break
-        case .notConnectedYet, .unsupported, .shortage, .peerReset:
+        case .shortage(let e):
+            beginClose(slot, reason: .resources(e.rawValue), reset: true)
+            return false
+        case .notConnectedYet, .unsupported, .peerReset:
             beginClose(slot, reason: .resetByClient(outcome.error?.rawValue ?? EIO), reset: true)
             return false
         }
@@ -139,7 +142,11 @@ extension Worker {
             case .eof:
                 rejectTunnel(slot, code: TunnelCodec.malformed, reason: "client closed before sending a complete header")
                 return
-            case .notConnectedYet, .unsupported, .shortage, .peerReset:
+            case .shortage(let e):
+                // Ours, not the gateway's: no refusal code blames its header.
+                beginClose(slot, reason: .resources(e.rawValue), reset: true)
+                return
+            case .notConnectedYet, .unsupported, .peerReset:
                 rejectTunnel(slot, code: TunnelCodec.malformed, reason: errnoText(outcome.error?.rawValue ?? EIO))
                 return
             }

@@ -30,6 +30,7 @@ import TunnelProtocol
         #expect(s.connection.down.transfer == .spliced, "a full buffer turns the direction bulk")
         #expect(s.steps(1).contains(.read), "bulk bytes went through the pipe")
         #expect(!s.kernel[ScriptedConnection.client].shutDown, "the last direction leaves the FIN to close()")
+        #expect(s.holdings == (0, 0), "every buffer and pipe went back before the close")
     }
 
     /// Finding 3: splice refused on a read is the kernel's doing: copy, never reset.
@@ -64,6 +65,7 @@ import TunnelProtocol
         #expect(s.drive(1) == .close(.completed, reset: false))
         #expect(s.steps(1).contains(.drainPipe))
         #expect(s.kernel[ScriptedConnection.client].sent == answer, "the pipe's bytes first, then the rest, in order")
+        #expect(s.holdings == (0, 0), "the drained pipe and the copy buffers went back")
     }
 
     @Test(arguments: [0, 1])
@@ -88,6 +90,32 @@ import TunnelProtocol
         #expect(s.kernel[ScriptedConnection.upstream].sent == request, "nothing lost while the sink was full")
     }
 
+    /// This host running short (memory, socket buffers) is nobody's reset: the close says
+    /// "out of resources", in every step that can meet it.
+    @Test func aShortageBlamesNoPeer() {
+        var read = ScriptedConnection()
+        read.kernel[ScriptedConnection.client].readFault = .shortage(.noBufferSpace)
+        #expect(read.drive(0) == .close(.resources(ENOBUFS), reset: true))
+        var write = ScriptedConnection()
+        write.kernel[ScriptedConnection.client].inbound = Self.bytes(10)
+        write.kernel[ScriptedConnection.upstream].writeFault = .shortage(.noMemory)
+        #expect(write.drive(0) == .close(.resources(ENOMEM), reset: true))
+        var reply = Self.tunnel(servers: 2)
+        reply.connection.up.prefixStart = reply.connection.up.prefixEnd
+        reply.kernel[ScriptedConnection.upstream].readFault = .shortage(.noMemory)
+        #expect(reply.drive(1) == .close(.resources(ENOMEM), reset: true), "no other server for a shortage of ours")
+        #expect(IOOutcome(result: -EMFILE) == .shortage(.tooManyOpenFiles))
+    }
+
+    /// A spliced direction's sink that says "not connected" is gone, not connecting.
+    @Test func aSpliceIntoAnUnconnectedSocketResets() {
+        var s = ScriptedConnection()
+        s.connection.down.transfer = .spliced
+        s.kernel[ScriptedConnection.upstream].inbound = Self.bytes(100)
+        s.kernel[ScriptedConnection.client].writeFault = .notConnectedYet
+        #expect(s.drive(1) == .close(.resetByClient(ENOTCONN), reset: true))
+    }
+
     @Test func aWriteFailureResetsAndBlamesTheSinksPeer() {
         var s = ScriptedConnection()
         s.kernel[ScriptedConnection.client].inbound = Self.bytes(10)
@@ -101,7 +129,6 @@ import TunnelProtocol
         s.kernel.pipeFault = .tooManyOpenFiles
         s.kernel[ScriptedConnection.upstream].inbound = Self.bytes(10)
         #expect(s.drive(1) == .pipeShortage(.tooManyOpenFiles))
-        s.kernel.pipeFault = .badFileDescriptor
         var t = ScriptedConnection()
         t.connection.down.transfer = .spliced
         t.kernel.pipeFault = .badFileDescriptor
@@ -227,7 +254,9 @@ import TunnelProtocol
         #expect(IOOutcome.moved(3).error == nil)
     }
 
-    /// An illegal lifecycle transition stops the process, in release builds too.
+    /// An illegal lifecycle transition stops the process. (A debug build cannot tell
+    /// preconditionFailure from assertionFailure; the release build's behaviour is the
+    /// former by construction, Connection.move.)
     @Test func anIllegalTransitionStopsTheProcess() async {
         await #expect(processExitsWith: .failure) {
             var c = Connection()

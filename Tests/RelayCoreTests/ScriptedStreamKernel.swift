@@ -33,6 +33,7 @@ final class ScriptedStreamKernel: StreamKernel {
     var spliceFault: IOOutcome? = nil
     var pipeFault: Errno? = nil
     var pipesGiven = 0
+    var pipesTaken = 0
 
     subscript(fd: Int32) -> FakeSocket {
         get { sockets[fd, default: FakeSocket()] }
@@ -116,7 +117,7 @@ final class ScriptedStreamKernel: StreamKernel {
 
     func takePipe() -> Result<SplicePipe, Errno> {
         if let pipeFault { return .failure(pipeFault) }
-        defer { nextPipe += 2 }
+        defer { nextPipe += 2; pipesTaken += 1 }
         pipes[nextPipe] = []
         return .success(SplicePipe(readEnd: nextPipe, writeEnd: nextPipe + 1, capacity: pipeCapacity))
     }
@@ -162,8 +163,11 @@ struct ScriptedConnection {
             case .pollOut where kernel.writable(connection.withDirection(d) { $0.sink }):
                 continue
             case .proceedAndResumeOther:
-                let other = drive(1 - d)
-                if case .close = other { return other }
+                // What stops the other direction is the worker's to carry out, as here.
+                switch drive(1 - d) {
+                case .pollIn, .pollOut, .wait: continue
+                case let other: return other
+                }
             default: return action
             }
         }
@@ -171,4 +175,9 @@ struct ScriptedConnection {
     }
 
     func steps(_ d: Int) -> [DirectionStep] { trace.filter { $0.d == d }.map(\.step) }
+
+    /// Buffers and pipes the connection holds now, as Worker.finish would give them back.
+    var holdings: (buffers: Int, pipes: Int) {
+        (buffers.outstanding, kernel.pipesTaken - kernel.pipesGiven)
+    }
 }
