@@ -9,13 +9,13 @@
 #       connection accepted ("accept") and per connection ended ("done", with what it saw)
 #   clients PLAN
 #       PLAN: a JSON list of {"key", "case", "host", "port", "mptcp"}; runs them all at once and
-#       prints one JSON line per connection ({"key", "end", "got", "intact"})
+#       prints one JSON line per connection ({"key", "end", "got", "intact", "ms"})
 #
-# Ends: EOF (FIN), RESET (RST: ECONNRESET or EPIPE), OPEN (nothing for --timeout seconds),
-# REFUSED (the connect was refused), ABORTED (this end reset the connection itself, as its case
-# says), CLOSED (this end closed it with bytes unread, as its case says), NOCONNECT (the connect
-# timed out).
-import argparse, errno, hashlib, json, selectors, socket, struct, sys, threading, time
+# Ends: EOF (FIN), RESET (RST: ECONNRESET, EPIPE, or ENOTCONN from MPTCP), OPEN (nothing for
+# --timeout seconds), REFUSED (the connect was refused), ABORTED (this end reset the connection
+# itself, as its case says), CLOSED (this end closed it with bytes unread, as its case says),
+# NOCONNECT (the connect timed out), ERROR <errno>.
+import argparse, errno, hashlib, json, select, selectors, socket, struct, sys, threading, time
 
 IPPROTO_MPTCP = 262
 TIMEOUT = 4.0
@@ -24,6 +24,7 @@ TIMEOUT = 4.0
 SIZES = {
     "clean": (200_000, 200_000),
     "half-close-client": (256_000, 256_000),
+    "half-close-before": (20_000, 256_000),
     "half-close-server": (256_000, 256_000),
     "server-first": (100_000, 1_000),
     "client-reset-before": (0, 0),
@@ -108,7 +109,7 @@ def serve_case(c, case):
     if case == "clean":
         sender = threading.Thread(target=seen.send, args=(payload("s2c-" + case, down), True))
         sender.start(); seen.read(); sender.join()
-    elif case == "half-close-client":
+    elif case in ("half-close-client", "half-close-before"):
         # The other direction stays open after the client's FIN: the answer comes only then.
         seen.read()
         if seen.end == "EOF": seen.send(payload("s2c-" + case, down))
@@ -171,10 +172,15 @@ def client_one(case, host, port, mptcp):
     if case == "client-reset-before":
         # The upstream's first SYN is dropped (the connect completes after ~1 s): reset well
         # before that, then stay long enough for a relay's late upstream connect to show.
+        # "connected": whether the connect completed before the reset (a relay's accept, not
+        # plain TCP's held one).
         s.setblocking(False)
         s.connect_ex((host, port))
-        time.sleep(0.3); abort(s); time.sleep(2.5)
-        return {"end": "ABORTED", "got": 0, "intact": True}
+        t = time.monotonic()
+        _, writable, _ = select.select([], [s], [], 0.3)
+        connected = bool(writable) and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        time.sleep(max(0, 0.3 - (time.monotonic() - t))); abort(s); time.sleep(2.5)
+        return {"end": "ABORTED", "got": 0, "intact": True, "connected": connected}
     s.settimeout(TIMEOUT)
     try:
         s.connect((host, port))
@@ -189,7 +195,7 @@ def client_one(case, host, port, mptcp):
     if case == "clean":
         sender = threading.Thread(target=seen.send, args=(sent, True))
         sender.start(); seen.read(); sender.join()
-    elif case == "half-close-client":
+    elif case in ("half-close-client", "half-close-before"):
         if seen.send(sent, shut=True): seen.read()
     elif case == "half-close-server":
         seen.read()
@@ -220,7 +226,7 @@ def client_one(case, host, port, mptcp):
     elif case == "server-closes-unread":
         if seen.send(sent): seen.read()
     elif case == "client-closes-unread":
-        # Half of the answer is read, the rest left unread at close(): TCP sends RST.
+        # Part of the answer is read, the rest left unread at close(): TCP sends RST.
         if seen.send(sent) and seen.read(1_000):
             time.sleep(0.3); s.close()
             return {"end": "CLOSED", "got": len(seen.data), "intact": True}
