@@ -42,6 +42,17 @@ struct Env {
         return relay
     }
 
+    /// `mptcp-relay run --config FILE` in `ns` (the file checked first), returned once it
+    /// listens on `port` and its workers run.
+    func relay(in ns: String, config: String, port: Int, log: String) async throws -> BackgroundProcess {
+        let bin = try await RelayBinary.path()
+        let check = try await Proc.run([bin, "check", "--config", config, "--no-bind"])
+        try #require(check.succeeded, "config check failed: \(check.summary)")
+        let relay = try await daemon(in: ns, [bin, "run", "--config", config], port: port, log: log)
+        guard await relay.waitForLog("listening on") else { throw ProcError("\(log): the relay never logged that its workers run:\n\(relay.log)") }
+        return relay
+    }
+
     /// A command on the LAN client, to completion.
     func lan(_ args: [String], timeout: Double = 120) async throws -> ProcResult {
         try await Proc.run(in: tb.lanNS, args, timeout: timeout)

@@ -170,13 +170,10 @@ struct GatewaySetup {
     let www: URL
 
     static func start(_ env: Env, config: String, port: Int = 7000, intercept: Bool = true) async throws -> GatewaySetup {
-        let bin = try await RelayBinary.path()
-        let check = try await Proc.run([bin, "check", "--config", config, "--no-bind"])
-        try #require(check.succeeded, "config check failed: \(check.summary)")
         if intercept {
             try await env.loadInterception(config: config)
         }
-        let relay = try await env.daemon(in: env.tb.gwNS, [bin, "run", "--config", config], port: port, log: "gateway.log")
+        let relay = try await env.relay(in: env.tb.gwNS, config: config, port: port, log: "gateway.log")
         let www = env.tmp.file("www")
         try FileManager.default.createDirectory(at: www, withIntermediateDirectories: true)
         _ = try await env.server(["python3", "-m", "http.server", "8080", "--bind", "::", "--directory", www.path], port: 8080, mptcp: true, log: "http.log")
