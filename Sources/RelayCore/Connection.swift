@@ -72,6 +72,8 @@ struct Connection {
     var pending: Int32 = 0
     var openedAt: Int64 = 0
     var lastActive: Int64 = 0
+    /// The `lastActive` of the silence Worker.checkStall last looked at (once per silence).
+    var stallCheckedAt: Int64 = 0
     /// When closing began; a slot whose operations never drain is reclaimed after a deadline.
     var closingSince: Int64 = 0
     var reason = CloseReason.completed

@@ -153,6 +153,8 @@ extension Worker {
             case .relaying where now - c.pointee.lastActive > c.pointee.idleLimit:
                 // Bytes still held would be lost: a clean FIN would pass a truncated stream as whole.
                 beginClose(i, reason: .idleTimeout, reset: c.pointee.holdsBytes)
+            case .relaying:
+                checkStall(i)
             case .closing where now - c.pointee.closingSince > Self.closingDeadline:
                 logger.warning("conn=\(index).\(c.pointee.sequence): \(c.pointee.pending) operation(s) still pending \(Self.closingDeadline / 1_000_000_000) s after close; reclaiming the slot")
                 finish(i)

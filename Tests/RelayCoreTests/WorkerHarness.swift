@@ -49,6 +49,10 @@ final class WorkerUnderTest {
         pair.handedOver = true
     }
 
+    /// Completions the kernel delivered that the worker must not see (a test standing in
+    /// for a lost one).
+    var dropping: ((OperationToken) -> Bool)? = nil
+
     /// Submits what the worker prepared and hands it one batch of completions, as its loop
     /// does (a 1 s timer bounds the wait). `fault` may replace a completion's result.
     func turn(fault: ((OperationToken, Int32) -> Int32?)? = nil) throws {
@@ -57,7 +61,7 @@ final class WorkerUnderTest {
         worker.now = Self.monotonic()
         _ = worker.ring.drainCompletions { userData, result, _ in
             let token = OperationToken(raw: userData)
-            guard let kind = token.kind, OperationToken.namesConnection(kind) else { return }
+            guard let kind = token.kind, OperationToken.namesConnection(kind), dropping?(token) != true else { return }
             worker.connectionOperationCompleted(kind, token, fault?(token, result) ?? result)
         }
     }

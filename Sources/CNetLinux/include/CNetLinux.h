@@ -29,6 +29,8 @@
 
 /// splice(2) between two descriptors without offsets (sockets and pipes).
 ssize_t cnet_splice(int fd_in, int fd_out, size_t len, unsigned int flags);
+/// ioctl(FIONREAD): bytes waiting to be read on a socket, or -1 (ioctl is variadic: Swift cannot call it).
+int cnet_bytes_readable(int fd);
 /// fcntl(F_SETPIPE_SZ); returns the size the kernel granted or -1.
 int cnet_set_pipe_size(int fd, int size);
 /// fcntl(F_GETPIPE_SZ).
