@@ -4,6 +4,8 @@
 #   WORK    a temporary folder, removed on exit
 #   inns CMD...        run CMD in the namespace
 #   wait_listen PORT   wait (10 s at most) until something listens on PORT there
+#   listener_pid PORT  the process that listens on PORT there (after any exec of wrappers)
+#   cpu_ticks PID      utime+stime of PID and its reaped children, in clock ticks
 NS=${NS:-bench-$$}
 WORK=$(mktemp -d)
 bench_cleanup() {
@@ -26,4 +28,11 @@ wait_listen() {
         sleep 0.1
     done
     echo "bench: nothing listens on port $1" >&2; return 1
+}
+listener_pid() {
+    inns ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2
+}
+# A process's own threads and its reaped children (socat's per-connection forks) alike.
+cpu_ticks() {
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat"
 }

@@ -93,10 +93,6 @@ CFG
 done
 
 TICK=$(getconf CLK_TCK)
-# CPU ticks of a process and of its reaped children (socat's per-connection forks).
-cpu_ticks() {
-    awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat"
-}
 
 # MP_CAPABLE SYNs the iperf3 servers accepted: each run should add 2 (iperf3's control and
 # data connections), proving the leg into the server really is MPTCP in every arm.
