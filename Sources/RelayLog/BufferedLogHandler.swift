@@ -1,10 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 
 /// A swift-log handler that formats like StreamLogHandler (timestamp, level, label,
 /// metadata, message) and hands the line to a `LogSink`, never to the descriptor itself.
+/// The timestamp is the sink's to write (from the second the line was logged).
 public struct BufferedLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
@@ -23,22 +21,38 @@ public struct BufferedLogHandler: LogHandler {
 
     public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
                     source: String, file: String, function: String, line: UInt) {
-        var text = Self.timestamp()
-        text += " \(level) \(label):"
         let merged = explicit.map { metadata.merging($0) { $1 } } ?? metadata
-        if !merged.isEmpty {
-            text += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        }
-        text += " [\(source)] \(message)"
-        sink.write(text)
+        sink.write(seconds: LogTimestamp.now(), text: Self.prefix(level, label, merged, source) + message.description)
     }
 
-    private static func timestamp() -> String {
-        var now = time(nil)
-        var parts = tm()
-        localtime_r(&now, &parts)
-        var buffer = [Int8](repeating: 0, count: 32)
-        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    /// What a line holds between its timestamp and its message.
+    static func prefix(_ level: Logger.Level, _ label: String, _ metadata: Logger.Metadata, _ source: String) -> String {
+        var text = " \(level) \(label):"
+        if !metadata.isEmpty {
+            text += " " + metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        }
+        return text + " [\(source)] "
+    }
+
+    /// For one kind of line logged often (a connection's close line): records under this
+    /// handler's level, label and metadata, formatted on the sink's writer thread. `source`
+    /// stands for the module swift-log would name.
+    public func recordWriter(source: String) -> LogRecordWriter {
+        LogRecordWriter(sink: sink, logLevel: logLevel,
+                        prefixes: Logger.Level.allCases.map { Array(Self.prefix($0, label, metadata, source).utf8) })
+    }
+}
+
+/// Hands records (LogRecord) to a LogSink as lines of its handler's format.
+public struct LogRecordWriter: Sendable {
+    let sink: LogSink
+    /// The handler's level when the writer was made: records below it are not logged.
+    public let logLevel: Logger.Level
+    /// The text before the message, by level (Logger.Level.allCases order).
+    let prefixes: [[UInt8]]
+
+    public func write<R: LogRecord>(_ record: R, level: Logger.Level) {
+        guard level >= logLevel else { return }
+        sink.write(record, prefix: prefixes[Logger.Level.allCases.firstIndex(of: level)!], seconds: LogTimestamp.now())
     }
 }

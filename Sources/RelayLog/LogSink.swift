@@ -8,6 +8,10 @@ import Synchronization
 /// a memcpy), and a writer thread of its own drains them to the descriptor. When the sink
 /// stalls and a shard is full, lines are dropped and counted; once the sink takes bytes
 /// again, one line says how many were lost.
+///
+/// Shards hold entries (LogEntry), not finished lines: the writer thread formats timestamps
+/// (once per second) and records (LogRecord) as it drains, so a thread that logs copies
+/// bytes and nothing more. A thread keeps to one shard, so its lines stay in their order.
 public final class LogSink: @unchecked Sendable {
     struct Buffer {
         var bytes: [UInt8] = []
@@ -26,6 +30,11 @@ public final class LogSink: @unchecked Sendable {
     private let nextShard = Atomic<Int>(0)
     /// Lines dropped since the start (for tests and metrics).
     public let droppedTotal = Atomic<Int>(0)
+    /// The writer thread's own: the buffer it swaps into a shard it drains, the lines it
+    /// formats, and its timestamp of the current second.
+    private var spare: [UInt8] = []
+    private var out = LogLine(capacity: 1 << 16)
+    private var clock = LogTimestamp()
 
     /// `capacity`: bytes held at most while the sink is slow, split over `shards`.
     public init(fd: Int32 = STDERR_FILENO, capacity: Int = 1 << 20, shards count: Int = 8) {
@@ -66,20 +75,42 @@ public final class LogSink: @unchecked Sendable {
         return i % shards.count
     }
 
-    /// Appends one line (a newline is added); never blocks on the descriptor.
+    /// Appends one line as given (a newline is added); never blocks on the descriptor.
     public func write(_ line: String) {
-        var line = line
-        line.append("\n")
-        let i = shardIndex()
-        let stored = line.withUTF8 { utf8 in
-            shards[i].buffer.withLock { shard -> Bool in
-                guard shard.bytes.count + utf8.count <= shardCapacity else {
-                    shard.dropped += 1
-                    return false
-                }
-                shard.bytes.append(contentsOf: utf8)
-                return true
+        write(seconds: LogEntry.untimed, text: line)
+    }
+
+    /// A line the writer thread starts with the timestamp of `seconds`.
+    func write(seconds: Int, text: String) {
+        var text = text
+        text.withUTF8 { utf8 in
+            store(LogEntry.size(text: utf8.count, record: 0)) {
+                LogEntry.append(to: &$0, seconds: seconds, text: UnsafeRawBufferPointer(utf8))
             }
+        }
+    }
+
+    /// A line the writer thread makes of a timestamp, `prefix` and `record`'s message.
+    func write<R: LogRecord>(_ record: R, prefix: [UInt8], seconds: Int) {
+        prefix.withUnsafeBytes { text in
+            withUnsafeBytes(of: record) { bytes in
+                store(LogEntry.size(text: text.count, record: bytes.count)) {
+                    LogEntry.append(to: &$0, seconds: seconds, text: text, record: bytes, type: R.self)
+                }
+            }
+        }
+    }
+
+    /// Appends an entry of `size` bytes to this thread's shard, or counts it dropped when the shard is full.
+    private func store(_ size: Int, _ append: (inout [UInt8]) -> Void) {
+        let i = shardIndex()
+        let stored = shards[i].buffer.withLock { shard -> Bool in
+            guard shard.bytes.count + size <= shardCapacity else {
+                shard.dropped += 1
+                return false
+            }
+            append(&shard.bytes)
+            return true
         }
         if !stored { droppedTotal.add(1, ordering: .relaxed) }
     }
@@ -125,14 +156,23 @@ public final class LogSink: @unchecked Sendable {
     private func drainOnce() -> Bool {
         var wrote = false
         for shard in shards {
-            let (bytes, dropped) = shard.buffer.withLock { s -> ([UInt8], Int) in
-                defer { s.bytes = []; s.bytes.reserveCapacity(1024); s.dropped = 0 }
-                return (s.bytes, s.dropped)
+            // The drained buffer and the spare trade places: neither is allocated again
+            // (swapped, never copied, so each stays uniquely referenced).
+            var entries: [UInt8] = []
+            swap(&entries, &spare)
+            let dropped = shard.buffer.withLock { s -> Int in
+                swap(&s.bytes, &entries)
+                defer { s.dropped = 0 }
+                return s.dropped
             }
-            if !bytes.isEmpty {
-                writeAll(bytes)
+            if !entries.isEmpty {
+                LogEntry.writeLines(entries, to: &out, clock: &clock)
+                entries.removeAll(keepingCapacity: true)
+                writeAll(out.bytes)
+                out.removeAll()
                 wrote = true
             }
+            spare = entries
             if dropped > 0 {
                 // The sink took bytes again (the write above returned): say what was lost.
                 writeAll(Array("log: \(dropped) line(s) dropped while the log output was not keeping up\n".utf8))
