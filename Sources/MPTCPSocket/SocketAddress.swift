@@ -107,19 +107,49 @@ public enum SocketAddress: Sendable, Equatable, Hashable, CustomStringConvertibl
 
     /// The host part as text, without brackets.
     public var host: String {
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        switch self {
-        case .v4(var sa): inet_ntop(AF_INET, &sa.sin_addr, &buffer, socklen_t(buffer.count))
-        case .v6(var sa): inet_ntop(AF_INET6, &sa.sin6_addr, &buffer, socklen_t(buffer.count))
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN)) { buffer in
+            String(decoding: UnsafeRawBufferPointer(start: buffer.baseAddress, count: writeHost(to: buffer.baseAddress!)), as: UTF8.self)
         }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public var description: String {
-        switch self {
-        case .v4: return "\(host):\(port)"
-        case .v6: return "[\(host)]:\(port)"
+        withText { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Calls `body` with the address as `description` has it (`1.2.3.4:80`, `[::1]:443`),
+    /// written on the stack: a log line copies it without a String being made.
+    public func withText<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        // "[" host "]" ":" and at most 5 digits.
+        try withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN) + 8) { buffer in
+            let start = buffer.baseAddress!
+            var n = 0
+            if case .v6 = self { start[0] = 0x5B; n = 1 }  // [
+            n += writeHost(to: start + n)
+            if case .v6 = self { start[n] = 0x5D; n += 1 }  // ]
+            start[n] = 0x3A  // :
+            n += 1
+            var divisor = 10_000, value = Int(port), leading = true
+            while divisor > 0 {
+                let digit = value / divisor
+                if digit > 0 || !leading || divisor == 1 {
+                    start[n] = CChar(0x30 + digit)
+                    n += 1
+                    leading = false
+                }
+                value %= divisor
+                divisor /= 10
+            }
+            return try body(UnsafeRawBufferPointer(start: start, count: n))
         }
+    }
+
+    /// inet_ntop into `buffer` (INET6_ADDRSTRLEN bytes at least); the length written.
+    private func writeHost(to buffer: UnsafeMutablePointer<CChar>) -> Int {
+        switch self {
+        case .v4(var sa): inet_ntop(AF_INET, &sa.sin_addr, buffer, socklen_t(INET6_ADDRSTRLEN))
+        case .v6(var sa): inet_ntop(AF_INET6, &sa.sin6_addr, buffer, socklen_t(INET6_ADDRSTRLEN))
+        }
+        return strlen(buffer)
     }
 
     /// True for 0.0.0.0 and ::.
@@ -159,13 +189,28 @@ public enum SocketAddress: Sendable, Equatable, Hashable, CustomStringConvertibl
         return length
     }
 
+    /// Family, port and address bytes (what `description` shows; not the IPv6 flow label or
+    /// scope): compared as bytes, never as text, since the loop guard and the upstream list
+    /// compare addresses per connection.
     public static func == (a: SocketAddress, b: SocketAddress) -> Bool {
-        a.family == b.family && a.port == b.port && a.host == b.host
+        switch (a, b) {
+        case (.v4(let x), .v4(let y)):
+            return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr
+        case (.v6(let x), .v6(let y)):
+            return x.sin6_port == y.sin6_port && x.sin6_addr.__in6_u.__u6_addr32 == y.sin6_addr.__in6_u.__u6_addr32
+        default:
+            return false
+        }
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(family)
         hasher.combine(port)
-        hasher.combine(host)
+        switch self {
+        case .v4(let sa): hasher.combine(sa.sin_addr.s_addr)
+        case .v6(let sa):
+            let w = sa.sin6_addr.__in6_u.__u6_addr32
+            hasher.combine(w.0); hasher.combine(w.1); hasher.combine(w.2); hasher.combine(w.3)
+        }
     }
 }
