@@ -55,7 +55,7 @@ let package = Package(
         ]),
         .target(name: "URing", dependencies: ["CURing"]),
         .target(name: "RelayCore", dependencies: [
-            "URing", "MPTCPSocket", "CNetLinux", "TunnelProtocol",
+            "URing", "MPTCPSocket", "CNetLinux", "TunnelProtocol", "RelayLog",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SystemPackage", package: "swift-system"),
             .product(name: "CoreMetrics", package: "swift-metrics"),

@@ -5,7 +5,7 @@ import CNetLinux
 import SystemPackage
 
 /// Whether a connected stream socket really runs MPTCP.
-public enum MPTCPStatus: Sendable, Equatable, CustomStringConvertible {
+public enum MPTCPStatus: Sendable, Equatable, CustomStringConvertible, BitwiseCopyable {
     /// MPTCP was negotiated with the peer.
     case active
     /// An MPTCP socket whose peer (or a middlebox) did not take MPTCP: it runs plain TCP.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import RelayLog
 
 /// Why a connection ended, for its log line and counters.
 enum CloseReason: Equatable {
@@ -14,17 +15,78 @@ enum CloseReason: Equatable {
     case resources(Int32)
     case shutdown
 
-    var text: String {
+    /// The reason without the text of a refusal: fixed size, so a close record can carry it.
+    var cause: CloseCause {
         switch self {
-        case .completed: return "done"
-        case .idleTimeout: return "idle timeout"
-        case .connectFailed(let e): return "upstream connect failed: \(errnoText(e))"
-        case .connectTimeout: return "upstream connect timed out"
-        case .resetByClient(let e): return "client error: \(errnoText(e))"
-        case .resetByUpstream(let e): return "upstream error: \(errnoText(e))"
-        case .refused(let why): return "refused: \(why)"
-        case .resources(let e): return "out of resources: \(errnoText(e))"
-        case .shutdown: return "grace period over at shutdown"
+        case .completed: return .completed
+        case .idleTimeout: return .idleTimeout
+        case .connectFailed(let e): return .connectFailed(e)
+        case .connectTimeout: return .connectTimeout
+        case .resetByClient(let e): return .resetByClient(e)
+        case .resetByUpstream(let e): return .resetByUpstream(e)
+        case .refused: return .refused
+        case .resources(let e): return .resources(e)
+        case .shutdown: return .shutdown
+        }
+    }
+
+    var refusal: String? {
+        if case .refused(let why) = self { return why }
+        return nil
+    }
+
+    var text: String {
+        var line = LogLine(capacity: 64)
+        cause.write(to: &line, refusal: refusal)
+        return line.text
+    }
+}
+
+/// A close reason as numbers: what close records and the per-listener counters keep.
+enum CloseCause: BitwiseCopyable, Equatable {
+    case completed
+    case idleTimeout
+    case connectFailed(Int32)
+    case connectTimeout
+    case resetByClient(Int32)
+    case resetByUpstream(Int32)
+    case refused
+    case resources(Int32)
+    case shutdown
+
+    static let count = 9
+
+    /// 0..<count, in declaration order: the index of the cause's counter.
+    var ordinal: Int {
+        switch self {
+        case .completed: return 0
+        case .idleTimeout: return 1
+        case .connectFailed: return 2
+        case .connectTimeout: return 3
+        case .resetByClient: return 4
+        case .resetByUpstream: return 5
+        case .refused: return 6
+        case .resources: return 7
+        case .shutdown: return 8
+        }
+    }
+
+    /// The `reason` label of mptcp_relay_connections_closed_total, by ordinal.
+    static let metricLabels = ["done", "idle_timeout", "connect_failed", "connect_timeout", "client_error",
+                               "upstream_error", "refused", "resources", "shutdown"]
+
+    /// The reason as the close line says it; `refusal` is the text a refusal carries.
+    func write(to line: inout LogLine, refusal: String?) {
+        switch self {
+        case .completed: line.append("done")
+        case .idleTimeout: line.append("idle timeout")
+        case .connectFailed(let e): line.append("upstream connect failed: "); line.append(cString: strerror(e))
+        case .connectTimeout: line.append("upstream connect timed out")
+        case .resetByClient(let e): line.append("client error: "); line.append(cString: strerror(e))
+        case .resetByUpstream(let e): line.append("upstream error: "); line.append(cString: strerror(e))
+        case .refused: line.append("refused: "); line.append(refusal ?? "?")
+        case .resources(let e): line.append("out of resources: "); line.append(cString: strerror(e))
+        case .shutdown: line.append("grace period over at shutdown")
         }
     }
 }

@@ -308,18 +308,8 @@ extension Worker {
         let up = c.pointee.up
         let down = c.pointee.down
         let lost = mptcpWasLost(c)
-        if !c.pointee.quietClose {
-            // The one line a connection gets at info level: who, where, how MPTCP went, why
-            // it ended, what it moved.
-            let subflows = c.pointee.subflows > 0 ? " subflows=\(c.pointee.subflows)" : ""
-            let seconds = Double(now - c.pointee.openedAt) / 1e9
-            let status = c.pointee.relayed ? (lost ? " mptcp=lost (fell back to TCP after negotiating MPTCP)" : " \(c.pointee.status)") : ""
-            let line: Logger.Message = "closed conn=\(index).\(c.pointee.sequence) \(routeText(c))\(status) \(c.pointee.reason.text) up=\(up.bytes) down=\(down.bytes) ms=\(Int(seconds * 1000))\(subflows)"
-            switch c.pointee.reason {
-            case .completed, .idleTimeout: logger.info(line)
-            default: logger.notice(line)
-            }
-        }
+        // Who, where, how MPTCP went, why it ended, what it moved (Worker+CloseLog).
+        if !c.pointee.quietClose { logClosed(c, lost: lost) }
         // Closed through the ring, with the loop's next submission: no system call of their own.
         for fd in [c.pointee.client, c.pointee.upstream] where fd >= 0 {
             if c.pointee.resetOnClose { _ = try? Socket.setResetOnClose(FileDescriptor(rawValue: fd)) }
@@ -362,19 +352,6 @@ extension Worker {
             // an open descriptor that refusal is the answer "fallback"; any other, no verdict.
             c.pointee.mptcpLost = error == .protocolNotAvailable || error == .notSupported
         }
-    }
-
-    /// The connection's ends as its log lines name them, by listener mode.
-    func routeText(_ c: UnsafeMutablePointer<Connection>) -> String {
-        let listener = listeners[c.pointee.listener].settings
-        if listener.mode == .tunnelServer {
-            let key = c.pointee.keyName.map { "key=\($0) " } ?? ""
-            return "tunnel \(key)client=\(peerText(c)) destination=\(destinationText(c))"
-        }
-        if listener.tunnelsOut {
-            return "client=\(peerText(c)) destination=\(destinationText(c)) via=\(targetText(c))"
-        }
-        return "client=\(peerText(c)) upstream=\(c.pointee.targetLength > 0 ? targetText(c) : "-")"
     }
 
     func peerAddress(_ c: UnsafeMutablePointer<Connection>) -> SocketAddress? {

@@ -4,6 +4,7 @@ import Glibc
 import CNetLinux
 import Logging
 import MPTCPSocket
+import RelayLog
 import SystemPackage
 import URing
 
@@ -19,6 +20,8 @@ final class Worker {
     var settings: RelaySettings
     let ring: Ring
     var logger: Logger
+    /// Where close records go, formatted off the worker (nil: close lines go to `logger` as text).
+    let closeLog: LogRecordWriter?
     var listeners: [WorkerListener]
     let table: ConnectionTable
     let pipes: PipePool
@@ -71,6 +74,7 @@ final class Worker {
         mailbox = launch.mailbox
         counters = launch.counters
         logger = launch.logger
+        closeLog = Self.closeLog(for: launch.logger)
         limits = launch.limits
         let capacity = settings.maxConnections
         headerBudget = HeaderBudget(total: Self.share(settings.effectiveMaxPendingHeaders, settings.workers),

@@ -1,8 +1,9 @@
 /// A gateway's key id as the config and the wire name it: the file name of its key on the
 /// server without ".key" (`site-berlin` for keys/site-berlin.key). 1-32 bytes of letters,
 /// digits, '.', '_' and '-', not starting with '.' (so never a hidden file, "." or "..").
-/// Stored inline (four words) so that parsing a header and looking a key up allocate nothing.
-public struct KeyName: Hashable, Sendable, CustomStringConvertible, Comparable {
+/// Stored inline (four words, BitwiseCopyable) so that parsing a header and looking a key
+/// up allocate nothing, and a log record carries it by copy.
+public struct KeyName: Hashable, Sendable, CustomStringConvertible, Comparable, BitwiseCopyable {
     public static let maximumLength = 32
 
     private var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
