@@ -121,8 +121,7 @@ let package = Package(
         // Shared by the test targets: namespace testbed, process runner, hashing.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MPTCPSocketTests", dependencies: ["MPTCPSocket"]),
-        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "RelayLog", "URing", "MPTCPSocket", "TunnelProtocol",
-                                                  .product(name: "MetricsTestKit", package: "swift-metrics")]),
+        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore", "RelayLog", "URing", "MPTCPSocket", "TunnelProtocol"]),
         .testTarget(name: "RelayAdminTests", dependencies: ["RelayAdmin", "RelayCore", "MPTCPSocket"]),
         .testTarget(name: "RelayConfigTests", dependencies: ["RelayConfig", "RelayCore", "MPTCPSocket", "TunnelProtocol"]),
         .testTarget(name: "TunnelProtocolTests", dependencies: ["TunnelProtocol"]),

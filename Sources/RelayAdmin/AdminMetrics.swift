@@ -3,10 +3,11 @@ import Prometheus
 import RelayCore
 import Synchronization
 
-/// The Prometheus side: swift-metrics is bootstrapped with swift-prometheus, so the workers'
-/// per-connection events (Worker+Snapshot.swift) land in this registry; the values that are
-/// state rather than events (open connections, pipes, WAN subflows) and the workers' atomic
-/// counters are brought in at each scrape.
+/// The Prometheus side. The workers count each connection's events in counters of their own
+/// (ListenerCounters), brought in and summed at each scrape (AdminMetrics+Listeners), as are
+/// the values that are state rather than events (open connections, pipes, WAN subflows).
+/// swift-metrics is bootstrapped with swift-prometheus for the rarer events (refused tunnel
+/// clients, snapshot cost), which land in this registry as they happen.
 final class AdminMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let lastCounts = Mutex<[String: UInt64]>([:])
@@ -14,28 +15,14 @@ final class AdminMetrics: Sendable {
     /// Once per process: swift-metrics takes one backend.
     func bootstrap() {
         var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [
-            .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
-        ]
+        factory.defaultDurationHistogramBuckets = ListenerCounters.connectBounds.map { .nanoseconds($0) }
         MetricsSystem.bootstrap(factory)
     }
 
     /// Updates the scrape-time values and renders the text format.
-    func render(_ doc: StatusDocument, listenerBytes: [ListenerBytes] = []) -> String {
-        // Live: every worker's per-listener totals, open connections included, summed.
-        var bytes: [[String]: (up: UInt64, down: UInt64)] = [:]
-        for b in listenerBytes {
-            let key = [b.listener, b.mode]
-            let sum = bytes[key] ?? (0, 0)
-            bytes[key] = (sum.up &+ b.up, sum.down &+ b.down)
-        }
-        for (key, sum) in bytes.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            for (direction, value) in [("up", sum.up), ("down", sum.down)] where value > 0 {
-                advance("mptcp_relay_bytes_total", [("listener", key[0]), ("mode", key[1]), ("direction", direction)], to: value,
-                        help: "Bytes relayed, counted as they move (open connections included).")
-            }
-        }
+    func render(_ doc: StatusDocument, listeners: [ListenerCounters] = []) -> String {
+        let perListener = Self.sum(listeners)
+        advanceListenerCounters(perListener)
         registry.makeGauge(name: "mptcp_relay_open_connections", help: "Connections open now (all phases).").set(Int64(doc.totals.openConnections))
         registry.makeGauge(name: "mptcp_relay_pipes_in_use", help: "Splice pipes holding bytes in flight.").set(Int64(doc.totals.pipesInUse))
         registry.makeGauge(name: "mptcp_relay_workers_answering", help: "Workers that answered the last snapshot in time.").set(Int64(doc.workersAnswered))
@@ -112,11 +99,11 @@ final class AdminMetrics: Sendable {
             advance("mptcp_relay_tunnel_server_pings_total", labels + [("result", "failed")], to: s.failedRounds,
                     help: "Tunnel gateway: health pings of this server, by result.")
         }
-        return registry.emitToString()
+        return registry.emitToString() + Self.connectHistogram(perListener)
     }
 
     /// A Prometheus counter only goes up by increments: add what a cumulative source gained.
-    private func advance(_ name: String, _ labels: [(String, String)], to value: UInt64, help: String) {
+    func advance(_ name: String, _ labels: [(String, String)], to value: UInt64, help: String) {
         let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
         let delta: UInt64 = lastCounts.withLock { last in
             let before = last[key] ?? 0

@@ -233,9 +233,9 @@ struct AdminHandler: HTTPHandler {
             // Counts and live counters only: no worker walks its table or asks the kernel
             // about each connection for a scrape (per-connection detail is /api's).
             let doc = await admin.status(withConnections: false)
-            let bytes = admin.relay.relay.counters.flatMap(\.listenerBytes)
+            let listeners = admin.relay.relay.counters.flatMap(\.listenerCounters)
             return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                                body: Data(admin.metrics.render(doc, listenerBytes: bytes).utf8))
+                                body: Data(admin.metrics.render(doc, listeners: listeners).utf8))
         case "/api/connections", "/api/status":
             let doc = await admin.status()
             let encoder = JSONEncoder()

@@ -20,7 +20,7 @@ extension Worker {
         counters.add(.accepted, 1)
         let c = table[slot]
         let listener = listeners[li].settings
-        metricAccepted(listener)
+        metricAccepted(li)
         let readsHeader = listener.mode == .tunnelServer
         c.pointee.move(.accept(readsHeader: readsHeader))
         c.pointee.sequence = sequence

@@ -87,10 +87,10 @@ extension Worker {
         if let k = listeners.indices.first(where: { k in
             listeners[k].isReusable && !listeners.contains { $0.successor == k }
         }) {
-            listeners[k].reuse(settings: config, socketID: socketID, fd: fd, bytes: Self.registerBytes(config, counters))
+            listeners[k].reuse(settings: config, socketID: socketID, fd: fd, counters: Self.registerCounters(config, counters))
             return k
         }
-        listeners.append(WorkerListener(settings: config, socketID: socketID, fd: fd, bytes: Self.registerBytes(config, counters)))
+        listeners.append(WorkerListener(settings: config, socketID: socketID, fd: fd, counters: Self.registerCounters(config, counters)))
         return listeners.count - 1
     }
 

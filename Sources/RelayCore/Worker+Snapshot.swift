@@ -7,9 +7,9 @@ import MPTCPSocket
 import SystemPackage
 
 /// The worker's side of the operator view: answering snapshot requests on its own loop, and
-/// the per-connection metric events (swift-metrics handles; no-ops until a metrics backend
-/// is bootstrapped). Everything here runs at most once per connection event or per request,
-/// never per byte.
+/// the per-connection metric events, counted in the listener record's own counters
+/// (ListenerCounters: no lock, no allocation) and summed at scrape time. Everything here
+/// runs at most once per connection event or per request, never per byte.
 extension Worker {
     /// Copies the plain fields of every open slot; the subflows of MPTCP connections are read
     /// from the kernel for at most `request.detailBudget` of them.
@@ -115,42 +115,34 @@ extension Worker {
 
     // MARK: metric events
 
-    private func labels(_ listener: ListenerSettings) -> [(String, String)] {
-        [("listener", listener.address.description), ("mode", Self.modeName(listener))]
-    }
-
-    func metricAccepted(_ listener: ListenerSettings) {
-        Counter(label: "mptcp_relay_connections_accepted_total", dimensions: labels(listener)).increment()
+    /// mptcp_relay_connections_accepted_total, under listener record `li`.
+    func metricAccepted(_ li: Int) {
+        listeners[li].counters.countAccepted()
     }
 
     /// The MPTCP side's outcome, once known (connect, or the tunnel reply).
     func metricOutcome(_ c: UnsafeMutablePointer<Connection>) {
-        let listener = listeners[c.pointee.listener].settings
-        let outcome = MPTCPOutcome(c.pointee.status, wanted: mptcpWanted(listener))
-        Counter(label: "mptcp_relay_connections_mptcp_total", dimensions: labels(listener) + [("outcome", outcome.rawValue)]).increment()
+        let outcome = MPTCPOutcome(c.pointee.status, wanted: mptcpWanted(listeners[c.pointee.listener].settings))
+        listeners[c.pointee.listener].counters.count(outcome)
     }
 
     /// Upstream connect latency, from the submitted connect to its completion.
     func metricConnected(_ c: UnsafeMutablePointer<Connection>) {
         guard c.pointee.dialedAt > 0 else { return }
-        let elapsed = Self.preciseNanoseconds() - c.pointee.dialedAt
-        Timer(label: "mptcp_relay_upstream_connect_seconds", dimensions: labels(listeners[c.pointee.listener].settings))
-            .recordNanoseconds(max(0, elapsed))
+        listeners[c.pointee.listener].counters.countConnect(nanoseconds: Self.preciseNanoseconds() - c.pointee.dialedAt)
     }
 
+    /// Refused tunnel clients: not a path a served connection takes, so a swift-metrics event.
     func metricTunnelRefused(_ reason: String) {
         Counter(label: "mptcp_relay_tunnel_refusals_total", dimensions: [("reason", reason)]).increment()
     }
 
     /// At finish: the outcome, and whether MPTCP was lost on the way (`lost`, read before the
-    /// descriptors closed). Bytes are counted as they move (ListenerBytes), not here.
+    /// descriptors closed). Bytes are counted as they move (ListenerCounters), not here.
     func metricClosed(_ c: UnsafeMutablePointer<Connection>, lost: Bool) {
-        let listener = listeners[c.pointee.listener].settings
-        let dims = labels(listener)
-        Counter(label: "mptcp_relay_connections_closed_total", dimensions: dims + [("reason", c.pointee.reason.metricLabel)]).increment()
-        if lost {
-            Counter(label: "mptcp_relay_connections_mptcp_total", dimensions: dims + [("outcome", MPTCPOutcome.mptcpLost.rawValue)]).increment()
-        }
+        let counters = listeners[c.pointee.listener].counters
+        counters.count(c.pointee.reason.cause)
+        if lost { counters.count(.mptcpLost) }
     }
 
     /// A connection that negotiated MPTCP and runs plain TCP now (read with the subflows,
@@ -171,23 +163,6 @@ extension Worker {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
-}
-
-extension CloseReason {
-    /// The `reason` label of mptcp_relay_connections_closed_total.
-    var metricLabel: String {
-        switch self {
-        case .completed: return "done"
-        case .idleTimeout: return "idle_timeout"
-        case .connectFailed: return "connect_failed"
-        case .connectTimeout: return "connect_timeout"
-        case .resetByClient: return "client_error"
-        case .resetByUpstream: return "upstream_error"
-        case .refused: return "refused"
-        case .resources: return "resources"
-        case .shutdown: return "shutdown"
-        }
     }
 }
 

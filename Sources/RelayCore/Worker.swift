@@ -89,7 +89,7 @@ final class Worker {
         pipes = PipePool(size: settings.pipeSize, keepIdle: 64, limits: launch.limits)
         let counters = launch.counters
         listeners = zip(settings.listeners, launch.listenerSockets).map { config, socket in
-            WorkerListener(settings: config, socketID: socket.id, fd: socket.fd, bytes: Self.registerBytes(config, counters))
+            WorkerListener(settings: config, socketID: socket.id, fd: socket.fd, counters: Self.registerCounters(config, counters))
         }
         wakeBuffer = .allocate(capacity: 1)
         tickSpec = .allocate(capacity: 1)
@@ -119,7 +119,7 @@ final class Worker {
         replyWaitSpecs.deallocate()
     }
 
-    static func registerBytes(_ config: ListenerSettings, _ counters: WorkerCounters) -> ListenerBytes {
+    static func registerCounters(_ config: ListenerSettings, _ counters: WorkerCounters) -> ListenerCounters {
         counters.register(listener: config.address.description, mode: modeName(config))
     }
 
@@ -129,7 +129,7 @@ final class Worker {
         let bytes = UInt64(n)
         if d == 0 { c.pointee.up.bytes += bytes } else { c.pointee.down.bytes += bytes }
         counters.add(d == 0 ? .bytesUp : .bytesDown, bytes)
-        listeners[c.pointee.listener].bytes.add(direction: d, bytes)
+        listeners[c.pointee.listener].counters.addBytes(direction: d, bytes)
     }
 
     /// This worker's part of a process-wide limit (rounded up, at least 1).

@@ -23,25 +23,25 @@ public final class WorkerCounters: Sendable {
     private let pings = Atomic<UInt64>(0)
     private let serverRetries = Atomic<UInt64>(0)
 
-    /// Live byte totals per listener record of this worker (one per record ever made).
-    private let records = Mutex<[ListenerBytes]>([])
+    /// Live counters per listener record of this worker (one per record ever made).
+    private let records = Mutex<[ListenerCounters]>([])
 
     public init() {}
 
-    /// A listener record's byte totals; the lock is taken at start and at reloads only.
+    /// A listener record's counters; the lock is taken at start and at reloads only.
     /// Records with the same labels on this worker share one (this worker alone writes it),
     /// so reloads do not grow the list.
-    func register(listener: String, mode: String) -> ListenerBytes {
+    func register(listener: String, mode: String) -> ListenerCounters {
         records.withLock { list in
             if let known = list.first(where: { $0.listener == listener && $0.mode == mode }) { return known }
-            let bytes = ListenerBytes(listener: listener, mode: mode)
-            list.append(bytes)
-            return bytes
+            let counters = ListenerCounters(listener: listener, mode: mode)
+            list.append(counters)
+            return counters
         }
     }
 
-    /// Bytes moved so far under each listener record, open connections included (read at scrape time).
-    public var listenerBytes: [ListenerBytes] { records.withLock { $0 } }
+    /// The counters of each listener record, open connections' bytes included (read at scrape time).
+    public var listenerCounters: [ListenerCounters] { records.withLock { $0 } }
 
     public func add(_ name: Name, _ value: UInt64) {
         switch name {
@@ -76,30 +76,4 @@ public final class WorkerCounters: Sendable {
         case .serverRetries: return serverRetries.load(ordering: .relaxed)
         }
     }
-}
-
-/// Bytes relayed under one listener record of one worker, counted as they move (not when a
-/// connection closes), so a scrape sees a long download grow. Only the owning worker writes:
-/// a relaxed load and store, no read-modify-write, no lock on the data path.
-public final class ListenerBytes: Sendable {
-    public let listener: String
-    public let mode: String
-    private let upValue = Atomic<UInt64>(0)
-    private let downValue = Atomic<UInt64>(0)
-
-    init(listener: String, mode: String) {
-        self.listener = listener
-        self.mode = mode
-    }
-
-    @inline(__always) func add(direction d: Int, _ n: UInt64) {
-        if d == 0 {
-            upValue.store(upValue.load(ordering: .relaxed) &+ n, ordering: .relaxed)
-        } else {
-            downValue.store(downValue.load(ordering: .relaxed) &+ n, ordering: .relaxed)
-        }
-    }
-
-    public var up: UInt64 { upValue.load(ordering: .relaxed) }
-    public var down: UInt64 { downValue.load(ordering: .relaxed) }
 }

@@ -20,17 +20,17 @@ struct WorkerListener {
     var armed = false
     /// Connections accepted under this record that are still open.
     var connections = 0
-    /// Bytes relayed under this record, live (mptcp_relay_bytes_total).
-    private(set) var bytes: ListenerBytes
+    /// Bytes and connection events under this record, live (/metrics).
+    private(set) var counters: ListenerCounters
     /// Where the kernel writes the peer address of the accept in flight.
     let peer: UnsafeMutablePointer<sockaddr_storage> = .allocate(capacity: 1)
     let peerLength: UnsafeMutablePointer<UInt32> = .allocate(capacity: 1)
 
-    init(settings: ListenerSettings, socketID: Int, fd: Int32, bytes: ListenerBytes) {
+    init(settings: ListenerSettings, socketID: Int, fd: Int32, counters: ListenerCounters) {
         self.settings = settings
         self.socketID = socketID
         self.fd = fd
-        self.bytes = bytes
+        self.counters = counters
     }
 
     var isLive: Bool { fd >= 0 }
@@ -38,9 +38,9 @@ struct WorkerListener {
     /// A retired record nothing refers to any more can hold a new listener.
     var isReusable: Bool { fd < 0 && !armed && connections == 0 }
 
-    mutating func reuse(settings: ListenerSettings, socketID: Int, fd: Int32, bytes: ListenerBytes) {
+    mutating func reuse(settings: ListenerSettings, socketID: Int, fd: Int32, counters: ListenerCounters) {
         self.settings = settings
-        self.bytes = bytes
+        self.counters = counters
         self.socketID = socketID
         self.fd = fd
         successor = nil

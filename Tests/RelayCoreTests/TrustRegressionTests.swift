@@ -1,9 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CoreMetrics
 import Logging
-import MetricsTestKit
 import MPTCPSocket
 import SystemPackage
 import Testing
@@ -177,7 +175,6 @@ import TunnelProtocol
     /// Finding 1 (mptcp_lost): a connection that kept MPTCP to its end is not counted as
     /// having lost it. Main asked the closed descriptor (EBADF, read as "fallback").
     @Test func anMPTCPConnectionThatKeptMPTCPIsNotCountedLost() throws {
-        let metrics = TestMetricsBackend.shared
         let upstream = try LoopbackListener(mptcp: true), front = try LoopbackListener()
         let listener = Self.forward(upstream.address, listen: 24_001)
         let w = try WorkerUnderTest([listener])
@@ -189,8 +186,7 @@ import TunnelProtocol
         close(server)
         try w.turn(until: { w.worker.table.active == 0 })
         try #require(w.worker.table.active == 0)
-        let labels = [("listener", listener.address.description), ("mode", "forward"), ("outcome", "mptcp_lost")]
-        let lost = metrics.counters(label: "mptcp_relay_connections_mptcp_total", dimensions: labels).reduce(0) { $0 + $1.totalValue }
+        let lost = w.worker.listeners[0].counters.counts.outcomes[MPTCPOutcome.allCases.firstIndex(of: .mptcpLost)!]
         #expect(lost == 0, "counted mptcp_lost for a connection whose close line says: \(w.log.all.filter { $0.contains("closed") })")
     }
 
@@ -225,15 +221,6 @@ import TunnelProtocol
         try relay.reload(next)
         #expect(log.all.contains { $0.contains("pipe_size changes on restart") }, "\(log.all)")
     }
-}
-
-/// swift-metrics takes one backend per process: the tests that read metric events share it.
-enum TestMetricsBackend {
-    static let shared: TestMetrics = {
-        let metrics = TestMetrics()
-        MetricsSystem.bootstrap(metrics)
-        return metrics
-    }()
 }
 
 /// Finding 9: a table for the whole process's max_connections costs nothing until used.

@@ -94,12 +94,36 @@ import Testing
     @Test func listenerBytesCountLive() {
         let counters = WorkerCounters()
         let bytes = counters.register(listener: "127.0.0.1:80", mode: "forward")
-        bytes.add(direction: 0, 10)
-        bytes.add(direction: 1, 7)
-        bytes.add(direction: 0, 5)
-        #expect(counters.listenerBytes.count == 1 && bytes.up == 15 && bytes.down == 7)
+        bytes.addBytes(direction: 0, 10)
+        bytes.addBytes(direction: 1, 7)
+        bytes.addBytes(direction: 0, 5)
+        #expect(counters.listenerCounters.count == 1 && bytes.up == 15 && bytes.down == 7)
         // A reload's new record under the same labels keeps counting on the same totals.
         #expect(counters.register(listener: "127.0.0.1:80", mode: "forward") === bytes)
-        #expect(counters.register(listener: "127.0.0.1:80", mode: "server") !== bytes && counters.listenerBytes.count == 2)
+        #expect(counters.register(listener: "127.0.0.1:80", mode: "server") !== bytes && counters.listenerCounters.count == 2)
+    }
+
+    /// Issue 25: a connection's metric events are counted per worker, and a scrape's sum of
+    /// two workers' counts is what one counter would have said.
+    @Test func listenerEventsCountPerWorkerAndSum() {
+        let a = WorkerCounters().register(listener: "127.0.0.1:80", mode: "forward")
+        let b = WorkerCounters().register(listener: "127.0.0.1:80", mode: "forward")
+        a.countAccepted()
+        b.countAccepted()
+        a.count(MPTCPOutcome.mptcp)
+        b.count(MPTCPOutcome.mptcpLost)
+        a.count(CloseReason.completed.cause)
+        b.count(CloseReason.resetByUpstream(ECONNRESET).cause)
+        a.countConnect(nanoseconds: 300_000)        // within 1 ms
+        b.countConnect(nanoseconds: 30_000_000)     // within 50 ms
+        b.countConnect(nanoseconds: 60_000_000_000) // past 10 s
+        let sum = a.counts + b.counts
+        #expect(sum.accepted == 2)
+        #expect(sum.outcomes[MPTCPOutcome.allCases.firstIndex(of: .mptcp)!] == 1)
+        #expect(sum.outcomes[MPTCPOutcome.allCases.firstIndex(of: .mptcpLost)!] == 1)
+        #expect(sum.closes[ListenerCounts.closeReasons.firstIndex(of: "done")!] == 1)
+        #expect(sum.closes[ListenerCounts.closeReasons.firstIndex(of: "upstream_error")!] == 1)
+        #expect(sum.connects[0] == 1 && sum.connects[4] == 1 && sum.connects.last == 1 && sum.connects.reduce(0, +) == 3)
+        #expect(sum.connectNanoseconds == 60_030_300_000)
     }
 }
