@@ -152,6 +152,15 @@ public enum SocketAddress: Sendable, Equatable, Hashable, CustomStringConvertibl
         return strlen(buffer)
     }
 
+    /// The same host with port 0: a key per host (the loop guard's own addresses, the UDP
+    /// engine's per-client caps).
+    public var withoutPort: SocketAddress {
+        switch self {
+        case .v4(var sa): sa.sin_port = 0; return .v4(sa)
+        case .v6(var sa): sa.sin6_port = 0; sa.sin6_flowinfo = 0; return .v6(sa)
+        }
+    }
+
     /// True for 0.0.0.0 and ::.
     public var isWildcard: Bool {
         switch self {

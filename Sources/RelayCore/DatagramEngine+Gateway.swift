@@ -45,7 +45,7 @@ extension DatagramEngine {
         // servers in service), so a host sees one address for the site.
         let out = serversOut.withLock { $0 }
         let via = tunnel.servers[TunnelServerChoice.pick(tunnel.servers, destination: destination, tried: 0, out: out) ?? 0]
-        let host = Self.hostOnly(client)
+        let host = client.withoutPort  // caps count per LAN host
         if openFlows >= udp.maxFlows {
             counters.drop(.flowLimit)
             limitNotice("max_flows (\(udp.maxFlows)) reached: new UDP flows are dropped until some end")

@@ -323,16 +323,8 @@ public final class DatagramEngine: @unchecked Sendable {
         let key = FlowKey(client: flow.client, destination: flow.destination)
         if byKey[key] == slot {
             byKey[key] = nil
-            let host = Self.hostOnly(flow.client)
+            let host = flow.client.withoutPort
             if let n = perClient[host] { perClient[host] = n > 1 ? n - 1 : nil }
-        }
-    }
-
-    /// The client's address without its port: caps count per LAN host.
-    static func hostOnly(_ address: SocketAddress) -> SocketAddress {
-        switch address {
-        case .v4(var sa): sa.sin_port = 0; return .v4(sa)
-        case .v6(var sa): sa.sin6_port = 0; sa.sin6_flowinfo = 0; return .v6(sa)
         }
     }
 

@@ -13,20 +13,27 @@ struct Refusal: Error {
 /// later, by DHCP or IPv6 privacy extensions, is protected too): a transparent or redirected
 /// connection whose original destination is the relay's own listener would otherwise
 /// connect to itself forever.
+/// Addresses are compared as bytes (port 0 here), never as text: the check runs for every
+/// transparent or redirected connection.
 struct LocalAddresses: Sendable, Equatable {
-    let hosts: Set<String>
+    let hosts: Set<SocketAddress>
 
-    init(hosts: Set<String>) { self.hosts = hosts }
+    /// `hosts`: numeric literals ("192.0.2.1", "::1").
+    init(hosts: Set<String>) {
+        self.hosts = Set(hosts.compactMap { SocketAddress(host: $0, port: 0) })
+    }
 
+    /// The interfaces' addresses, and loopback and wildcard ones, which no interface lists.
     init(interfaceAddresses: [SocketAddress]) {
-        hosts = Set(["127.0.0.1", "::1", "0.0.0.0", "::"] + interfaceAddresses.map(\.host))
+        let always = ["127.0.0.1", "::1", "0.0.0.0", "::"].compactMap { SocketAddress(host: $0, port: 0) }
+        hosts = Set((always + interfaceAddresses).map(\.withoutPort))
     }
 
     /// True when `destination` would reach `listener` itself.
     func loops(_ destination: SocketAddress, into listener: SocketAddress) -> Bool {
         guard destination.port == listener.port else { return false }
-        if destination.host == listener.host { return true }
-        return listener.isWildcard && hosts.contains(destination.host)
+        if destination == listener { return true }
+        return listener.isWildcard && hosts.contains(destination.withoutPort)
     }
 }
 
