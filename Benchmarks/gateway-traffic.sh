@@ -9,6 +9,7 @@
 #   haproxy       plain TCP -> HAProxy (mode tcp, option splice-auto, under mptcpize) -> MPTCP
 #   relay-1cpu, haproxy-1cpu   per-core capacity: the relay with --workers 1 and HAProxy with
 #                 nbthread 1, each pinned to CPU 0; wrk and an nginx of their own on CPU 1
+#   NAME          with --also NAME=PATH: another relay build, as the relay arm (rate, latency)
 # Measures, in alternating rounds (A B C D A B C D ...) so that drift hits every arm alike:
 #   rate     wrk -t1 -c32, "Connection: close", a 1 KiB file from nginx: requests/s, and the
 #            proxy's CPU per request (utime+stime of its process over the run, /proc/PID/stat)
@@ -19,11 +20,13 @@
 # CPU per connection, added p50 latency (arm minus direct, over HAProxy's), per-core rate,
 # bulk throughput and CPU per GB.
 #
+# --also NAME=PATH (repeatable) compares builds in one run, under the same noise: what each
+# step of a change buys.
 # --perf DIR: afterwards, one more rate run through the relay under `perf record -F 999 -g`;
 # DIR gets perf.data and report.txt (perf report --no-children --sort dso,sym).
 #
 # Runs in a network namespace of its own (lo only). Root needed.
-# Usage: Benchmarks/gateway-traffic.sh [--rounds N] [--seconds S] [--relay PATH] [--perf DIR]
+# Usage: Benchmarks/gateway-traffic.sh [--rounds N] [--seconds S] [--relay PATH] [--also NAME=PATH]... [--perf DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,13 +34,16 @@ ROUNDS=5
 SECS=5
 RELAY=.build-release/release/mptcp-relay
 PERF_DIR=
+declare -A ALSO=()
 while (($#)); do
     case $1 in
         --rounds) ROUNDS=$2; shift 2 ;;
         --seconds) SECS=$2; shift 2 ;;
         --relay) RELAY=$2; shift 2 ;;
         --perf) PERF_DIR=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --also) [[ $2 == ?*=?* ]] || { echo "--also wants NAME=PATH" >&2; exit 2; }
+                ALSO[${2%%=*}]=${2#*=}; shift 2 ;;
+        -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -87,6 +93,15 @@ ARMS=(direct relay relay-quiet haproxy)
 BULK_ARMS=(direct relay haproxy)
 declare -A HTTP_PORT=([direct]=8080 [relay]=6001 [relay-quiet]=6101 [haproxy]=6201 [relay-1cpu]=6301 [haproxy-1cpu]=6401)
 declare -A PING_PORT=([direct]=11111 [relay]=6002 [relay-quiet]=6102 [haproxy]=6202)
+declare -A RELAY_OF=([relay]=$RELAY [relay-quiet]=$RELAY [relay-1cpu]=$RELAY)
+port=6501
+for name in "${!ALSO[@]}"; do
+    [[ -x ${ALSO[$name]} && -z ${HTTP_PORT[$name]:-} ]] || { echo "bench: --also $name: no such binary, or a name taken" >&2; exit 2; }
+    ARMS+=("$name")
+    RELAY_OF[$name]=${ALSO[$name]}
+    HTTP_PORT[$name]=$port PING_PORT[$name]=$((port + 1))
+    port=$((port + 100))
+done
 declare -A IPERF_PORT=([direct]=5201 [relay]=5202 [haproxy]=5203)
 declare -A BULK_PORT=([direct]=5201 [relay]=6003 [haproxy]=6203)
 for arm in "${BULK_ARMS[@]}"; do
@@ -101,10 +116,10 @@ start_relay() {  # ARM LISTEN_PORT UPSTREAM_PORT CPUS (all: unpinned) [RELAY ARG
     local arm=$1 port=$2 up=$3 cpus=$4
     shift 4
     [[ $cpus == all ]] && cpus=0-$(($(nproc) - 1))
-    inns taskset -c "$cpus" "$RELAY" run --listen "127.0.0.1:$port" --upstream "127.0.0.1:$up" "$@" >>"$WORK/$arm.log" 2>&1 &
+    inns taskset -c "$cpus" "${RELAY_OF[$arm]}" run --listen "127.0.0.1:$port" --upstream "127.0.0.1:$up" "$@" >>"$WORK/$arm.log" 2>&1 &
     wait_listen "$port"
 }
-for arm in relay relay-quiet; do
+for arm in relay relay-quiet "${!ALSO[@]}"; do
     level=info; [[ $arm == relay-quiet ]] && level=notice
     start_relay "$arm" "${HTTP_PORT[$arm]}" 8080 all --log-level "$level"
     start_relay "$arm" "${PING_PORT[$arm]}" 11111 all --log-level "$level"
@@ -130,7 +145,7 @@ if ((${#PINNED[@]})); then
 fi
 # The process behind each arm's front port: wrappers (ip netns exec, taskset, mptcpize) exec it.
 declare -A PROXY_PID=()
-for arm in relay relay-quiet haproxy "${PINNED[@]}"; do PROXY_PID[$arm]=$(listener_pid "${HTTP_PORT[$arm]}"); done
+for arm in relay relay-quiet haproxy "${PINNED[@]}" "${!ALSO[@]}"; do PROXY_PID[$arm]=$(listener_pid "${HTTP_PORT[$arm]}"); done
 PROXY_PID[relay-bulk]=$(listener_pid "${BULK_PORT[relay]}")
 
 RESULTS=$WORK/results.tsv   # arm round measure value
@@ -208,16 +223,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for arm in "${BULK_ARMS[@]}"; do run_bulk "$arm" "$r"; done
 done
 
-python3 - "$RESULTS" <<'PY'
+python3 - "$RESULTS" "${!ALSO[@]}" <<'PY'
 import math, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+also = sorted(sys.argv[2:])
 def med(arm, measure):
     vals = [float(r[3]) for r in rows if r[0] == arm and r[2] == measure and r[3] not in ("", "nan")]
     return statistics.median(vals) if vals else float("nan")
 def ratio(a, b):
     return a / b if b and not math.isnan(b) else float("nan")
 print("\nmedians:")
-for a in ("direct", "relay", "relay-quiet", "haproxy"):
+for a in ["direct", "relay", "relay-quiet", "haproxy"] + also:
     print(f"  {a:12s} {med(a, 'rate'):9.0f} req/s   cpu {med(a, 'cpu_us'):6.1f} µs/req   p50 {med(a, 'p50'):7.1f} µs   p99 {med(a, 'p99'):7.1f} µs")
 for a in ("relay-1cpu", "haproxy-1cpu"):
     if not math.isnan(med(a, "core_rate")):
@@ -226,7 +242,7 @@ for a in ("direct", "relay", "haproxy"):
     print(f"  {a + ' bulk':12s} {med(a, 'bulk_gbps'):6.2f} Gbit/s   cpu {med(a, 'bulk_cpu_gb'):.3f} s/GB")
 print("ratios against haproxy (same run):")
 direct50 = med("direct", "p50")
-for a in ("relay", "relay-quiet"):
+for a in ["relay", "relay-quiet"] + also:
     added = ratio(med(a, "p50") - direct50, med("haproxy", "p50") - direct50)
     print(f"  {a:12s} connection rate {ratio(med(a, 'rate'), med('haproxy', 'rate')):.2f} x   "
           f"cpu per connection {ratio(med(a, 'cpu_us'), med('haproxy', 'cpu_us')):.2f} x   added p50 latency {added:.2f} x")
@@ -234,7 +250,7 @@ print(f"  {'relay-1cpu':12s} per-core rate {ratio(med('relay-1cpu', 'core_rate')
 print(f"  {'relay bulk':12s} throughput {ratio(med('relay', 'bulk_gbps'), med('haproxy', 'bulk_gbps')):.2f} x   "
       f"cpu per GB {ratio(med('relay', 'bulk_cpu_gb'), med('haproxy', 'bulk_cpu_gb')):.2f} x")
 PY
-for arm in relay relay-quiet; do
+for arm in relay relay-quiet "${!ALSO[@]}"; do
     echo "$arm: $(grep -c 'closed conn=' "$WORK/$arm.log" || true) connection lines logged, $(grep -c 'dropped while' "$WORK/$arm.log" || true) drop notices"
 done
 
