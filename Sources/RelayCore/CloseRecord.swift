@@ -20,12 +20,12 @@ struct CloseRecord: LogRecord {
         case tunnelGateway
     }
 
-    var worker: Int
+    var worker: Int32
     var sequence: UInt64
     var route: Route
     var client: AddressBytes
-    /// The address connected to: the upstream, or the tunnel server (via); nil before a connect.
-    var target: AddressBytes?
+    /// The address connected to: the upstream, or the tunnel server (via); none before a connect.
+    var target: AddressBytes
     var destination: AddressBytes
     var key: KeyName?
     /// The MPTCP side's outcome; nil when the connection never got that far.
@@ -38,7 +38,7 @@ struct CloseRecord: LogRecord {
     /// From accept to close.
     var nanoseconds: Int64
     /// Subflows of the MPTCP side at the end; 0 when not read.
-    var subflows: Int
+    var subflows: Int32
 
     func writeMessage(to line: inout LogLine) {
         writeMessage(to: &line, refusal: nil)
@@ -66,8 +66,7 @@ struct CloseRecord: LogRecord {
             Self.append(" via=", target, to: &line)
         case .upstream:
             Self.append(" client=", client, to: &line)
-            line.append(" upstream=")
-            if let target { Self.append("", target, to: &line) } else { line.append("-") }
+            Self.append(" upstream=", target, orElse: "-", to: &line)
         }
         if let mptcp {
             line.append(byte: UInt8(ascii: " "))
@@ -87,18 +86,23 @@ struct CloseRecord: LogRecord {
         }
     }
 
-    /// `name` and the address, or "?" for one of another family.
-    private static func append(_ name: StaticString, _ address: AddressBytes?, to line: inout LogLine) {
+    /// `name` and the address, or `orElse` when there is none (of another family, or never set).
+    private static func append(_ name: StaticString, _ address: AddressBytes, orElse: StaticString = "?", to line: inout LogLine) {
         line.append(name)
-        if let address = address?.address { address.withText { line.append($0) } } else { line.append("?") }
+        if let address = address.address { address.withText { line.append($0) } } else { line.append(orElse) }
     }
 }
 
-/// A socket address as a record carries it: the leading bytes of its sockaddr_storage, all
+/// A socket address as a record carries it: the leading 28 bytes of its sockaddr_storage, all
 /// that sockaddr_in and sockaddr_in6 use (SocketAddress itself is not BitwiseCopyable: the
 /// imported sockaddr_in6 holds a C union). Read back on the log thread.
 struct AddressBytes: BitwiseCopyable {
-    private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    private var words: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0, 0)
+
+    /// No address (family 0).
+    static var none: AddressBytes { AddressBytes() }
+
+    private init() {}
 
     init(_ storage: UnsafePointer<sockaddr_storage>) {
         withUnsafeMutableBytes(of: &words) { $0.copyMemory(from: UnsafeRawBufferPointer(start: storage, count: $0.count)) }

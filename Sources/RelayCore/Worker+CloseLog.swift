@@ -38,13 +38,13 @@ extension Worker {
             route = listeners[c.pointee.listener].settings.tunnelsOut ? .tunnelGateway : .upstream
         }
         return CloseRecord(
-            worker: index, sequence: c.pointee.sequence, route: route,
+            worker: Int32(truncatingIfNeeded: index), sequence: c.pointee.sequence, route: route,
             client: AddressBytes(&c.pointee.peer),
-            target: c.pointee.targetLength > 0 ? AddressBytes(&c.pointee.target) : nil,
+            target: c.pointee.targetLength > 0 ? AddressBytes(&c.pointee.target) : .none,
             destination: AddressBytes(&c.pointee.destination),
             key: c.pointee.keyName, mptcp: c.pointee.relayed ? c.pointee.status : nil, lost: lost,
             cause: c.pointee.reason.cause, bytesUp: c.pointee.up.bytes, bytesDown: c.pointee.down.bytes,
-            nanoseconds: now - c.pointee.openedAt, subflows: c.pointee.subflows)
+            nanoseconds: now - c.pointee.openedAt, subflows: Int32(truncatingIfNeeded: c.pointee.subflows))
     }
 
     /// Close records go to the log thread when the worker's logger is RelayLog's; any other

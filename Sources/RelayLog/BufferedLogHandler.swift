@@ -39,7 +39,7 @@ public struct BufferedLogHandler: LogHandler {
     /// stands for the module swift-log would name.
     public func recordWriter(source: String) -> LogRecordWriter {
         LogRecordWriter(sink: sink, logLevel: logLevel,
-                        prefixes: Logger.Level.allCases.map { Array(Self.prefix($0, label, metadata, source).utf8) })
+                        prefixes: Logger.Level.allCases.map { sink.register(prefix: Array(Self.prefix($0, label, metadata, source).utf8)) })
     }
 }
 
@@ -48,11 +48,24 @@ public struct LogRecordWriter: Sendable {
     let sink: LogSink
     /// The handler's level when the writer was made: records below it are not logged.
     public let logLevel: Logger.Level
-    /// The text before the message, by level (Logger.Level.allCases order).
-    let prefixes: [[UInt8]]
+    /// The sink's numbers of the text before the message, by level (Logger.Level.allCases order).
+    let prefixes: [Int32]
 
     public func write<R: LogRecord>(_ record: R, level: Logger.Level) {
         guard level >= logLevel else { return }
-        sink.write(record, prefix: prefixes[Logger.Level.allCases.firstIndex(of: level)!], seconds: LogTimestamp.now())
+        sink.write(record, prefix: prefixes[Self.index(level)], seconds: LogTimestamp.now())
+    }
+
+    /// The level's place in `allCases`, without the array `allCases` builds on each call.
+    static func index(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace: return 0
+        case .debug: return 1
+        case .info: return 2
+        case .notice: return 3
+        case .warning: return 4
+        case .error: return 5
+        case .critical: return 6
+        }
     }
 }

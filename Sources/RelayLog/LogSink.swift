@@ -35,6 +35,7 @@ public final class LogSink: @unchecked Sendable {
     private var spare: [UInt8] = []
     private var out = LogLine(capacity: 1 << 16)
     private var clock = LogTimestamp()
+    private let prefixes = Mutex<[[UInt8]]>([])
 
     /// `capacity`: bytes held at most while the sink is slow, split over `shards`.
     public init(fd: Int32 = STDERR_FILENO, capacity: Int = 1 << 20, shards count: Int = 8) {
@@ -81,7 +82,7 @@ public final class LogSink: @unchecked Sendable {
     }
 
     /// A line the writer thread starts with the timestamp of `seconds`.
-    func write(seconds: Int, text: String) {
+    func write(seconds: Int64, text: String) {
         var text = text
         text.withUTF8 { utf8 in
             store(LogEntry.size(text: utf8.count, record: 0)) {
@@ -90,14 +91,22 @@ public final class LogSink: @unchecked Sendable {
         }
     }
 
-    /// A line the writer thread makes of a timestamp, `prefix` and `record`'s message.
-    func write<R: LogRecord>(_ record: R, prefix: [UInt8], seconds: Int) {
-        prefix.withUnsafeBytes { text in
-            withUnsafeBytes(of: record) { bytes in
-                store(LogEntry.size(text: text.count, record: bytes.count)) {
-                    LogEntry.append(to: &$0, seconds: seconds, text: text, record: bytes, type: R.self)
-                }
+    /// A line the writer thread makes of a timestamp, the registered `prefix` and `record`'s message.
+    func write<R: LogRecord>(_ record: R, prefix: Int32, seconds: Int64) {
+        withUnsafeBytes(of: record) { bytes in
+            store(LogEntry.size(text: 0, record: bytes.count)) {
+                LogEntry.append(to: &$0, seconds: seconds, prefix: prefix, record: bytes, type: R.self)
             }
+        }
+    }
+
+    /// Text that starts many lines (a record writer's " info label: [source] "), kept once:
+    /// entries name it by the number returned (the same text, the same number).
+    func register(prefix: [UInt8]) -> Int32 {
+        prefixes.withLock { table in
+            if let known = table.firstIndex(of: prefix) { return Int32(known) }
+            table.append(prefix)
+            return Int32(table.count - 1)
         }
     }
 
@@ -166,7 +175,9 @@ public final class LogSink: @unchecked Sendable {
                 return s.dropped
             }
             if !entries.isEmpty {
-                LogEntry.writeLines(entries, to: &out, clock: &clock)
+                // Read after the shard: a prefix is registered before an entry names it.
+                let prefixTable = prefixes.withLock { $0 }
+                LogEntry.writeLines(entries, prefixes: prefixTable, to: &out, clock: &clock)
                 entries.removeAll(keepingCapacity: true)
                 writeAll(out.bytes)
                 out.removeAll()

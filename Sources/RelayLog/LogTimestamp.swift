@@ -9,7 +9,7 @@ struct LogTimestamp {
     private var text: [UInt8] = []
 
     /// Wall-clock seconds now: what a line records when it is logged.
-    static func now() -> Int { time(nil) }
+    static func now() -> Int64 { Int64(time(nil)) }
 
     mutating func append(_ seconds: Int, to line: inout LogLine) {
         if seconds != second {

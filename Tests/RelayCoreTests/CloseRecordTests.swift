@@ -45,7 +45,7 @@ import TunnelProtocol
 
     @Test func unconnectedLostAndSubflows() {
         var r = Self.record(cause: .connectFailed(ECONNREFUSED))
-        r.target = nil
+        r.target = .none
         r.mptcp = nil
         #expect(Self.text(r) == "closed conn=1.42 client=192.0.2.1:50000 upstream=- upstream connect failed: Connection refused up=1200 down=1048576 ms=1234")
         r = Self.record()
@@ -87,15 +87,17 @@ import TunnelProtocol
         logger.info("first")
         records.write(Self.record(), level: .info)
         records.write(Self.record(), level: .debug)
+        records.write(Self.record(cause: .resetByClient(ECONNRESET)), level: .notice)
         logger.notice("last")
         sink.close()
         close(fds[1])
         let text = try #require(String(bytes: FileHandle(fileDescriptor: fds[0]).readDataToEndOfFile(), encoding: .utf8))
         let lines = text.split(separator: "\n").map(String.init)
-        try #require(lines.count == 3, "\(lines)")
+        try #require(lines.count == 4, "\(lines)")
         let stamp = #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} "#
         #expect(lines[0].range(of: stamp + #"info relay-test: \[RelayCoreTests\] first$"#, options: .regularExpression) != nil, "\(lines[0])")
         #expect(lines[1].range(of: stamp + #"info relay-test: \[RelayCore\] closed conn=1\.42 client="#, options: .regularExpression) != nil, "\(lines[1])")
-        #expect(lines[2].hasSuffix(" notice relay-test: [RelayCoreTests] last"))
+        #expect(lines[2].contains(" notice relay-test: [RelayCore] closed conn=1.42 ") && lines[2].contains(" client error: "))
+        #expect(lines[3].hasSuffix(" notice relay-test: [RelayCoreTests] last"))
     }
 }
