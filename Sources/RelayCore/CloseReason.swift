@@ -42,7 +42,10 @@ enum CloseReason: Equatable {
     }
 }
 
-/// A close reason as numbers: what close records and the per-listener counters keep.
+/// A close reason as numbers: what close records and the per-listener counters keep. It is
+/// CloseReason case for case without a refusal's text (a String would keep a record from
+/// being copied as bytes); `CloseReason.cause` maps them, exhaustively, so a case added to
+/// one and not the other does not compile.
 enum CloseCause: BitwiseCopyable, Equatable {
     case completed
     case idleTimeout
