@@ -15,7 +15,10 @@
 #            proxy's CPU per request (utime+stime of its process over the run, /proc/PID/stat)
 #   latency  sockperf ping-pong, 64-byte messages over one TCP connection: p50 and p99 (µs)
 #   core     the rate measure through the pinned arms, and how busy the proxy kept CPU 0
-#   bulk     iperf3, one stream for S seconds: Gbit/s, and the proxy's CPU seconds per GB
+#   bulk     iperf3, one stream for S seconds: Gbit/s, the proxy's CPU seconds per GB, and the
+#            whole machine's (on loopback the sender's splice or send also runs the receiver's
+#            TCP stack, so a faster proxy is billed for more of it: the machine's busy time
+#            added over the direct arm is the fairer cost)
 # Prints every round, medians, and ratios against HAProxy in the same run: connection rate,
 # CPU per connection, added p50 latency (arm minus direct, over HAProxy's), per-core rate,
 # bulk throughput and CPU per GB.
@@ -196,25 +199,30 @@ run_pinned() {
 }
 
 run_bulk() {
-    local arm=$1 round=$2 client=() pid json c0=0 c1=0 gbps cpu_gb
+    local arm=$1 round=$2 client=() pid json c0=0 c1=0 m0 m1 gbps cpu_gb machine_gb
     [[ $arm == direct ]] && client=(mptcpize run)
     case $arm in relay) pid=${PROXY_PID[relay-bulk]} ;; haproxy) pid=${PROXY_PID[haproxy]} ;; *) pid= ;; esac
     [[ -n $pid ]] && c0=$(cpu_ticks "$pid")
+    m0=$(machine_busy_ticks)
     json=$WORK/bulk-$arm-$round.json
     inns "${client[@]}" iperf3 -c 127.0.0.1 -p "${BULK_PORT[$arm]}" -t "$SECS" -J >"$json" || {
         echo "bench: iperf3 via $arm failed: $(tail -c 300 "$json")" >&2; return 0; }
+    m1=$(machine_busy_ticks)
     sleep 0.3
     [[ -n $pid ]] && c1=$(cpu_ticks "$pid")
-    read -r gbps cpu_gb < <(python3 - "$json" "$((c1 - c0))" "$TICK" "$pid" <<'PY'
+    read -r gbps cpu_gb machine_gb < <(python3 - "$json" "$((c1 - c0))" "$TICK" "$pid" "$((m1 - m0))" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["end"]["sum_received"]
 cpu = int(sys.argv[2]) / int(sys.argv[3])
-print(f"{s['bits_per_second'] / 1e9:.2f}", f"{cpu / (s['bytes'] / 1e9):.3f}" if sys.argv[4] else "nan")
+machine = int(sys.argv[5]) / int(sys.argv[3])
+gb = s["bytes"] / 1e9
+print(f"{s['bits_per_second'] / 1e9:.2f}", f"{cpu / gb:.3f}" if sys.argv[4] else "nan", f"{machine / gb:.3f}")
 PY
 )
     record "$arm" "$round" bulk_gbps "$gbps"
     record "$arm" "$round" bulk_cpu_gb "$cpu_gb"
-    printf 'round %s  %-12s %6s Gbit/s bulk   cpu %s s/GB\n' "$round" "$arm" "$gbps" "$cpu_gb"
+    record "$arm" "$round" bulk_machine_gb "$machine_gb"
+    printf 'round %s  %-12s %6s Gbit/s bulk   cpu %s s/GB   machine %s s/GB\n' "$round" "$arm" "$gbps" "$cpu_gb" "$machine_gb"
 }
 
 echo "bench: ${ROUNDS} rounds x (${#ARMS[@]} arms x 2 + ${#PINNED[@]} pinned + ${#BULK_ARMS[@]} bulk) x ${SECS}s, loopback; $(nproc) CPUs, kernel $(uname -r)"
@@ -243,7 +251,7 @@ for a in ("relay-1cpu", "haproxy-1cpu"):
         print(f"  {a:12s} {med(a, 'core_rate'):9.0f} req/s on one core (busy {med(a, 'core_busy'):.0f} %, "
               f"{med(a, 'core_per_busy'):.0f} per busy core)   cpu {med(a, 'core_cpu_us'):6.1f} µs/req")
 for a in ("direct", "relay", "haproxy"):
-    print(f"  {a + ' bulk':12s} {med(a, 'bulk_gbps'):6.2f} Gbit/s   cpu {med(a, 'bulk_cpu_gb'):.3f} s/GB")
+    print(f"  {a + ' bulk':12s} {med(a, 'bulk_gbps'):6.2f} Gbit/s   cpu {med(a, 'bulk_cpu_gb'):.3f} s/GB   machine {med(a, 'bulk_machine_gb'):.3f} s/GB")
 print("ratios against haproxy (same run):")
 direct50 = med("direct", "p50")
 for a in ["relay", "relay-quiet"] + also:
@@ -253,7 +261,8 @@ for a in ["relay", "relay-quiet"] + also:
 print(f"  {'relay-1cpu':12s} per-core rate {ratio(med('relay-1cpu', 'core_rate'), med('haproxy-1cpu', 'core_rate')):.2f} x   "
       f"per busy core {ratio(med('relay-1cpu', 'core_per_busy'), med('haproxy-1cpu', 'core_per_busy')):.2f} x")
 print(f"  {'relay bulk':12s} throughput {ratio(med('relay', 'bulk_gbps'), med('haproxy', 'bulk_gbps')):.2f} x   "
-      f"cpu per GB {ratio(med('relay', 'bulk_cpu_gb'), med('haproxy', 'bulk_cpu_gb')):.2f} x")
+      f"cpu per GB {ratio(med('relay', 'bulk_cpu_gb'), med('haproxy', 'bulk_cpu_gb')):.2f} x   "
+      f"machine CPU per GB added over direct {ratio(med('relay', 'bulk_machine_gb') - med('direct', 'bulk_machine_gb'), med('haproxy', 'bulk_machine_gb') - med('direct', 'bulk_machine_gb')):.2f} x")
 PY
 for arm in relay relay-quiet "${!ALSO[@]}"; do
     echo "$arm: $(grep -c 'closed conn=' "$WORK/$arm.log" || true) connection lines logged, $(grep -c 'dropped while' "$WORK/$arm.log" || true) drop notices"

@@ -32,6 +32,11 @@ wait_listen() {
 listener_pid() {
     inns ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2
 }
+# Every CPU's busy time (all but idle and iowait), in clock ticks: on loopback the sender's
+# system call also runs the receiver's network stack, so a process's own CPU says little.
+machine_busy_ticks() {
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
 # A process's own threads and its reaped children (socat's per-connection forks) alike.
 cpu_ticks() {
     awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat"
