@@ -224,9 +224,11 @@ extension Connection {
             update(d) { $0.handshake = .awaitingRequest }
             return .wait
         case .notConnectedYet:
-            // The request went out with the SYN (TCP_FASTOPEN_CONNECT), and until the SYN-ACK
-            // an MPTCP socket reports TCP_CLOSE: recv says ENOTCONN, and poll reports POLLHUP at
-            // once, so a poll would spin. Whether anything failed is SO_ERROR's to say.
+            // The request went out (with the SYN, TCP_FASTOPEN_CONNECT), yet the socket says
+            // it has no connection: a poll would fire at once with POLLHUP and spin. Whether
+            // the connect failed is SO_ERROR's to say; else look again after a back-off. (On
+            // Linux 6.18 every socket seen here had been shut down in SYN_SENT, which is why
+            // a Fast Open request is now held until the reply: Worker+Tunnel.)
             return .probeConnect
         case .shortage(let e):
             // This host's shortage, not the server's: another server would not help.

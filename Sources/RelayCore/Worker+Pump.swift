@@ -6,9 +6,11 @@ import MPTCPSocket
 import URing
 import SystemPackage
 
-/// The data path: per direction, splice source -> pipe, then pipe -> sink, with the
-/// ring reporting readiness. A short transfer is normal; "would block" means "wait for poll".
-/// What to do next is `Direction.nextStep` (pure); this file performs the steps.
+/// The data path's loop: per direction, what to do next is `Direction.nextStep` (pure), the
+/// step runs against the kernel (`Connection.perform`, the syscall edge), the reducer takes
+/// its outcome (`Connection.step`, pure), and `carryOut` does what the reducer answers: arm a
+/// poll, submit a ring splice, close, retry on another server. A short transfer is normal;
+/// "would block" means "wait for poll".
 extension Worker {
     @inline(__always)
     func withDirection<R>(_ c: UnsafeMutablePointer<Connection>, _ d: Int, _ body: (inout Direction) -> R) -> R {
@@ -91,9 +93,9 @@ extension Worker {
         case .checkReply:
             return carryOut(slot, d, c.pointee.step(.replyChecked(d, checkTunnelReply(c, d))))
         case .probeConnect:
-            // Reading SO_ERROR clears it, so it is read once, here. Measured before this
-            // (Linux 6.18): 19-30 of ~460 short Fast Open tunnel connections reset, every one
-            // 0-1 ms after the dial, state 7, when this case was taken as a failure.
+            // A Fast Open socket with its request written and still no connection: SO_ERROR
+            // says whether the connect failed (reading it clears it, so it is read once, here);
+            // else the reply is looked for again, backing off, until the connect timeout.
             let pending = Socket.pendingError(FileDescriptor(rawValue: withDirection(c, d) { $0.source }))
             let overdue = settings.connectTimeout > 0 && Self.preciseNanoseconds() - c.pointee.dialedAt > nanoseconds(settings.connectTimeout)
             if overdue && pending == 0 { counters.add(.connectFailures, 1) }
