@@ -30,7 +30,8 @@ wait_listen() {
     echo "bench: nothing listens on port $1" >&2; return 1
 }
 listener_pid() {
-    inns ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2
+    # awk, not grep | head: under pipefail a grep that finds nothing would end the script silently.
+    inns ss -ltnpH "sport = :$1" | awk 'match($0, /pid=[0-9]+/) { print substr($0, RSTART + 4, RLENGTH - 4); exit }'
 }
 # Every CPU's busy time (all but idle and iowait), in clock ticks: on loopback the sender's
 # system call also runs the receiver's network stack, so a process's own CPU says little.

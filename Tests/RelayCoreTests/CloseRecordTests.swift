@@ -73,6 +73,22 @@ import TunnelProtocol
         #expect(Set(reasons.map(\.0.cause.ordinal)).count == reasons.count)
     }
 
+    /// Each reason keeps the `reason` label mptcp_relay_connections_closed_total always gave
+    /// it (dashboards and alerts match these words): every case, spelled out.
+    @Test func everyReasonKeepsItsMetricLabel() {
+        let labels: [(CloseReason, String)] = [
+            (.completed, "done"), (.idleTimeout, "idle_timeout"), (.connectFailed(ECONNREFUSED), "connect_failed"),
+            (.connectTimeout, "connect_timeout"), (.resetByClient(ECONNRESET), "client_error"),
+            (.resetByUpstream(EPIPE), "upstream_error"), (.refused("x"), "refused"), (.resources(EMFILE), "resources"),
+            (.shutdown, "shutdown"),
+        ]
+        #expect(labels.count == CloseCause.count)
+        for (reason, label) in labels {
+            #expect(CloseCause.metricLabels[reason.cause.ordinal] == label, "\(reason)")
+        }
+        #expect(Set(labels.map(\.0.cause.ordinal)).count == CloseCause.count, "two reasons share a counter")
+    }
+
     /// Records and text lines through one sink: the same line format, in the order logged, and
     /// a record under the handler's level is not written.
     @Test func recordsAndTextLinesShareTheFormatAndTheOrder() throws {
