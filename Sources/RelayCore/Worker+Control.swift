@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNetLinux
 import URing
 
 /// The control side of a worker: requests from the control thread (stop, reload, new
@@ -151,8 +152,10 @@ extension Worker {
                 counters.add(.connectFailures, 1)
                 if !retryOnAnotherServer(i, why: CloseReason.connectTimeout.text) { beginClose(i, reason: .connectTimeout, reset: true) }
             case .relaying where now - c.pointee.lastActive > c.pointee.idleLimit:
-                // Bytes still held would be lost: a clean FIN would pass a truncated stream as whole.
-                beginClose(i, reason: .idleTimeout, reset: c.pointee.holdsBytes)
+                // Bytes not yet delivered, held by the relay or still unacknowledged in a
+                // socket (a transfer stalled by a dead link), would be lost: a clean FIN would
+                // pass a truncated stream as whole, so such a connection is reset.
+                beginClose(i, reason: .idleTimeout, reset: c.pointee.holdsBytes || Self.bytesInFlight(c))
             case .relaying:
                 checkStall(i)
             case .closing where now - c.pointee.closingSince > Self.closingDeadline:
@@ -166,6 +169,12 @@ extension Worker {
             logger.notice("tunnel: refused \(headerRefusals.source) client(s) over the per-source limit (\(headerBudget.perSource) per address or /64 on this worker) and \(headerRefusals.total) over the limit of \(headerBudget.total) headers in progress, in the last second")
             headerRefusals = (0, 0)
         }
+    }
+
+    /// Bytes written to either socket that its peer has not acknowledged (SIOCOUTQ; false
+    /// where the kernel cannot say, as MPTCP before 6.4).
+    static func bytesInFlight(_ c: UnsafeMutablePointer<Connection>) -> Bool {
+        [c.pointee.client, c.pointee.upstream].contains { $0 >= 0 && cnet_bytes_unsent($0) > 0 }
     }
 
     func abortAll() {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNetLinux
 import MPTCPSocket
 import Testing
 @testable import RelayCore
@@ -87,5 +88,38 @@ import Testing
         var got: [UInt8] = []
         _ = drain(server, into: &got)
         #expect(String(decoding: got, as: UTF8.self) == "stuck")
+    }
+}
+
+/// The idle timeout on a connection whose bytes are not all delivered: the relay holds none,
+/// but its upstream socket still has unacknowledged ones (the peer's window is shut, as a
+/// dead link leaves it). A clean FIN would pass the stream on as whole; it must be a reset.
+@Suite struct IdleTimeoutTests {
+    @Test func bytesStillInFlightMakeTheIdleTimeoutAReset() throws {
+        let upstream = try LoopbackListener(), front = try LoopbackListener()
+        var small: Int32 = 2048
+        setsockopt(upstream.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        let w = try WorkerUnderTest([TrustRegressionTests.forward(upstream.address)]) { $0.idleTimeout = 60 }
+        let pair = try w.connectedClient(through: front)
+        let server = try #require(upstream.accept())
+        defer { close(server) }
+        // More than the server's shut window takes, less than the relay's socket buffer does.
+        let payload = [UInt8](repeating: 7, count: 12_000)
+        _ = payload.withUnsafeBytes { send(pair.client, $0.baseAddress, $0.count, 0) }
+        try w.turn(until: { w.slot0.pointee.up.bytes == 12_000 && !w.slot0.pointee.holdsBytes })
+        try #require(!w.slot0.pointee.holdsBytes, "the relay should hold nothing: the socket has the bytes")
+        try #require(cnet_bytes_unsent(w.slot0.pointee.upstream) > 0, "the upstream socket should have unacknowledged bytes")
+        w.worker.now = w.slot0.pointee.lastActive + 61_000_000_000
+        w.worker.tick()
+        try w.turn(until: { w.slot0.pointee.phase == .free })
+        try w.turn()  // the closes go out with the next submission
+        var got: [UInt8] = []
+        var end = StreamEnd.open
+        for _ in 0..<50 where end == .open {
+            end = drain(server, into: &got)
+            if end == .open { usleep(20_000) }
+        }
+        #expect(end == .reset, "the server saw \(end) after \(got.count) of 12000 bytes")
+        #expect(w.log.all.contains { $0.contains("idle timeout") }, "\(w.log.all)")
     }
 }

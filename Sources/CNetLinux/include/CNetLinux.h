@@ -31,6 +31,9 @@
 ssize_t cnet_splice(int fd_in, int fd_out, size_t len, unsigned int flags);
 /// ioctl(FIONREAD): bytes waiting to be read on a socket, or -1 (ioctl is variadic: Swift cannot call it).
 int cnet_bytes_readable(int fd);
+/// ioctl(SIOCOUTQ): bytes written to a socket and not yet acknowledged by its peer, or -1
+/// (MPTCP answers from Linux 6.4).
+int cnet_bytes_unsent(int fd);
 /// fcntl(F_SETPIPE_SZ); returns the size the kernel granted or -1.
 int cnet_set_pipe_size(int fd, int size);
 /// fcntl(F_GETPIPE_SZ).
