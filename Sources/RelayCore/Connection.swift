@@ -141,6 +141,10 @@ struct Connection {
         }
     }
 
+    /// The tunnel server's reply is later than the connect timeout this connection was
+    /// accepted under, counted from its latest dial (`now`: precise monotonic ns).
+    func replyOverdue(at now: Int64) -> Bool { now - dialedAt > replyLimit }
+
     /// Bytes read from one side and not yet written to the other.
     var holdsBytes: Bool { up.holdsBytes || down.holdsBytes }
 }

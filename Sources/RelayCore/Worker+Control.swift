@@ -145,7 +145,7 @@ extension Worker {
             case .readingHeader where now - c.pointee.openedAt > c.pointee.headerLimit:
                 // A silent or slow client cannot hold a slot (and its buffer) for longer.
                 rejectTunnel(i, code: TunnelCodec.malformed, reason: "no complete tunnel header within \(Double(c.pointee.headerLimit) / 1e9) s")
-            case .relaying where c.pointee.down.handshake != .none && Self.preciseNanoseconds() - c.pointee.dialedAt > c.pointee.replyLimit:
+            case .relaying where c.pointee.down.handshake != .none && c.pointee.replyOverdue(at: Self.preciseNanoseconds()):
                 // With Fast Open the connect completes at once (the link timeout never fires), so
                 // the gateway bounds the wait for the server's reply by the connect timeout,
                 // counted from the dial (a retry on another server starts a new one).

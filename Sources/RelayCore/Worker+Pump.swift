@@ -14,7 +14,23 @@ import SystemPackage
 extension Worker {
     @inline(__always)
     func withDirection<R>(_ c: UnsafeMutablePointer<Connection>, _ d: Int, _ body: (inout Direction) -> R) -> R {
-        d == 0 ? body(&c.pointee.up) : body(&c.pointee.down)
+        c.pointee.update(d, body)
+    }
+
+    /// A step moved bytes: the connection is active, and bytes read from the source count
+    /// (the connection's own total and the live ones a scrape reads).
+    @inline(__always)
+    private func noteProgress(_ c: UnsafeMutablePointer<Connection>, _ d: Int, _ step: DirectionStep, _ outcome: IOOutcome) {
+        guard case .moved(let n) = outcome, n > 0 else { return }
+        switch step {
+        case .read, .copyRead:
+            c.pointee.lastActive = now
+            countBytes(c, d, n)
+        case .write, .writePrefix, .drainPipe:
+            c.pointee.lastActive = now
+        case .wait, .readReply, .releaseBuffer, .passEOF, .releasePipeAndPoll, .pollIn, .takePipe:
+            break
+        }
     }
 
     /// Moves a direction forward until it must wait for the kernel: the direction says its
@@ -31,10 +47,7 @@ extension Worker {
                 if step == .read || step == .write { submitSplice(slot, d, step) }
                 return
             }
-            if case .moved(let n) = outcome, n > 0, step == .read || step == .copyRead || step == .write || step == .writePrefix || step == .drainPipe {
-                c.pointee.lastActive = now
-                if step == .read || step == .copyRead { countBytes(c, d, n) }
-            }
+            noteProgress(c, d, step, outcome)
             if !carryOut(slot, d, c.pointee.step(.performed(d, step, outcome))) { return }
         }
     }
@@ -42,10 +55,7 @@ extension Worker {
     /// A ring splice completed: the reducer takes its outcome as it takes a syscall's.
     func spliceCompleted(_ slot: Int32, _ d: Int, _ step: DirectionStep, _ outcome: IOOutcome) {
         let c = table[slot]
-        if case .moved(let n) = outcome {
-            c.pointee.lastActive = now
-            if step == .read { countBytes(c, d, n) }
-        }
+        noteProgress(c, d, step, outcome)
         if carryOut(slot, d, c.pointee.step(.performed(d, step, outcome))) { pump(slot, d) }
     }
 
@@ -85,10 +95,7 @@ extension Worker {
             // small buffer instead (a copy) until a pipe can be had again.
             if e.isDescriptorShortage { pauseAccepting(e) }
             guard let outcome = c.pointee.perform(d, .copyRead, kernel: WorkerKernel(worker: self), buffers: handshakeBuffers) else { return false }
-            if case .moved(let n) = outcome {
-                c.pointee.lastActive = now
-                countBytes(c, d, n)
-            }
+            noteProgress(c, d, .copyRead, outcome)
             return carryOut(slot, d, c.pointee.step(.performed(d, .copyRead, outcome)))
         case .checkReply:
             return carryOut(slot, d, c.pointee.step(.replyChecked(d, checkTunnelReply(c, d))))
@@ -97,7 +104,7 @@ extension Worker {
             // says whether the connect failed (reading it clears it, so it is read once, here);
             // else the reply is looked for again, backing off, until the connect timeout.
             let pending = Socket.pendingError(FileDescriptor(rawValue: withDirection(c, d) { $0.source }))
-            let overdue = settings.connectTimeout > 0 && Self.preciseNanoseconds() - c.pointee.dialedAt > nanoseconds(settings.connectTimeout)
+            let overdue = c.pointee.replyOverdue(at: Self.preciseNanoseconds())
             if overdue && pending == 0 { counters.add(.connectFailures, 1) }
             return carryOut(slot, d, c.pointee.step(.connectProbed(d, pendingError: pending != 0 ? Errno(rawValue: pending) : nil, overdue: overdue)))
         case .waitReply(let attempt):
