@@ -12,7 +12,9 @@
 #   NAME          with --also NAME=PATH: another relay build, as the relay arm (rate, latency)
 # Measures, in alternating rounds (A B C D A B C D ...) so that drift hits every arm alike:
 #   rate     wrk -t1 -c32, "Connection: close", a 1 KiB file from nginx: requests/s, and the
-#            proxy's CPU per request (utime+stime of its process over the run, /proc/PID/stat)
+#            proxy's CPU per request (utime+stime of its process over the run, /proc/PID/stat),
+#            also split into user space and kernel: the kernel's share is the network work
+#            itself (on loopback, including the peers' receive path), the same for any proxy
 #   latency  sockperf ping-pong, 64-byte messages over one TCP connection: p50 and p99 (µs)
 #   core     the rate measure through the pinned arms, and how busy the proxy kept CPU 0
 #   bulk     iperf3, one stream for S seconds: Gbit/s, the proxy's CPU seconds per GB, and the
@@ -154,22 +156,26 @@ PROXY_PID[relay-bulk]=$(listener_pid "${BULK_PORT[relay]}")
 RESULTS=$WORK/results.tsv   # arm round measure value
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 
-# wrk through ARM's front port; sets RPS, CPU_US (proxy µs per request) and BUSY (% of one CPU).
-RPS=0 CPU_US=nan BUSY=nan
+# wrk through ARM's front port; sets RPS, CPU_US (proxy µs per request), USER_US and SYS_US
+# (its user-space and kernel parts) and BUSY (% of one CPU).
+RPS=0 CPU_US=nan USER_US=nan SYS_US=nan BUSY=nan
 rate_run() {  # ARM [wrapper...]
-    local arm=$1 pid=${PROXY_PID[$1]:-} out c0=0 c1 t0 t1 requests
+    local arm=$1 pid=${PROXY_PID[$1]:-} out c0=0 c1 t0 t1 requests u0=0 s0=0 u1 s1
     shift
-    [[ -n $pid ]] && c0=$(cpu_ticks "$pid")
+    [[ -n $pid ]] && { c0=$(cpu_ticks "$pid"); read -r u0 s0 < <(cpu_split "$pid"); }
     t0=$(date +%s.%N)
     out=$(inns "$@" wrk -t1 -c32 -d"${SECS}s" -H "Connection: close" "http://127.0.0.1:${HTTP_PORT[$arm]}/1k")
     sleep 0.2   # the proxy's last closes
     t1=$(date +%s.%N)
     RPS=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    CPU_US=nan BUSY=nan
+    CPU_US=nan USER_US=nan SYS_US=nan BUSY=nan
     if [[ -n $pid && ${requests:-0} -gt 0 ]]; then
         c1=$(cpu_ticks "$pid")
+        read -r u1 s1 < <(cpu_split "$pid")
         CPU_US=$(awk -v c="$((c1 - c0))" -v t="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", c / t / n * 1e6 }')
+        USER_US=$(awk -v c="$((u1 - u0))" -v t="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", c / t / n * 1e6 }')
+        SYS_US=$(awk -v c="$((s1 - s0))" -v t="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", c / t / n * 1e6 }')
         BUSY=$(awk -v c="$((c1 - c0))" -v t="$TICK" -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" 'BEGIN { printf "%.0f", c / t / w * 100 }')
     fi
 }
@@ -183,9 +189,11 @@ run_arm() {
     p99=$(awk '/percentile 99.000/ {print $NF}' "$WORK/ping-$arm-$round.txt")
     record "$arm" "$round" rate "${RPS:-0}"
     record "$arm" "$round" cpu_us "$CPU_US"
+    record "$arm" "$round" user_us "$USER_US"
+    record "$arm" "$round" sys_us "$SYS_US"
     record "$arm" "$round" p50 "${p50:-nan}"
     record "$arm" "$round" p99 "${p99:-nan}"
-    printf 'round %s  %-12s %9.0f req/s   cpu %6s µs/req   p50 %7s µs   p99 %7s µs\n' "$round" "$arm" "${RPS:-0}" "$CPU_US" "${p50:-?}" "${p99:-?}"
+    printf 'round %s  %-12s %9.0f req/s   cpu %6s µs/req (user %s, kernel %s)   p50 %7s µs   p99 %7s µs\n' "$round" "$arm" "${RPS:-0}" "$CPU_US" "$USER_US" "$SYS_US" "${p50:-?}" "${p99:-?}"
 }
 
 run_pinned() {
@@ -243,7 +251,8 @@ def ratio(a, b):
     return a / b if b and not math.isnan(b) else float("nan")
 print("\nmedians:")
 for a in ["direct", "relay", "relay-quiet", "haproxy"] + also:
-    print(f"  {a:12s} {med(a, 'rate'):9.0f} req/s   cpu {med(a, 'cpu_us'):6.1f} µs/req   p50 {med(a, 'p50'):7.1f} µs   p99 {med(a, 'p99'):7.1f} µs")
+    print(f"  {a:12s} {med(a, 'rate'):9.0f} req/s   cpu {med(a, 'cpu_us'):6.1f} µs/req (user {med(a, 'user_us'):5.1f}, kernel {med(a, 'sys_us'):5.1f})"
+          f"   p50 {med(a, 'p50'):7.1f} µs   p99 {med(a, 'p99'):7.1f} µs")
 # Below 100 % busy the load generator (wrk and nginx sharing CPU 1) was the limit: the rate
 # per busy core is what the proxy would do with its core full, assuming it scales.
 for a in ("relay-1cpu", "haproxy-1cpu"):
@@ -257,7 +266,9 @@ direct50 = med("direct", "p50")
 for a in ["relay", "relay-quiet"] + also:
     added = ratio(med(a, "p50") - direct50, med("haproxy", "p50") - direct50)
     print(f"  {a:12s} connection rate {ratio(med(a, 'rate'), med('haproxy', 'rate')):.2f} x   "
-          f"cpu per connection {ratio(med(a, 'cpu_us'), med('haproxy', 'cpu_us')):.2f} x   added p50 latency {added:.2f} x")
+          f"cpu per connection {ratio(med(a, 'cpu_us'), med('haproxy', 'cpu_us')):.2f} x "
+          f"(user {ratio(med(a, 'user_us'), med('haproxy', 'user_us')):.2f} x, kernel {ratio(med(a, 'sys_us'), med('haproxy', 'sys_us')):.2f} x)   "
+          f"added p50 latency {added:.2f} x")
 print(f"  {'relay-1cpu':12s} per-core rate {ratio(med('relay-1cpu', 'core_rate'), med('haproxy-1cpu', 'core_rate')):.2f} x   "
       f"per busy core {ratio(med('relay-1cpu', 'core_per_busy'), med('haproxy-1cpu', 'core_per_busy')):.2f} x")
 print(f"  {'relay bulk':12s} throughput {ratio(med('relay', 'bulk_gbps'), med('haproxy', 'bulk_gbps')):.2f} x   "

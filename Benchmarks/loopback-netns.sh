@@ -6,6 +6,7 @@
 #   wait_listen PORT   wait (10 s at most) until something listens on PORT there
 #   listener_pid PORT  the process that listens on PORT there (after any exec of wrappers)
 #   cpu_ticks PID      utime+stime of PID and its reaped children, in clock ticks
+#   cpu_split PID      the same as two numbers: user, then kernel
 NS=${NS:-bench-$$}
 WORK=$(mktemp -d)
 bench_cleanup() {
@@ -41,4 +42,7 @@ machine_busy_ticks() {
 # A process's own threads and its reaped children (socat's per-connection forks) alike.
 cpu_ticks() {
     awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat"
+}
+cpu_split() {
+    awk '{ sub(/^.*\) /, ""); print $12 + $14, $13 + $15 }' "/proc/$1/stat"
 }

@@ -27,7 +27,13 @@ curing_ring *curing_create(unsigned entries, unsigned cq_entries, const unsigned
             p.cq_entries = cq_entries;
         }
         rc = io_uring_queue_init_params(entries, &r->ring, &p);
-        if (rc == 0) { *accepted = flag_candidates[i]; return r; }
+        if (rc == 0) {
+            *accepted = flag_candidates[i];
+            /* Each io_uring_enter then skips the descriptor table lookup (5.18+); where
+               the kernel refuses, enter takes the plain descriptor as before. */
+            (void)io_uring_register_ring_fd(&r->ring);
+            return r;
+        }
     }
     free(r);
     *error = -rc;

@@ -148,8 +148,28 @@ extension Connection {
                 dir.drained = n < HandshakeBuffers.size
                 // A full buffer: more is coming than a message's worth. Splice from now on.
                 if n == HandshakeBuffers.size && dir.transfer == .copying { dir.transfer = .spliced }
+                if d == 1 && dir.lookAhead == .notYet { dir.lookAhead = dir.drained && dir.handshake == .none ? .due : .done }
             }
             return .proceed
+        case .lookAhead:
+            update(d) { dir in
+                dir.lookAhead = .done
+                switch outcome {
+                case .moved(let n):
+                    dir.prefixEnd += n
+                    dir.drained = dir.prefixEnd < HandshakeBuffers.size
+                case .eof:
+                    dir.sourceEOF = true
+                case .wouldBlock:
+                    break
+                case .notConnectedYet, .unsupported, .shortage, .peerReset:
+                    dir.lookAhead = .failed(outcome)
+                }
+            }
+            return .proceed
+        case .reportFailure:
+            update(d) { $0.lookAhead = .done }
+            return sourceRead(d, outcome)
         case .takePipe:
             switch outcome {
             case .moved: return .proceed

@@ -23,6 +23,8 @@ struct Direction {
     var transfer = Transfer.copying
     /// What the tunnel makes this direction wait for before it relays (gateway side).
     var handshake = Handshake.none
+    /// The answer's look-ahead (see DirectionStep.lookAhead): due now, or already done.
+    var lookAhead = LookAhead.notYet
 
     init() {}
 
@@ -38,7 +40,9 @@ struct Direction {
     /// the step, records its outcome, and asks again until a step must wait for the kernel.
     var nextStep: DirectionStep {
         if busy || finished || handshake == .awaitingRequest { return .wait }
+        if lookAhead == .due { return .lookAhead }
         if prefixEnd > prefixStart { return .writePrefix }
+        if case .failed = lookAhead { return .reportFailure }
         if case .readingReply = handshake { return .readReply }
         if handshake == .holdingForReply { return .wait }
         if buffer >= 0 { return .releaseBuffer }
@@ -85,12 +89,32 @@ enum Handshake: Equatable {
     case holdingForReply
 }
 
+/// The look-ahead of an answer's first short read (the down direction only).
+enum LookAhead: Equatable {
+    case notYet
+    /// The first read was short: read once more before writing it.
+    case due
+    case done
+    /// The look-ahead found the source failed: reported once the bytes read before the
+    /// failure are written, as plain TCP would have delivered them before the error.
+    case failed(IOOutcome)
+}
+
 /// The steps of `Direction.nextStep`, in the order they take priority.
 enum DirectionStep: Equatable {
     /// An operation is in flight, or EOF was passed on: nothing until a completion.
     case wait
+    /// The down direction's first read was short: one more read into the same buffer before
+    /// writing it. A server that answers and closes (HTTP with `Connection: close`, most
+    /// request-answer protocols) has usually sent its FIN with the answer; found here, the
+    /// answer goes out with MSG_MORE and the FIN joins its last segment (one packet and
+    /// one poll fewer per connection). Once per direction, so a long exchange of messages
+    /// pays the extra read once.
+    case lookAhead
     /// Handshake (or copied) bytes go to the sink before any spliced byte.
     case writePrefix
+    /// The look-ahead's failure, now that the bytes read before it are written.
+    case reportFailure
     /// The tunnel server's reply must be read and checked before relaying.
     case readReply
     /// The handshake buffer is empty and no longer needed.

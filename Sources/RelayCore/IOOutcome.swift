@@ -97,8 +97,9 @@ enum DataPath {
         retrying { Glibc.read(fd, bytes, count) }
     }
 
-    @inline(__always) static func send(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int) -> IOOutcome {
-        retrying { Glibc.send(fd, bytes, count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+    @inline(__always) static func send(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int, more: Bool = false) -> IOOutcome {
+        let flags = Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT) | (more ? Int32(MSG_MORE) : 0)
+        return retrying { Glibc.send(fd, bytes, count, flags) }
     }
 
     @inline(__always) static func receive(_ fd: Int32, into bytes: UnsafeMutableRawPointer, count: Int) -> IOOutcome {

@@ -8,8 +8,9 @@ import SystemPackage
 /// answering an IOOutcome, and the pipes they move bytes through. The worker's is Linux
 /// (WorkerKernel); a test's is a fake, so a connection runs event by event without root.
 protocol StreamKernel {
-    /// send(2), non-blocking, without SIGPIPE.
-    func send(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int) -> IOOutcome
+    /// send(2), non-blocking, without SIGPIPE; `more`: MSG_MORE (the FIN follows at once,
+    /// and joins the last segment instead of a packet of its own).
+    func send(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int, more: Bool) -> IOOutcome
     /// recv(2), non-blocking.
     func receive(_ fd: Int32, into bytes: UnsafeMutableRawPointer, count: Int) -> IOOutcome
     /// splice(2) between a socket and a pipe end, non-blocking.
@@ -36,7 +37,13 @@ extension Connection {
             case .wait:
                 return nil
             case .writePrefix:
-                return kernel.send(dir.sink, buffers.pointer(dir.buffer) + dir.prefixStart, count: dir.prefixEnd - dir.prefixStart)
+                return kernel.send(dir.sink, buffers.pointer(dir.buffer) + dir.prefixStart, count: dir.prefixEnd - dir.prefixStart,
+                                   more: dir.sourceEOF && dir.inPipe == 0 && dir.handshake == .none)
+            case .lookAhead:
+                return kernel.receive(dir.source, into: buffers.pointer(dir.buffer) + dir.prefixEnd, count: HandshakeBuffers.size - dir.prefixEnd)
+            case .reportFailure:
+                guard case .failed(let outcome) = dir.lookAhead else { preconditionFailure("reportFailure without a failure") }
+                return outcome
             case .readReply:
                 guard case .readingReply(let fill, _) = dir.handshake else { preconditionFailure("readReply without a reply to read") }
                 return kernel.receive(dir.source, into: buffers.pointer(dir.buffer) + fill, count: HandshakeBuffers.size - fill)
@@ -84,8 +91,8 @@ extension Connection {
 struct WorkerKernel: StreamKernel {
     unowned(unsafe) let worker: Worker
 
-    @inline(__always) func send(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int) -> IOOutcome {
-        DataPath.send(fd, bytes, count: count)
+    @inline(__always) func send(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int, more: Bool) -> IOOutcome {
+        DataPath.send(fd, bytes, count: count, more: more)
     }
 
     @inline(__always) func receive(_ fd: Int32, into bytes: UnsafeMutableRawPointer, count: Int) -> IOOutcome {

@@ -23,12 +23,12 @@ extension Worker {
     private func noteProgress(_ c: UnsafeMutablePointer<Connection>, _ d: Int, _ step: DirectionStep, _ outcome: IOOutcome) {
         guard case .moved(let n) = outcome, n > 0 else { return }
         switch step {
-        case .read, .copyRead:
+        case .read, .copyRead, .lookAhead:
             c.pointee.lastActive = now
             countBytes(c, d, n)
         case .write, .writePrefix, .drainPipe:
             c.pointee.lastActive = now
-        case .wait, .readReply, .releaseBuffer, .passEOF, .releasePipeAndPoll, .pollIn, .takePipe:
+        case .wait, .readReply, .releaseBuffer, .passEOF, .releasePipeAndPoll, .pollIn, .takePipe, .reportFailure:
             break
         }
     }

@@ -78,6 +78,54 @@ import TunnelProtocol
         #expect(s.drive(d) == .close(expected, reset: true))
     }
 
+    /// A server that answers and closes has sent its FIN with the answer: the look-ahead
+    /// finds it, and the answer goes out with MSG_MORE right before the shutdown, so the FIN
+    /// joins the answer's last segment and no poll waits for the EOF.
+    @Test func aShortAnswerAndItsFINLeaveTogether() {
+        var s = ScriptedConnection()
+        let answer = Self.bytes(1259)
+        s.kernel[ScriptedConnection.upstream].inbound = answer
+        s.kernel[ScriptedConnection.upstream].peerFIN = true
+        #expect(s.drive(1) == .wait)
+        #expect(s.steps(1) == [.copyRead, .lookAhead, .writePrefix, .releaseBuffer, .passEOF])
+        #expect(s.kernel[ScriptedConnection.client].sent == answer)
+        #expect(s.kernel[ScriptedConnection.client].lastSendMore, "MSG_MORE: the FIN follows at once")
+        #expect(s.kernel[ScriptedConnection.client].shutDown)
+        #expect(s.holdings == (0, 0))
+    }
+
+    /// Without a FIN the look-ahead finds nothing; it is made once per direction (a long
+    /// exchange of short messages pays one extra read), never on the up direction, and a
+    /// send is never held back with MSG_MORE while the source is open.
+    @Test func theLookAheadIsMadeOnceAndOnlyForTheAnswer() {
+        var s = ScriptedConnection()
+        s.kernel[ScriptedConnection.client].inbound = Self.bytes(300)
+        #expect(s.drive(0) == .pollIn)
+        #expect(!s.steps(0).contains(.lookAhead), "a request is not looked ahead of")
+        s.kernel[ScriptedConnection.upstream].inbound = Self.bytes(100)
+        #expect(s.drive(1) == .pollIn)
+        s.kernel[ScriptedConnection.upstream].inbound = Self.bytes(100, seed: 3)
+        s.connection.down.drained = false
+        #expect(s.drive(1) == .pollIn)
+        #expect(s.steps(1).filter { $0 == .lookAhead }.count == 1)
+        #expect(s.kernel[ScriptedConnection.client].sent == Self.bytes(100) + Self.bytes(100, seed: 3))
+        #expect(!s.kernel[ScriptedConnection.client].lastSendMore)
+        #expect(!s.kernel[ScriptedConnection.client].shutDown)
+    }
+
+    /// A reset the look-ahead finds is the server's last word: the answer read before it
+    /// goes to the client first, as plain TCP delivers data before the error.
+    @Test func aResetFoundByTheLookAheadComesAfterTheAnswer() {
+        var s = ScriptedConnection()
+        let answer = Self.bytes(10)
+        s.kernel[ScriptedConnection.upstream].inbound = answer
+        s.kernel[ScriptedConnection.upstream].readFault = .peerReset(.connectionReset)
+        #expect(s.drive(1) == .close(.resetByUpstream(ECONNRESET), reset: true))
+        #expect(s.steps(1) == [.copyRead, .lookAhead, .writePrefix, .reportFailure])
+        #expect(s.kernel[ScriptedConnection.client].sent == answer)
+        #expect(!s.kernel[ScriptedConnection.client].lastSendMore)
+    }
+
     @Test func aFullSinkWaitsForRoomAndLosesNothing() {
         var s = ScriptedConnection()
         let request = Self.bytes(3000)

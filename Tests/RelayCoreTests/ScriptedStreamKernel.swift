@@ -22,6 +22,8 @@ final class ScriptedStreamKernel: StreamKernel {
         /// What writes answer (instead of moving bytes), e.g. notConnectedYet or a reset.
         var writeFault: IOOutcome? = nil
         var shutDown = false
+        /// The last send asked for MSG_MORE (a FIN to follow at once).
+        var lastSendMore = false
     }
 
     var sockets: [Int32: FakeSocket] = [:]
@@ -74,8 +76,9 @@ final class ScriptedStreamKernel: StreamKernel {
         return n
     }
 
-    func send(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int) -> IOOutcome {
+    func send(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int, more: Bool) -> IOOutcome {
         if let fault = self[fd].writeFault { return fault }
+        self[fd].lastSendMore = more
         if self[fd].room == 0 { return .wouldBlock }
         let n = put(Array(UnsafeRawBufferPointer(start: bytes, count: count)), to: fd)
         return .moved(n)
