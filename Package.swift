@@ -59,7 +59,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SystemPackage", package: "swift-system"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
-        ]),
+        ],
+        // The data path runs on per-worker state only one thread touches: release builds skip
+        // the runtime exclusivity checks (swift_beginAccess on every class property access in
+        // the pump); debug builds, and so the tests, keep them.
+        swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
         // Operator listener: /metrics, /api/connections, the dashboard; off the workers' rings.
         .target(name: "RelayAdmin", dependencies: [
             "RelayCore", "MPTCPSocket",

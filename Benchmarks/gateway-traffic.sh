@@ -13,8 +13,9 @@
 # Measures, in alternating rounds (A B C D A B C D ...) so that drift hits every arm alike:
 #   rate     wrk -t1 -c32, "Connection: close", a 1 KiB file from nginx: requests/s, and the
 #            proxy's CPU per request (utime+stime of its process over the run, /proc/PID/stat),
-#            also split into user space and kernel: the kernel's share is the network work
-#            itself (on loopback, including the peers' receive path), the same for any proxy
+#            also split into user space and kernel: the kernel's share is mostly the network
+#            work itself (on loopback, including the peers' receive path), plus the proxy's
+#            own system calls and ring operations
 #   latency  sockperf ping-pong, 64-byte messages over one TCP connection: p50 and p99 (µs)
 #   core     the rate measure through the pinned arms, and how busy the proxy kept CPU 0
 #   bulk     iperf3, one stream for S seconds: Gbit/s, the proxy's CPU seconds per GB, and the
@@ -27,11 +28,15 @@
 #
 # --also NAME=PATH (repeatable) compares builds in one run, under the same noise: what each
 # step of a change buys.
+# --congestion NAME: the namespace's TCP congestion control (default: the host's). Bulk cost
+# through an MPTCP socket depends on it: with bbr's pacing every push may arm a timer, which
+# in a virtual machine is a costly exit (see docs/deployment.md). The name is added to
+# net.ipv4.tcp_allowed_congestion_control for the run when it is missing there.
 # --perf DIR: afterwards, one more rate run through the relay under `perf record -F 999 -g`;
 # DIR gets perf.data and report.txt (perf report --no-children --sort dso,sym).
 #
 # Runs in a network namespace of its own (lo only). Root needed.
-# Usage: Benchmarks/gateway-traffic.sh [--rounds N] [--seconds S] [--relay PATH] [--also NAME=PATH]... [--perf DIR]
+# Usage: Benchmarks/gateway-traffic.sh [--rounds N] [--seconds S] [--relay PATH] [--also NAME=PATH]... [--congestion NAME] [--perf DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +44,7 @@ ROUNDS=5
 SECS=5
 RELAY=.build-release/release/mptcp-relay
 PERF_DIR=
+CONGESTION=
 declare -A ALSO=()
 while (($#)); do
     case $1 in
@@ -46,6 +52,7 @@ while (($#)); do
         --seconds) SECS=$2; shift 2 ;;
         --relay) RELAY=$2; shift 2 ;;
         --perf) PERF_DIR=$2; shift 2 ;;
+        --congestion) CONGESTION=$2; shift 2 ;;
         --also) [[ $2 == ?*=?* ]] || { echo "--also wants NAME=PATH" >&2; exit 2; }
                 ALSO[${2%%=*}]=${2#*=}; shift 2 ;;
         -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -69,6 +76,16 @@ NS=gwbench-$$
 # shellcheck source=Benchmarks/loopback-netns.sh
 source Benchmarks/loopback-netns.sh   # after the cd above: the repository root
 TICK=$(getconf CLK_TCK)
+if [[ -n $CONGESTION ]]; then
+    grep -qw "$CONGESTION" /proc/sys/net/ipv4/tcp_available_congestion_control ||
+        modprobe "tcp_$CONGESTION" 2>/dev/null || { echo "bench: congestion control '$CONGESTION' not available" >&2; exit 2; }
+    ALLOWED=$(cat /proc/sys/net/ipv4/tcp_allowed_congestion_control)
+    if ! grep -qw "$CONGESTION" <<<"$ALLOWED"; then
+        sysctl -qw net.ipv4.tcp_allowed_congestion_control="$ALLOWED $CONGESTION"
+        trap 'sysctl -qw net.ipv4.tcp_allowed_congestion_control="$ALLOWED"; bench_cleanup' EXIT INT TERM
+    fi
+    inns sysctl -qw net.ipv4.tcp_congestion_control="$CONGESTION"
+fi
 
 # Servers: nginx with a 1 KiB file (a second one on CPU 1 for the pinned arms), sockperf,
 # one iperf3 server per bulk arm (a server still busy with a lingering test would refuse
@@ -160,9 +177,9 @@ record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 # (its user-space and kernel parts) and BUSY (% of one CPU).
 RPS=0 CPU_US=nan USER_US=nan SYS_US=nan BUSY=nan
 rate_run() {  # ARM [wrapper...]
-    local arm=$1 pid=${PROXY_PID[$1]:-} out c0=0 c1 t0 t1 requests u0=0 s0=0 u1 s1
+    local arm=$1 pid=${PROXY_PID[$1]:-} out c0=0 c1 t0 t1 requests u0=0 s0=0 u1=0 s1=0
     shift
-    [[ -n $pid ]] && { c0=$(cpu_ticks "$pid"); read -r u0 s0 < <(cpu_split "$pid"); }
+    [[ -n $pid ]] && { c0=$(cpu_ticks "$pid"); read -r u0 s0 < <(cpu_split "$pid") || true; }
     t0=$(date +%s.%N)
     out=$(inns "$@" wrk -t1 -c32 -d"${SECS}s" -H "Connection: close" "http://127.0.0.1:${HTTP_PORT[$arm]}/1k")
     sleep 0.2   # the proxy's last closes
@@ -172,7 +189,7 @@ rate_run() {  # ARM [wrapper...]
     CPU_US=nan USER_US=nan SYS_US=nan BUSY=nan
     if [[ -n $pid && ${requests:-0} -gt 0 ]]; then
         c1=$(cpu_ticks "$pid")
-        read -r u1 s1 < <(cpu_split "$pid")
+        read -r u1 s1 < <(cpu_split "$pid") || true
         CPU_US=$(awk -v c="$((c1 - c0))" -v t="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", c / t / n * 1e6 }')
         USER_US=$(awk -v c="$((u1 - u0))" -v t="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", c / t / n * 1e6 }')
         SYS_US=$(awk -v c="$((s1 - s0))" -v t="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", c / t / n * 1e6 }')
@@ -233,7 +250,7 @@ PY
     printf 'round %s  %-12s %6s Gbit/s bulk   cpu %s s/GB   machine %s s/GB\n' "$round" "$arm" "$gbps" "$cpu_gb" "$machine_gb"
 }
 
-echo "bench: ${ROUNDS} rounds x (${#ARMS[@]} arms x 2 + ${#PINNED[@]} pinned + ${#BULK_ARMS[@]} bulk) x ${SECS}s, loopback; $(nproc) CPUs, kernel $(uname -r)"
+echo "bench: ${ROUNDS} rounds x (${#ARMS[@]} arms x 2 + ${#PINNED[@]} pinned + ${#BULK_ARMS[@]} bulk) x ${SECS}s, loopback; $(nproc) CPUs, kernel $(uname -r), congestion control $(inns sysctl -n net.ipv4.tcp_congestion_control)"
 for ((r = 1; r <= ROUNDS; r++)); do
     for arm in "${ARMS[@]}"; do run_arm "$arm" "$r"; done
     for arm in "${PINNED[@]}"; do run_pinned "$arm" "$r"; done

@@ -158,6 +158,8 @@ extension Connection {
                 case .moved(let n):
                     dir.prefixEnd += n
                     dir.drained = dir.prefixEnd < HandshakeBuffers.size
+                    // As a full first read would have: more is coming than a message's worth.
+                    if !dir.drained && dir.transfer == .copying { dir.transfer = .spliced }
                 case .eof:
                     dir.sourceEOF = true
                 case .wouldBlock:

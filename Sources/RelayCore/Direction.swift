@@ -96,7 +96,9 @@ enum LookAhead: Equatable {
     case due
     case done
     /// The look-ahead found the source failed: reported once the bytes read before the
-    /// failure are written, as plain TCP would have delivered them before the error.
+    /// failure are written, as plain TCP would have delivered them before the error (as far
+    /// as the reset that follows lets them: a close with SO_LINGER 0 drops what the client's
+    /// socket has not sent yet, the same race as when the next read finds the failure).
     case failed(IOOutcome)
 }
 

@@ -37,7 +37,9 @@ public final class Ring {
 
     /// io_uring_queue_init_params. Tries the single-issuer, deferred-task-run setup first
     /// (fewer interruptions for a ring owned by one thread, Linux 6.1+), then plainer ones.
-    /// Must be called on the thread that will drive the ring.
+    /// Must be called on the thread that will drive the ring, and every later call (the
+    /// deinit too) made there: the ring's descriptor is registered with that thread
+    /// (IORING_REGISTER_RING_FDS), and another thread's io_uring_enter would fail.
     /// `completionEntries` sizes the completion queue (0: the kernel's default, twice
     /// `entries`); a loop with many operations in flight wants room for all of them.
     public init(entries: UInt32, completionEntries: UInt32 = 0) throws(RingError) {

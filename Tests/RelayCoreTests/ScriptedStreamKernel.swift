@@ -78,9 +78,9 @@ final class ScriptedStreamKernel: StreamKernel {
 
     func send(_ fd: Int32, _ bytes: UnsafeRawPointer, count: Int, more: Bool) -> IOOutcome {
         if let fault = self[fd].writeFault { return fault }
-        self[fd].lastSendMore = more
         if self[fd].room == 0 { return .wouldBlock }
         let n = put(Array(UnsafeRawBufferPointer(start: bytes, count: count)), to: fd)
+        if n > 0 { self[fd].lastSendMore = more }
         return .moved(n)
     }
 
