@@ -8,21 +8,21 @@ import Testing
 /// FIN to the client in one segment, in the same worker turn (ConnectionStepTests drive the
 /// same steps against a scripted kernel).
 @Suite struct AnswerFINTests {
-    /// tcp_info's tcpi_segs_in (linux/tcp.h, past what Glibc's struct has): segments received.
-    static func segmentsIn(_ fd: Int32) -> UInt32 {
+    /// The uapi struct tcp_info (232 bytes; Glibc's stops short of tcpi_segs_in).
+    static func tcpInfo(_ fd: Int32) -> [UInt8] {
         var info = [UInt8](repeating: 0, count: 232)
         var length = socklen_t(info.count)
-        guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0, length >= 144 else { return 0 }
-        return info.withUnsafeBytes { $0.load(fromByteOffset: 140, as: UInt32.self) }
+        return getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 ? info : []
+    }
+
+    /// tcpi_segs_in: segments received.
+    static func segmentsIn(_ fd: Int32) -> UInt32 {
+        let info = tcpInfo(fd)
+        return info.isEmpty ? 0 : info.withUnsafeBytes { $0.load(fromByteOffset: 140, as: UInt32.self) }
     }
 
     /// tcpi_state (TCP_FIN_WAIT2 is 5).
-    static func state(_ fd: Int32) -> UInt8 {
-        var info = [UInt8](repeating: 0, count: 232)
-        var length = socklen_t(info.count)
-        guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 else { return 0 }
-        return info[0]
-    }
+    static func state(_ fd: Int32) -> UInt8 { tcpInfo(fd).first ?? 0 }
 
     @Test func anAnswerAndItsFINReachTheClientInOneSegment() throws {
         let upstream = try LoopbackListener(), front = try LoopbackListener()
