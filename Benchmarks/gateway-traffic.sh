@@ -177,9 +177,9 @@ record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 # (its user-space and kernel parts) and BUSY (% of one CPU).
 RPS=0 CPU_US=nan USER_US=nan SYS_US=nan BUSY=nan
 rate_run() {  # ARM [wrapper...]
-    local arm=$1 pid=${PROXY_PID[$1]:-} out c0=0 c1 t0 t1 requests u0=0 s0=0 u1=0 s1=0
+    local arm=$1 pid=${PROXY_PID[$1]:-} out t0 t1 requests u0=0 s0=0 u1=0 s1=0
     shift
-    [[ -n $pid ]] && { c0=$(cpu_ticks "$pid"); read -r u0 s0 < <(cpu_split "$pid") || true; }
+    [[ -n $pid ]] && { read -r u0 s0 < <(cpu_split "$pid") || true; }
     t0=$(date +%s.%N)
     out=$(inns "$@" wrk -t1 -c32 -d"${SECS}s" -H "Connection: close" "http://127.0.0.1:${HTTP_PORT[$arm]}/1k")
     sleep 0.2   # the proxy's last closes
@@ -188,12 +188,13 @@ rate_run() {  # ARM [wrapper...]
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
     CPU_US=nan USER_US=nan SYS_US=nan BUSY=nan
     if [[ -n $pid && ${requests:-0} -gt 0 ]]; then
-        c1=$(cpu_ticks "$pid")
         read -r u1 s1 < <(cpu_split "$pid") || true
-        CPU_US=$(awk -v c="$((c1 - c0))" -v t="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", c / t / n * 1e6 }')
-        USER_US=$(awk -v c="$((u1 - u0))" -v t="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", c / t / n * 1e6 }')
-        SYS_US=$(awk -v c="$((s1 - s0))" -v t="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", c / t / n * 1e6 }')
-        BUSY=$(awk -v c="$((c1 - c0))" -v t="$TICK" -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" 'BEGIN { printf "%.0f", c / t / w * 100 }')
+        # Clock ticks over the run, as µs per request.
+        per_request() { awk -v c="$1" -v t="$TICK" -v n="$requests" 'BEGIN { printf "%.1f", c / t / n * 1e6 }'; }
+        CPU_US=$(per_request "$((u1 - u0 + s1 - s0))")
+        USER_US=$(per_request "$((u1 - u0))")
+        SYS_US=$(per_request "$((s1 - s0))")
+        BUSY=$(awk -v c="$((u1 - u0 + s1 - s0))" -v t="$TICK" -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" 'BEGIN { printf "%.0f", c / t / w * 100 }')
     fi
 }
 
