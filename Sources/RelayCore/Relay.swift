@@ -425,9 +425,12 @@ public final class Relay {
         var stops = 0
         var status: Int32 = 0
         var addressesCheckedAt = Self.monotonicSeconds()
-        while true {
-            var wait = timespec(tv_sec: 0, tv_nsec: 200_000_000)
-            let sig = sigtimedwait(&set, nil, &wait)
+        // The control signals are blocked in every thread the relay starts, but a thread some
+        // library starts on its own may not block them, and the kernel may hand it a signal
+        // (when this thread is busy, say with a reload). There a SIGHUP's default action
+        // would end the process: a handler that only records it makes it wait for this loop.
+        for sig in [SIGTERM, SIGINT, SIGHUP] { _ = cnet_record_signal(sig) }
+        func handle(_ sig: Int32) {
             if sig == SIGTERM || sig == SIGINT {
                 stops += 1
                 if stops == 1 {
@@ -443,6 +446,15 @@ public final class Relay {
                     // Workers that stopped read no mailbox: sockets bound for them would listen unserved.
                     logger.notice("SIGHUP ignored: the relay is stopping")
                 } else if let onReload { onReload() } else { logger.notice("SIGHUP: nothing to reload (no config file)") }
+            }
+        }
+        while true {
+            var wait = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+            handle(sigtimedwait(&set, nil, &wait))
+            let recorded = cnet_take_recorded_signals()
+            for sig in [SIGTERM, SIGINT, SIGHUP] where recorded & (1 << UInt32(sig)) != 0 {
+                logger.debug("signal \(sig) was delivered to another thread: handled here")
+                handle(sig)
             }
             for i in threads.indices where !joined[i] {
                 guard cnet_thread_tryjoin(threads[i]) == 0 else { continue }

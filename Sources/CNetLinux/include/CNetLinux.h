@@ -34,6 +34,13 @@ int cnet_bytes_readable(int fd);
 /// ioctl(SIOCOUTQ): bytes written to a socket and not yet acknowledged by its peer, or -1
 /// (MPTCP answers from Linux 6.4).
 int cnet_bytes_unsent(int fd);
+/// Installs a handler that only records `sig` (1-31): a signal the process blocks everywhere
+/// for sigwait, should some thread not block it (one a library started), is recorded for
+/// cnet_take_recorded_signals instead of taking the default action (SIGHUP would end the
+/// process). Returns sigaction's result.
+int cnet_record_signal(int sig);
+/// The signals recorded since the last call, a bit per signal number; clears them.
+unsigned cnet_take_recorded_signals(void);
 /// fcntl(F_SETPIPE_SZ); returns the size the kernel granted or -1.
 int cnet_set_pipe_size(int fd, int size);
 /// fcntl(F_GETPIPE_SZ).
